@@ -1,0 +1,265 @@
+"""The experiment schema: YAML plus dotted ``key=value`` overrides, validated by pydantic.
+
+A run is fully described by one :class:`Config`. It is saved with every run, so a run folder alone
+is enough to rerun it. Unknown keys are errors that name the closest valid key.
+
+Shorthands accepted in overrides (and in grids):
+
+* ``reg=l2`` sets ``reg.penalty=l2``;
+* ``reg.l2=1e-3`` sets ``reg.penalty=l2`` and ``reg.lam=1e-3`` (likewise ``l1``, ``elastic``,
+  ``group``);
+* ``reg=dropout`` means no weight penalty and ``model.dropout=reg.dropout`` (dropout as the
+  regularizer under study); ``reg=none`` means no penalty and no dropout.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from reglab.errors import UserError
+
+RECIPE_DIR = Path(__file__).parent / "recipes"
+PENALTY_SHORTHANDS = ("l1", "l2", "elastic", "group")
+
+
+class Section(BaseModel):
+    """A config section: unknown keys are rejected, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(Section):
+    name: str = "mnist1d"
+    path: str | None = None
+    target: str | None = None
+    kind: Literal["auto", "classification", "regression"] = "auto"
+    n_samples: int | None = Field(None, gt=0)
+    n_train: int | None = Field(None, gt=0)
+    noise: float | None = Field(None, ge=0)
+    val_fraction: float = Field(0.15, gt=0, lt=1)
+    test_fraction: float = Field(0.15, gt=0, lt=1)
+    n_folds: int | None = Field(None, ge=2)
+    fold: int | None = Field(None, ge=0)
+    split_seed: int = 0
+
+    @model_validator(mode="after")
+    def _fold_in_range(self) -> "DataConfig":
+        if self.fold is not None and self.n_folds is None:
+            raise ValueError("data.fold needs data.n_folds")
+        if self.fold is not None and self.n_folds is not None and self.fold >= self.n_folds:
+            raise ValueError(f"data.fold={self.fold} must be below data.n_folds={self.n_folds}")
+        return self
+
+
+class ModelConfig(Section):
+    kind: Literal["linear", "mlp", "cnn"] = "mlp"
+    hidden: list[int] = [256, 128]
+    activation: Literal["relu", "tanh", "gelu", "leaky_relu", "elu"] = "relu"
+    dropout: float = Field(0.0, ge=0, lt=1)
+    channels: list[int] = [32, 64]
+    kernel_size: int = Field(3, ge=1)
+    pool: bool = True
+    dense: list[int] = [128]
+    batchnorm: bool = False
+
+
+class RegConfig(Section):
+    penalty: Literal["none", "l1", "l2", "elastic", "group", "dropout"] = "none"
+    lam: float = Field(0.0, ge=0)
+    l1_ratio: float = Field(0.5, ge=0, le=1)
+    mode: Literal["coupled", "decoupled", "proximal"] = "coupled"
+    on: str = "weights"
+    dropout: float = Field(0.2, ge=0, lt=1)
+    warmup_epochs: int = Field(0, ge=0)
+
+
+class OptimConfig(Section):
+    name: Literal["sgd", "adam", "adamw"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    momentum: float = Field(0.0, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+class TrainConfig(Section):
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(128, ge=0)
+    schedule: Literal["none", "plateau", "cosine", "step"] = "none"
+    plateau_factor: float = Field(0.5, gt=0, lt=1)
+    plateau_patience: int = Field(3, ge=0)
+    step_size: int = Field(10, ge=1)
+    step_gamma: float = Field(0.5, gt=0, le=1)
+    clip_norm: float | None = Field(None, gt=0)
+    clip_value: float | None = Field(None, gt=0)
+    early_stopping: int | None = Field(None, ge=1)
+    monitor: Literal["val_loss", "val_acc"] = "val_loss"
+    restore_best: bool = True
+    save_weights: bool = True
+    plots: bool = True
+
+
+class Config(Section):
+    """One experiment. ``train.batch_size=0`` means full-batch gradient descent."""
+
+    name: str = "run"
+    description: str = ""
+    seed: int = 0
+    device: str = "auto"
+    out: str = "runs"
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    reg: RegConfig = RegConfig()
+    optim: OptimConfig = OptimConfig()
+    train: TrainConfig = TrainConfig()
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def valid_keys(model: type[BaseModel] = Config, prefix: str = "") -> list[str]:
+    """Every dotted key the schema accepts, e.g. ``reg.lam``."""
+    keys = []
+    for name, field in model.model_fields.items():
+        key = prefix + name
+        keys.append(key)
+        sub = field.annotation
+        if isinstance(sub, type) and issubclass(sub, BaseModel):
+            keys.extend(valid_keys(sub, key + "."))
+    return keys
+
+
+def closest_key(key: str) -> str | None:
+    matches = difflib.get_close_matches(key, valid_keys(), n=1, cutoff=0.5)
+    if not matches:
+        leaf = key.rsplit(".", 1)[-1]
+        leaves = {k.rsplit(".", 1)[-1]: k for k in valid_keys()}
+        near = difflib.get_close_matches(leaf, list(leaves), n=1, cutoff=0.6)
+        matches = [leaves[near[0]]] if near else []
+    return matches[0] if matches else None
+
+
+def unknown_key_error(key: str) -> UserError:
+    suggestion = closest_key(key)
+    hint = f"; did you mean '{suggestion}'?" if suggestion else ""
+    return UserError(f"unknown config key '{key}'{hint}")
+
+
+def parse_value(text: str) -> Any:
+    """Parse an override's value as YAML (numbers, booleans, lists), keeping odd strings as is."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def expand_shorthand(key: str, value: Any) -> list[tuple[str, Any]]:
+    """Turn ``reg=l2`` / ``reg.l2=1e-3`` / ``reg=dropout`` into plain dotted assignments."""
+    if key == "reg":
+        choice = str(value).lower()
+        if choice == "none":
+            return [("reg.penalty", "none"), ("model.dropout", 0.0)]
+        if choice == "dropout":
+            return [("reg.penalty", "dropout")]
+        return [("reg.penalty", choice)]
+    head, _, tail = key.partition(".")
+    if head == "reg" and tail in PENALTY_SHORTHANDS:
+        return [("reg.penalty", tail), ("reg.lam", value)]
+    return [(key, value)]
+
+
+def set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    if key not in valid_keys():
+        raise unknown_key_error(key)
+    node = tree
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise unknown_key_error(key)
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise UserError(f"override '{text}' is not of the form key=value")
+    key, _, raw = text.partition("=")
+    key = key.strip()
+    if not key:
+        raise UserError(f"override '{text}' has no key")
+    return key, parse_value(raw.strip())
+
+
+def apply_overrides(tree: dict[str, Any], overrides: list[tuple[str, Any]]) -> dict[str, Any]:
+    for key, value in overrides:
+        for plain_key, plain_value in expand_shorthand(key, value):
+            set_dotted(tree, plain_key, plain_value)
+    return tree
+
+
+def recipe_path(recipe: str) -> Path:
+    """A built-in recipe name or a path to a YAML file."""
+    candidate = Path(recipe)
+    if candidate.suffix in (".yaml", ".yml"):
+        if not candidate.is_file():
+            raise UserError(f"config file '{recipe}' does not exist")
+        return candidate
+    builtin = RECIPE_DIR / f"{recipe}.yaml"
+    if builtin.is_file():
+        return builtin
+    names = sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
+    near = difflib.get_close_matches(recipe, names, n=1)
+    hint = f"; did you mean '{near[0]}'?" if near else f"; built-in recipes: {', '.join(names)}"
+    raise UserError(f"unknown recipe '{recipe}'{hint}")
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(tree, dict):
+        raise UserError(f"{path} must hold a mapping of config keys")
+    return tree
+
+
+def check_keys(tree: dict[str, Any], prefix: str = "") -> None:
+    allowed = set(valid_keys())
+    for key, value in tree.items():
+        dotted = prefix + str(key)
+        if dotted not in allowed:
+            raise unknown_key_error(dotted)
+        if isinstance(value, dict) and any(k.startswith(dotted + ".") for k in allowed):
+            check_keys(value, dotted + ".")
+
+
+def validate(tree: dict[str, Any]) -> Config:
+    """Validate a raw tree; a schema violation becomes one readable UserError line."""
+    check_keys(tree)
+    try:
+        config = Config.model_validate(tree)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "config"
+        value = err.get("input")
+        shown = f" (got {value!r})" if not isinstance(value, dict) else ""
+        raise UserError(f"invalid value for '{where}': {err['msg']}{shown}") from None
+    if config.reg.penalty == "dropout":
+        config.model.dropout = config.reg.dropout
+    return config
+
+
+def load_config(recipe: str, overrides: list[str] | None = None) -> Config:
+    """Read a built-in recipe or YAML file and apply ``key=value`` overrides."""
+    tree = read_yaml(recipe_path(recipe))
+    tree.setdefault("name", Path(recipe).stem)
+    parsed = [parse_override(o) for o in overrides or []]
+    return validate(apply_overrides(tree, parsed))
+
+
+def save_config(config: Config, path: Path) -> None:
+    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
