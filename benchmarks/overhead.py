@@ -1,0 +1,150 @@
+"""Per-step overhead of the Regularizer's hooks, side by side in one process.
+
+For an MLP on mnist1d-shaped data (40 → 256 → 128 → 10) and a small CNN on scikit-learn's digits
+(1×8×8), it times one training step (forward + backward + Adam step, batch 128) for:
+
+* ``plain``        no penalty (the baseline),
+* ``coupled L2``   ``Regularizer(model, L2(λ))`` attached to Adam,
+* ``decoupled L2`` the same with ``mode="decoupled"`` (= AdamW),
+* ``proximal L1``  ``Regularizer(model, L1(λ), mode="proximal")``,
+* ``hand-written`` ``loss + λ * sum(p.pow(2).sum() for p in model.parameters())``.
+
+Variants are interleaved block by block across repeats, so that drift in the machine's speed hits
+all of them alike; the median per-step time of each is reported with its ratio to ``plain``.
+
+    python benchmarks/overhead.py               # 1 thread
+    python benchmarks/overhead.py --threads 2 --repeats 40
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import platform
+import statistics
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+import reglab as rl
+
+TARGETS = {"coupled L2": 1.05, "decoupled L2": 1.05, "proximal L1": 1.10}
+LAM = 1e-4
+
+
+def mnist1d_data(random: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    if random:
+        g = torch.Generator().manual_seed(0)
+        return torch.randn(4000, 40, generator=g), torch.randint(0, 10, (4000,), generator=g)
+    from mnist1d.data import get_dataset_args, make_dataset  # generated locally, no download
+
+    ds = make_dataset(get_dataset_args())
+    return torch.tensor(ds["x"], dtype=torch.float32), torch.tensor(ds["y"], dtype=torch.long)
+
+
+def digits_data() -> tuple[torch.Tensor, torch.Tensor]:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.tensor(d.images / 16.0, dtype=torch.float32).unsqueeze(1)
+    return x, torch.tensor(d.target, dtype=torch.long)
+
+
+def mlp() -> nn.Module:
+    return nn.Sequential(nn.Linear(40, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10))
+
+
+def cnn() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(32 * 4 * 4, 64), nn.ReLU(), nn.Linear(64, 10),
+    )  # fmt: skip
+
+
+def make_variant(name: str, base: nn.Module):
+    """A closure doing one training step on (x, y) for this variant, with its own model copy."""
+    model = copy.deepcopy(base)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    if name == "coupled L2":
+        rl.Regularizer(model, rl.L2(LAM)).attach(opt)
+    elif name == "decoupled L2":
+        rl.Regularizer(model, rl.L2(LAM), mode="decoupled").attach(opt)
+    elif name == "proximal L1":
+        rl.Regularizer(model, rl.L1(LAM), mode="proximal").attach(opt)
+    hand = name == "hand-written"
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step(x, y):
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), y)
+        if hand:
+            loss = loss + LAM * sum(p.pow(2).sum() for p in model.parameters())
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+VARIANTS = ["plain", "coupled L2", "decoupled L2", "proximal L1", "hand-written"]
+
+
+def bench(base: nn.Module, x: torch.Tensor, y: torch.Tensor, repeats: int, block: int, batch: int):
+    g = torch.Generator().manual_seed(0)
+    batches = [(x[i], y[i]) for i in (torch.randint(0, len(x), (batch,), generator=g) for _ in range(block))]
+    steps = {v: make_variant(v, base) for v in VARIANTS}
+    for v in VARIANTS:  # warm-up
+        for xb, yb in batches[:5]:
+            steps[v](xb, yb)
+    times: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    for r in range(repeats):
+        order = VARIANTS[r % len(VARIANTS):] + VARIANTS[: r % len(VARIANTS)]  # rotate the order
+        for v in order:
+            t0 = time.perf_counter()
+            for xb, yb in batches:
+                steps[v](xb, yb)
+            times[v].append((time.perf_counter() - t0) / block)
+    return {v: statistics.median(ts) for v, ts in times.items()}
+
+
+def table(title: str, med: dict[str, float]) -> str:
+    base = med["plain"]
+    lines = [title, f"{'variant':<14} {'ms/step':>8} {'× plain':>8}  target"]
+    for v in VARIANTS:
+        ratio = med[v] / base
+        if v in TARGETS:
+            ok = ratio <= TARGETS[v] and med[v] < med["hand-written"]
+            target = f"≤ {TARGETS[v]:.2f}× and < hand-written: {'ok' if ok else 'MISSED'}"
+        else:
+            target = "baseline" if v == "plain" else ""
+        lines.append(f"{v:<14} {1e3 * med[v]:8.3f} {ratio:8.3f}  {target}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
+    ap.add_argument("--repeats", type=int, default=30, help="timed blocks per variant")
+    ap.add_argument("--block", type=int, default=20, help="steps per timed block")
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--random-data", action="store_true", help="random data of mnist1d's shape")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    print(
+        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, threads={args.threads}, "
+        f"Adam, batch {args.batch}, median of {args.repeats} interleaved blocks of {args.block} steps, λ={LAM:g}"
+    )
+    x, y = mnist1d_data(args.random_data)
+    print()
+    print(table("MLP 40-256-128-10 on mnist1d", bench(mlp(), x, y, args.repeats, args.block, args.batch)))
+    x, y = digits_data()
+    print()
+    print(table("CNN conv16-conv32-fc64 on digits 1×8×8", bench(cnn(), x, y, args.repeats, args.block, args.batch)))
+
+
+if __name__ == "__main__":
+    np.set_printoptions(precision=4)
+    main()

@@ -1,0 +1,47 @@
+"""reglab: regularization for PyTorch done right.
+
+The core (penalties, selections, the regularizer) imports nothing else of reglab and can be used in
+any training loop::
+
+    import reglab as rl
+    reg = rl.Regularizer(model, rl.L2(1e-4))              # weights only, coupled
+    opt = reg.attach(torch.optim.Adam(model.parameters()))
+"""
+
+from reglab.errors import UserError
+from reglab.penalties import (
+    L1,
+    L2,
+    ElasticNet,
+    GroupLasso,
+    Penalty,
+    from_keras,
+    from_sklearn_alpha,
+    keras_factors,
+    penalty_from_name,
+    sklearn_alpha,
+    sklearn_params,
+)
+from reglab.regularizer import Regularizer, Term, constant, warmup
+from reglab.selection import (
+    Selection,
+    biases,
+    embeddings,
+    everything,
+    modules,
+    named,
+    norms,
+    selection_from_string,
+    weights,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "UserError",
+    "Penalty", "L1", "L2", "ElasticNet", "GroupLasso", "penalty_from_name",
+    "sklearn_alpha", "sklearn_params", "from_sklearn_alpha", "keras_factors", "from_keras",
+    "Regularizer", "Term", "constant", "warmup",
+    "Selection", "weights", "biases", "norms", "embeddings", "named", "modules", "everything",
+    "selection_from_string",
+]  # fmt: skip

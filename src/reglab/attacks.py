@@ -1,0 +1,273 @@
+"""Adversarial examples: FGSM and PGD (L∞ and L2), in the style of torchattacks.
+
+Threat model: inputs lie in [0, 1] and ε is measured on that scale. Any normalization
+(mean/std) belongs inside the model, so that the ε-ball is the one a person means.
+
+Every attack is a small frozen object with one uniform call::
+
+    x_adv = attack(model, x, y)              # worst case over restarts, per example
+    x_adv, fooled = attack.success(model, x, y)
+
+The model must return logits of shape (N, C); the loss is cross-entropy on them. During the
+attack the model is in eval mode (unless ``eval_mode=False``) and every submodule's training
+flag is restored exactly afterwards. Gradients are taken with respect to the input only
+(``torch.autograd.grad``), so no ``.grad`` ever appears on the model's parameters, and the attack
+works under an outer ``torch.no_grad()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from reglab.errors import UserError
+
+NORMS = ("linf", "l2")
+_TINY = 1e-12
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _check_eps(eps: float, norm: str) -> float:
+    if norm not in NORMS:
+        raise UserError(f"unknown attack norm {norm!r}; choose one of: {', '.join(NORMS)}")
+    try:
+        eps = float(eps)
+    except (TypeError, ValueError):
+        raise UserError(f"attack eps must be a number, got {eps!r}") from None
+    if not eps >= 0 or math.isinf(eps):  # also rejects NaN
+        raise UserError(f"attack eps must be a finite number >= 0, got {eps}")
+    if norm == "linf" and eps > 1:
+        raise UserError(
+            f"L∞ attack eps={eps} is larger than 1, the whole [0, 1] input range; "
+            "eps is on the [0, 1] pixel scale (8/255 ≈ 0.031 is common)"
+        )
+    return eps
+
+
+def check_inputs(x: torch.Tensor, y: torch.Tensor) -> int:
+    """Check a batch for an attack; return the largest label (or -1 for an empty batch).
+
+    Inputs must be a float tensor (N, ...) with values in [0, 1]; labels integer class
+    indices of shape (N,), >= 0. One device synchronization in all.
+    """
+    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
+        raise UserError("attacks need torch tensors: inputs x of shape (N, ...) and labels y of shape (N,)")
+    if not x.is_floating_point():
+        raise UserError(f"attack inputs must be floating point in [0, 1], got dtype {x.dtype}")
+    if x.ndim < 2:
+        raise UserError(f"attack inputs must have a batch dimension, shape (N, ...); got shape {tuple(x.shape)}")
+    if y.ndim != 1 or y.shape[0] != x.shape[0]:
+        raise UserError(
+            f"labels must have shape (N,) = ({x.shape[0]},) to match the inputs; got shape {tuple(y.shape)}"
+        )
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise UserError(f"labels must be integer class indices, got dtype {y.dtype}")
+    if x.shape[0] == 0:
+        return -1
+    lo, hi, ymin, ymax = torch.stack(
+        [x.detach().min().double(), x.detach().max().double(), y.min().double(), y.max().double()]
+    ).tolist()
+    if not (lo >= 0 and hi <= 1):
+        raise UserError(
+            f"attack inputs must lie in [0, 1] (saw min {lo:.4g}, max {hi:.4g}); "
+            "eps is measured on that scale, so put normalization (mean/std) inside the model"
+        )
+    if ymin < 0:
+        raise UserError(f"labels must be class indices >= 0, saw {int(ymin)}")
+    return int(ymax)
+
+
+def _check_logits(out: object, n: int, y_max: int) -> None:
+    shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+    if not (isinstance(out, torch.Tensor) and out.ndim == 2 and out.shape[0] == n and out.shape[1] >= 2):
+        hint = ""
+        if isinstance(out, torch.Tensor) and out.shape[:1] == (n,) and (out.ndim == 1 or out.shape[1:] == (1,)):
+            hint = " (a regression output or a single logit is not a classifier; return one logit per class)"
+        raise UserError(
+            f"attacks need a classifier returning logits of shape (N, C) with C >= 2; "
+            f"for a batch of N={n} the model returned {shape}{hint}"
+        )
+    if y_max >= out.shape[1]:
+        raise UserError(f"labels must be in [0, {out.shape[1] - 1}] for a model with {out.shape[1]} classes; saw {y_max}")
+
+
+@contextlib.contextmanager
+def _mode(model, eval_mode: bool):
+    """Eval mode for the duration, then every submodule's own training flag back."""
+    if not eval_mode or not isinstance(model, torch.nn.Module):
+        yield
+        return
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, training in flags:
+            m.training = training
+
+
+def _input_grad(model, x: torch.Tensor, y: torch.Tensor, y_max: int | None = None) -> torch.Tensor:
+    """∇ₓ of the summed cross-entropy (parameters get no .grad); checks the logits once if y_max is given."""
+    x.requires_grad_(True)
+    logits = model(x)
+    if y_max is not None:
+        _check_logits(logits, x.shape[0], y_max)
+    (g,) = torch.autograd.grad(F.cross_entropy(logits, y, reduction="sum"), x)
+    return g
+
+
+def _bshape(x: torch.Tensor) -> tuple[int, ...]:
+    return (x.shape[0],) + (1,) * (x.ndim - 1)
+
+
+# --------------------------------------------------------------------------- attacks
+
+
+class _Attack:
+    """Shared call logic: validation, mode switching, restarts. Subclasses define ``_perturb``."""
+
+    restarts: int = 1
+    eval_mode: bool = True
+
+    def _perturb(self, model, x0, y, y_max):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __call__(self, model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Adversarial inputs for (x, y): same shape, in [0, 1], within the ε-ball of x."""
+        return self._run(model, x, y, want_success=False)[0]
+
+    def success(self, model, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x_adv, fooled)``: fooled[i] is True when the model's argmax on x_adv[i] is not y[i]."""
+        return self._run(model, x, y, want_success=True)
+
+    def _run(self, model, x, y, want_success):
+        y_max = check_inputs(x, y)
+        x0 = x.detach()
+        y = y.detach().long()
+        if x0.shape[0] == 0:
+            return x0.clone(), torch.zeros(0, dtype=torch.bool, device=x0.device)
+        with _mode(model, self.eval_mode), torch.enable_grad():
+            best = best_loss = best_fooled = None
+            for r in range(self.restarts):
+                x_adv = self._perturb(model, x0, y, y_max if r == 0 else None)
+                if self.restarts == 1 and not want_success:
+                    return x_adv, None
+                with torch.no_grad():
+                    logits = model(x_adv)
+                    loss = F.cross_entropy(logits, y, reduction="none")
+                    fooled = logits.argmax(1) != y
+                if best is None:
+                    best, best_loss, best_fooled = x_adv, loss, fooled
+                    continue
+                # Keep a restart that fools the model; among those that do not, the highest loss.
+                take = (fooled & ~best_fooled) | (~fooled & ~best_fooled & (loss > best_loss))
+                best = torch.where(take.view(_bshape(x_adv)), x_adv, best)
+                best_loss = torch.where(take, loss, best_loss)
+                best_fooled = best_fooled | fooled
+            return best, best_fooled
+
+
+@dataclass(frozen=True)
+class FGSM(_Attack):
+    """Fast gradient sign method (Goodfellow et al. 2015), L∞:
+
+        x_adv = clip_[0,1]( x + ε · sign(∇ₓ CE(f(x), y)) )
+
+    ``eval_mode=False`` leaves the model's mode alone (some adversarial training attacks in train mode).
+    """
+
+    eps: float
+    eval_mode: bool = True
+
+    def __post_init__(self):
+        object.__setattr__(self, "eps", _check_eps(self.eps, "linf"))
+
+    norm = "linf"
+
+    def _perturb(self, model, x0, y, y_max):
+        x = x0.clone()
+        g = _input_grad(model, x, y, y_max)
+        return x.detach().add_(g.sign(), alpha=self.eps).clamp_(0, 1)
+
+
+@dataclass(frozen=True)
+class PGD(_Attack):
+    """Projected gradient descent (Madry et al. 2018) on the cross-entropy, L∞ or L2.
+
+    Start at x₀ (or a uniform random point of the ε-ball when ``random_start``), then ``steps`` times
+
+        L∞:  x ← Π( x + α · sign(∇ₓ L) )
+        L2:  x ← Π( x + α · ∇ₓ L / ‖∇ₓ L‖₂ )
+
+    where Π clips to the ε-ball around x₀ and then to [0, 1] (for L∞ this is the exact projection
+    onto the intersection; for L2 it is the usual ball-then-box projection, which stays feasible).
+    The default step is Madry's α = 2.5·ε/steps. With ``restarts`` > 1 the attack runs again from
+    new random starts and keeps, per example, a restart that fools the model, otherwise the one with
+    the highest loss; it never does worse than its first restart. The last iterate of each restart
+    is used, as in torchattacks.
+    """
+
+    eps: float
+    alpha: float | None = None
+    steps: int = 10
+    norm: str = "linf"
+    random_start: bool = True
+    restarts: int = 1
+    eval_mode: bool = True
+
+    def __post_init__(self):
+        object.__setattr__(self, "eps", _check_eps(self.eps, self.norm))
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps <= 0:
+            raise UserError(f"PGD steps must be an integer >= 1, got {self.steps!r}")
+        if isinstance(self.restarts, bool) or not isinstance(self.restarts, int) or self.restarts < 1:
+            raise UserError(f"PGD restarts must be an integer >= 1, got {self.restarts!r}")
+        if self.restarts > 1 and not self.random_start:
+            raise UserError("PGD restarts > 1 need random_start=True (otherwise every restart is the same)")
+        if self.alpha is not None:
+            a = float(self.alpha)
+            if not a > 0 or math.isinf(a):
+                raise UserError(f"PGD step size alpha must be a finite number > 0, got {self.alpha!r}")
+            object.__setattr__(self, "alpha", a)
+
+    @property
+    def step_size(self) -> float:
+        """α: the given ``alpha``, else 2.5·ε/steps."""
+        return self.alpha if self.alpha is not None else 2.5 * self.eps / self.steps
+
+    def _perturb(self, model, x0, y, y_max):
+        if self.norm == "linf":
+            return self._linf(model, x0, y, y_max)
+        return self._l2(model, x0, y, y_max)
+
+    def _linf(self, model, x0, y, y_max):
+        eps, alpha = self.eps, self.step_size
+        lo, hi = (x0 - eps).clamp_(min=0), (x0 + eps).clamp_(max=1)
+        x = x0.clone()
+        if self.random_start:
+            x.add_(torch.empty_like(x0).uniform_(-eps, eps)).clamp_(0, 1)
+        for i in range(self.steps):
+            g = _input_grad(model, x, y, y_max if i == 0 else None)
+            x = torch.minimum(torch.maximum(x.detach().add_(g.sign(), alpha=alpha), lo), hi)
+        return x.detach()
+
+    def _l2(self, model, x0, y, y_max):
+        eps, alpha, shape = self.eps, self.step_size, _bshape(x0)
+        x = x0.clone()
+        if self.random_start:  # uniform in the L2 ball: direction ~ N(0, I), radius ε·U^(1/d)
+            d = torch.randn_like(x0)
+            n = torch.linalg.vector_norm(d.flatten(1), dim=1).clamp_(min=_TINY)
+            r = eps * torch.rand(x0.shape[0], device=x0.device, dtype=x0.dtype).pow_(1.0 / x0[0].numel())
+            x.add_(d.mul_((r / n).view(shape))).clamp_(0, 1)
+        for i in range(self.steps):
+            g = _input_grad(model, x, y, y_max if i == 0 else None)
+            gn = torch.linalg.vector_norm(g.flatten(1), dim=1).add_(_TINY)
+            delta = x.detach().add_(g / gn.view(shape), alpha=alpha).sub_(x0)
+            dn = torch.linalg.vector_norm(delta.flatten(1), dim=1).clamp_(min=_TINY)
+            x = delta.mul_((eps / dn).clamp_(max=1).view(shape)).add_(x0).clamp_(0, 1)
+        return x.detach()

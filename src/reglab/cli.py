@@ -1,0 +1,117 @@
+"""The ``reglab`` command line.
+
+A mistake the user can fix prints one line ``error: …`` on stderr and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from typer.exceptions import Abort, Exit, TyperException
+from rich.console import Console
+from rich.table import Table
+
+from reglab.errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0],
+                  pretty_exceptions_enable=False)
+console = Console()
+
+SHOWN_KEYS = ("status", "reason", "epochs_run", "best_epoch", "train_loss", "val_loss", "test_loss",
+              "train_acc", "val_acc", "test_acc", "gap_acc", "gap_loss", "weight_l2", "zeros_total",
+              "reference", "reference_max_abs_dw", "seconds")
+
+
+def fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def summary_table(summary: dict, title: str) -> Table:
+    table = Table(title=title, show_header=False)
+    for key in SHOWN_KEYS:
+        if key in summary:
+            table.add_row(key, fmt(summary[key]))
+    for key, value in summary.items():
+        if key.startswith(("penalty/", "robust", "clean", "modes", "hq", "fid")):
+            table.add_row(key, fmt(value))
+    return table
+
+
+@app.command()
+def run(
+    recipe: str = typer.Argument(..., help="a built-in recipe name or a YAML file"),
+    overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. reg.l2=1e-3 seed=3"),
+    out: Optional[Path] = typer.Option(None, help="root folder for run folders (default: the config's 'out')"),
+):
+    """Train one config and write its run folder."""
+    from reglab.config import load_config
+    from reglab.train import run as run_config
+
+    config = load_config(recipe, overrides)
+    result = run_config(config, root=out)
+    console.print(summary_table(result.summary, f"{config.name} (seed {config.seed})"))
+    if not result.ok:
+        print(f"run failed: {result.summary.get('reason')}; results in {result.path}")
+        raise typer.Exit(1)
+    print(f"results in {result.path}")
+
+
+@app.command()
+def recipes():
+    """List the built-in recipes."""
+    from reglab.config import RECIPE_DIR, read_yaml
+
+    table = Table("recipe", "what it shows")
+    for path in sorted(RECIPE_DIR.glob("*.yaml")):
+        table.add_row(path.stem, read_yaml(path).get("description", "").strip().splitlines()[0])
+    console.print(table)
+
+
+@app.command()
+def datasets():
+    """List the datasets with their size and source."""
+    from reglab.data import list_datasets
+
+    table = Table("dataset", "kind", "examples", "shape", "offline", "source")
+    for info in list_datasets():
+        table.add_row(info.name, info.kind, str(info.n_examples), str(info.shape),
+                      "yes" if info.offline else "first use downloads", info.source)
+    console.print(table)
+
+
+@app.command()
+def show(run_dir: Path = typer.Argument(..., help="a run folder")):
+    """Show a run folder's summary."""
+    from reglab.runs import read_run
+
+    data = read_run(run_dir)
+    console.print(summary_table(data["summary"], str(run_dir)))
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except Exit as exc:
+        sys.exit(exc.exit_code)
+    except Abort:
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except TyperException as exc:
+        if exc.format_message():
+            print(f"error: {exc.format_message()}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

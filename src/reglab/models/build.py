@@ -1,0 +1,103 @@
+"""Build a classifier or regressor from a :class:`~reglab.config.ModelConfig` and the data shape."""
+
+from __future__ import annotations
+
+
+import torch
+from torch import nn
+
+from reglab.config import ModelConfig
+from reglab.errors import UserError
+
+ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "gelu": nn.GELU,
+    "leaky_relu": nn.LeakyReLU,
+    "elu": nn.ELU,
+}
+
+
+class Net(nn.Module):
+    """``features`` (conv blocks or nothing) → flatten → ``body`` (dense layers) → ``head``."""
+
+    def __init__(self, features: nn.Module, body: nn.Module, head: nn.Linear):
+        super().__init__()
+        self.features = features
+        self.body = body
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(torch.flatten(self.features(x), 1)))
+
+
+def dense_stack(sizes: list[int], width_in: int, cfg: ModelConfig) -> tuple[nn.Sequential, int]:
+    layers: list[nn.Module] = []
+    for width in sizes:
+        layers.append(nn.Linear(width_in, width))
+        if cfg.batchnorm:
+            layers.append(nn.BatchNorm1d(width))
+        layers.append(ACTIVATIONS[cfg.activation]())
+        if cfg.dropout > 0:
+            layers.append(nn.Dropout(cfg.dropout))
+        width_in = width
+    return nn.Sequential(*layers), width_in
+
+
+def conv_stack(cfg: ModelConfig, input_shape: tuple[int, ...]) -> tuple[nn.Sequential, int]:
+    """Conv blocks: conv (same padding) → [batchnorm] → activation → [max-pool 2]."""
+    if len(input_shape) not in (2, 3):
+        raise UserError(
+            f"model.kind=cnn needs inputs shaped (C, L) or (C, H, W); the data has shape "
+            f"{tuple(input_shape)}: use model.kind=mlp or linear"
+        )
+    two_d = len(input_shape) == 3
+    conv, norm, pool = (
+        (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d) if two_d else (nn.Conv1d, nn.BatchNorm1d, nn.MaxPool1d)
+    )
+    channels_in, *spatial = input_shape
+    layers: list[nn.Module] = []
+    for channels in cfg.channels:
+        layers.append(conv(channels_in, channels, cfg.kernel_size, padding=cfg.kernel_size // 2))
+        if cfg.batchnorm:
+            layers.append(norm(channels))
+        layers.append(ACTIVATIONS[cfg.activation]())
+        if cfg.pool and min(spatial) >= 2:
+            layers.append(pool(2))
+            spatial = [s // 2 for s in spatial]
+        channels_in = channels
+    stack = nn.Sequential(*layers)
+    with torch.no_grad():
+        width = stack(torch.zeros(1, *input_shape)).flatten(1).shape[1]
+    return stack, width
+
+
+def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
+    """A fresh model for inputs of ``input_shape`` (one example) and ``n_outputs`` outputs."""
+    flat = 1
+    for size in input_shape:
+        flat *= int(size)
+    if cfg.kind == "linear":
+        return Net(nn.Identity(), nn.Identity(), nn.Linear(flat, n_outputs))
+    if cfg.kind == "mlp":
+        body, width = dense_stack(cfg.hidden, flat, cfg)
+        return Net(nn.Identity(), body, nn.Linear(width, n_outputs))
+    features, width = conv_stack(cfg, tuple(input_shape))
+    body, width = dense_stack(cfg.dense, width, cfg)
+    return Net(features, body, nn.Linear(width, n_outputs))
+
+
+def check_input(model: nn.Module, input_shape: tuple[int, ...], n_outputs: int) -> None:
+    """Run one dummy example through the model; a shape error becomes a UserError."""
+    try:
+        with torch.no_grad():
+            out = model.eval()(torch.zeros(2, *input_shape))
+    except RuntimeError as exc:
+        raise UserError(
+            f"the model does not fit the data's input shape {tuple(input_shape)}: "
+            f"{str(exc).splitlines()[0]}"
+        ) from None
+    if out.shape != (2, n_outputs):
+        raise UserError(f"the model returns shape {tuple(out.shape[1:])}, the data needs ({n_outputs},)")
+
+

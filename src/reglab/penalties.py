@@ -1,0 +1,385 @@
+"""Weight penalties: math only.
+
+Each penalty is a small class with three operations on one tensor ``w``:
+
+* ``value(w)``     the penalty λ·R(w), a scalar tensor (differentiable);
+* ``grad(w)``      a (sub)gradient of λ·R at ``w``;
+* ``prox(w, step)`` the proximal map argmin_z ½‖z − w‖² + step·λ·R(z).
+  In training ``step`` is the learning rate, so the threshold is lr·λ.
+
+λ conventions (stated once, here and in ``docs/regularization.md``)
+-------------------------------------------------------------------
+The objective reglab minimizes is ``data_loss + Σ_terms λ·R(w)`` where the data loss is a *mean*
+over the batch (torch's default ``reduction="mean"``, e.g. ``MSELoss()`` = (1/n)·Σ(y − ŷ)²):
+
+=============  ===================================  ===============================
+penalty        λ·R(w)                               gradient
+=============  ===================================  ===============================
+``L2``         λ/2·‖w‖²                             λ·w  (torch's ``weight_decay=λ``)
+``L1``         λ·‖w‖₁                               λ·sign(w), sign(0) = 0
+``ElasticNet`` λ·(α‖w‖₁ + (1−α)/2·‖w‖²)  (glmnet)   λ·(α·sign(w) + (1−α)·w)
+``GroupLasso`` λ·Σ_g √p_g·‖w_g‖₂                    λ·√p_g·w_g/‖w_g‖  (0 where w_g = 0)
+=============  ===================================  ===============================
+
+``α`` is ``l1_ratio``. For ``GroupLasso`` a group is one row of ``w.reshape(w.shape[0], -1)``: one
+output unit of a ``Linear`` layer, one filter of a ``Conv`` layer; ``p_g`` is the group size. A 1-D
+or 0-D tensor is a single group.
+
+Converters to and from scikit-learn's ``alpha`` and Keras' ``l1``/``l2`` factors are at the end of
+this module. They assume the regression data term above, (1/n)·‖y − Xw‖².
+
+The penalties can carry optional hints, ``on=`` (a selection), ``mode=`` and ``schedule=``, that a
+:class:`reglab.Regularizer` turns into a term. The math never reads them.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor
+
+from reglab.errors import UserError
+
+__all__ = [
+    "Penalty",
+    "L1",
+    "L2",
+    "ElasticNet",
+    "GroupLasso",
+    "penalty_from_name",
+    "sklearn_alpha",
+    "sklearn_params",
+    "from_sklearn_alpha",
+    "keras_factors",
+    "from_keras",
+]
+
+
+def _check_lam(lam: Any) -> float:
+    if isinstance(lam, bool) or not isinstance(lam, numbers.Real):
+        raise UserError(f"λ (lam) must be a number, got {lam!r}")
+    if not math.isfinite(lam) or lam < 0:
+        raise UserError(f"λ (lam) must be a finite number ≥ 0, got {lam}")
+    return float(lam)
+
+
+def _check_ratio(ratio: Any) -> float:
+    if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not 0 <= ratio <= 1:
+        raise UserError(f"l1_ratio must be a number in [0, 1], got {ratio!r}")
+    return float(ratio)
+
+
+def _soft_threshold(w: Tensor, t: float) -> Tensor:
+    """sign(w)·max(|w| − t, 0), written as w − clamp(w, −t, t) (exact zeros below t)."""
+    return w - w.clamp(-t, t)
+
+
+class Penalty:
+    """Base class. Subclasses define ``value``, ``grad`` and ``prox`` for one tensor.
+
+    The ``*_`` methods act in place on lists of tensors with λ given explicitly (the regularizer
+    passes λ times its schedule factor). The defaults loop over tensors; subclasses override them
+    with ``torch._foreach_*`` ops where that is faster.
+    """
+
+    name = "penalty"
+
+    def __init__(self, lam: float, *, on: Any = None, mode: str | None = None, schedule: Any = None):
+        self.lam = _check_lam(lam)
+        self.on, self.mode, self.schedule = on, mode, schedule
+
+    # -- one tensor, λ = self.lam -------------------------------------------------------------
+    def value(self, w: Tensor) -> Tensor:
+        return self._value(w, self.lam)
+
+    def grad(self, w: Tensor) -> Tensor:
+        return self._grad(w, self.lam)
+
+    def prox(self, w: Tensor, step: float) -> Tensor:
+        return self._prox(w, step * self.lam)
+
+    # -- to define: λ given, ``t`` = step·λ -----------------------------------------------------
+    def _value(self, w: Tensor, lam: float) -> Tensor:
+        raise NotImplementedError
+
+    def _grad(self, w: Tensor, lam: float) -> Tensor:
+        raise NotImplementedError
+
+    def _prox(self, w: Tensor, t: float) -> Tensor:
+        raise NotImplementedError
+
+    # -- in place, lists of tensors, used by the Regularizer -----------------------------------
+    def add_grad_(self, grads: Sequence[Tensor], params: Sequence[Tensor], lam: float) -> None:
+        """grads += ∇(λ·R)(params)."""
+        for g, p in zip(grads, params):
+            g.add_(self._grad(p, lam))
+
+    def decay_(self, params: Sequence[Tensor], lr: float, lam: float) -> None:
+        """params -= lr·∇(λ·R)(params)  (decoupled decay)."""
+        for p in params:
+            p.sub_(self._grad(p, lam), alpha=lr)
+
+    def prox_(self, params: Sequence[Tensor], step: float, lam: float) -> None:
+        """params = prox(params, step) with λ given."""
+        for p in params:
+            p.copy_(self._prox(p, step * lam))
+
+    def total(self, params: Sequence[Tensor], lam: float | None = None) -> Tensor:
+        """Σ λ·R(p) over ``params`` (differentiable)."""
+        lam = self.lam if lam is None else lam
+        values = [self._value(p, lam) for p in params]
+        return sum(values[1:], values[0]) if values else torch.zeros(())
+
+    # -- display -------------------------------------------------------------------------------
+    def _args(self) -> str:
+        return f"lam={self.lam:g}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._args()})"
+
+
+class L2(Penalty):
+    """Ridge / weight decay.
+
+    value  λ/2·‖w‖²
+    grad   λ·w                    (the same as torch's ``weight_decay=λ``)
+    prox   w / (1 + step·λ)       (shrinks, never gives zeros)
+    """
+
+    name = "l2"
+
+    def _value(self, w, lam):
+        return 0.5 * lam * w.pow(2).sum()
+
+    def _grad(self, w, lam):
+        return lam * w
+
+    def _prox(self, w, t):
+        return w / (1 + t)
+
+    def add_grad_(self, grads, params, lam):
+        torch._foreach_add_(list(grads), list(params), alpha=lam)
+
+    def decay_(self, params, lr, lam):
+        # exactly what torch.optim.AdamW does: p ← p·(1 − lr·λ)
+        torch._foreach_mul_(list(params), 1 - lr * lam)
+
+    def prox_(self, params, step, lam):
+        torch._foreach_div_(list(params), 1 + step * lam)
+
+
+class L1(Penalty):
+    """Lasso.
+
+    value  λ·‖w‖₁
+    grad   λ·sign(w), with sign(0) = 0
+    prox   soft threshold: sign(w)·max(|w| − step·λ, 0)
+
+    Only the prox (``mode="proximal"``) gives exact zeros. Subgradient descent with ``grad``
+    (``mode="coupled"``, or L1 added to the loss) makes weights oscillate around zero instead.
+    """
+
+    name = "l1"
+
+    def _value(self, w, lam):
+        return lam * w.abs().sum()
+
+    def _grad(self, w, lam):
+        return lam * torch.sign(w)
+
+    def _prox(self, w, t):
+        return _soft_threshold(w, t)
+
+    def add_grad_(self, grads, params, lam):
+        torch._foreach_add_(list(grads), torch._foreach_sign(list(params)), alpha=lam)
+
+    def decay_(self, params, lr, lam):
+        params = list(params)
+        torch._foreach_sub_(params, torch._foreach_sign(params), alpha=lr * lam)
+
+    def prox_(self, params, step, lam):
+        _foreach_soft_threshold_(list(params), step * lam)
+
+
+def _foreach_soft_threshold_(params: list[Tensor], t: float) -> None:
+    """params ← params − clamp(params, −t, t)."""
+    clipped = torch._foreach_clamp_min(params, -t)
+    torch._foreach_clamp_max_(clipped, t)
+    torch._foreach_sub_(params, clipped)
+
+
+class ElasticNet(Penalty):
+    """Elastic net in glmnet's form, α = ``l1_ratio``.
+
+    value  λ·(α·‖w‖₁ + (1−α)/2·‖w‖²)
+    grad   λ·(α·sign(w) + (1−α)·w)
+    prox   soft_threshold(w, step·λ·α) / (1 + step·λ·(1−α))
+
+    α = 1 is ``L1(λ)``, α = 0 is ``L2(λ)``.
+    """
+
+    name = "elastic"
+
+    def __init__(self, lam: float, l1_ratio: float = 0.5, **hints: Any):
+        super().__init__(lam, **hints)
+        self.l1_ratio = _check_ratio(l1_ratio)
+
+    def _value(self, w, lam):
+        a = self.l1_ratio
+        return lam * (a * w.abs().sum() + 0.5 * (1 - a) * w.pow(2).sum())
+
+    def _grad(self, w, lam):
+        a = self.l1_ratio
+        return lam * (a * torch.sign(w) + (1 - a) * w)
+
+    def _prox(self, w, t):
+        a = self.l1_ratio
+        return _soft_threshold(w, t * a) / (1 + t * (1 - a))
+
+    def add_grad_(self, grads, params, lam):
+        grads, params, a = list(grads), list(params), self.l1_ratio
+        torch._foreach_add_(grads, torch._foreach_sign(params), alpha=lam * a)
+        torch._foreach_add_(grads, params, alpha=lam * (1 - a))
+
+    def decay_(self, params, lr, lam):
+        params, a = list(params), self.l1_ratio
+        step = torch._foreach_sign(params)
+        torch._foreach_mul_(step, a)
+        torch._foreach_add_(step, params, alpha=1 - a)
+        torch._foreach_sub_(params, step, alpha=lr * lam)
+
+    def prox_(self, params, step, lam):
+        params, a = list(params), self.l1_ratio
+        _foreach_soft_threshold_(params, step * lam * a)
+        torch._foreach_div_(params, 1 + step * lam * (1 - a))
+
+    def _args(self):
+        return f"lam={self.lam:g}, l1_ratio={self.l1_ratio:g}"
+
+
+def _groups(w: Tensor) -> Tensor:
+    """Rows = groups: one per output unit / filter; a 0-D or 1-D tensor is one group."""
+    return w.reshape(w.shape[0], -1) if w.dim() >= 2 else w.reshape(1, -1)
+
+
+class GroupLasso(Penalty):
+    """Group lasso with one group per output unit (Linear) or filter (Conv).
+
+    A group ``w_g`` is a row of ``w.reshape(w.shape[0], -1)``, of size ``p_g``; a 0-D or 1-D tensor
+    is a single group. The √p_g weight is included, so groups of different size are comparable.
+
+    value  λ·Σ_g √p_g·‖w_g‖₂
+    grad   λ·√p_g·w_g/‖w_g‖₂, and 0 for a group that is all zeros
+    prox   w_g·max(0, 1 − step·λ·√p_g/‖w_g‖₂)   (whole groups become exactly zero)
+
+    For ``ConvTranspose`` weights, dim 0 is the *input* channel, so groups are input channels.
+    """
+
+    name = "group"
+
+    def _value(self, w, lam):
+        g = _groups(w)
+        return lam * math.sqrt(g.shape[1]) * torch.linalg.vector_norm(g, dim=1).sum()
+
+    def _grad(self, w, lam):
+        g = _groups(w)
+        norms = torch.linalg.vector_norm(g, dim=1, keepdim=True)
+        scale = torch.where(norms > 0, lam * math.sqrt(g.shape[1]) / norms, torch.zeros_like(norms))
+        return (g * scale).reshape(w.shape)
+
+    def _prox(self, w, t):
+        g = _groups(w)
+        norms = torch.linalg.vector_norm(g, dim=1, keepdim=True)
+        thr = t * math.sqrt(g.shape[1])
+        keep = torch.where(norms > thr, 1 - thr / norms.clamp_min(thr), torch.zeros_like(norms))
+        return (g * keep).reshape(w.shape)
+
+
+_BY_NAME = {"l1": L1, "l2": L2, "elastic": ElasticNet, "group": GroupLasso}
+
+
+def penalty_from_name(name: str, lam: float, *, l1_ratio: float = 0.5, **hints: Any) -> Penalty:
+    """``"l1" | "l2" | "elastic" | "group"`` → a penalty (``l1_ratio`` is used by ``elastic`` only)."""
+    cls = _BY_NAME.get(str(name).lower())
+    if cls is None:
+        raise UserError(f"unknown penalty '{name}'; choose one of {', '.join(_BY_NAME)}")
+    if cls is ElasticNet:
+        return ElasticNet(lam, l1_ratio=l1_ratio, **hints)
+    return cls(lam, **hints)
+
+
+# ---------------------------------------------------------------------------------------------
+# Converters. reglab: (1/n)‖y − Xw‖² + λ·R(w).
+#   Ridge       ‖y − Xw‖² + α‖w‖²                         → α = n·λ/2   (needs n_samples)
+#   Lasso       (1/2n)‖y − Xw‖² + α‖w‖₁                   → α = λ/2
+#   ElasticNet  (1/2n)‖y − Xw‖² + αρ‖w‖₁ + α(1−ρ)/2‖w‖²   → α = λ/2, ρ = l1_ratio
+#   Keras       loss + l1·Σ|w| + l2·Σw²                   → λ₁ = l1, λ₂ = 2·l2
+# ---------------------------------------------------------------------------------------------
+
+
+def sklearn_params(penalty: Penalty, n_samples: int | None = None) -> dict[str, float]:
+    """Keyword arguments for the scikit-learn estimator with the same minimizer.
+
+    ``L2`` → ``Ridge(alpha=n·λ/2)`` (needs ``n_samples``), ``L1`` → ``Lasso(alpha=λ/2)``,
+    ``ElasticNet`` → ``ElasticNet(alpha=λ/2, l1_ratio=α)``.
+    """
+    if isinstance(penalty, L2):
+        if n_samples is None or n_samples <= 0:
+            raise UserError("Ridge's alpha depends on the number of samples: pass n_samples")
+        return {"alpha": n_samples * penalty.lam / 2}
+    if isinstance(penalty, L1):
+        return {"alpha": penalty.lam / 2}
+    if isinstance(penalty, ElasticNet):
+        return {"alpha": penalty.lam / 2, "l1_ratio": penalty.l1_ratio}
+    raise UserError(f"{type(penalty).__name__} has no scikit-learn counterpart")
+
+
+def sklearn_alpha(penalty: Penalty, n_samples: int | None = None) -> float:
+    """scikit-learn's ``alpha`` for ``penalty`` (see :func:`sklearn_params`)."""
+    return sklearn_params(penalty, n_samples)["alpha"]
+
+
+def from_sklearn_alpha(
+    kind: str, alpha: float, n_samples: int | None = None, l1_ratio: float = 0.5
+) -> Penalty:
+    """The reglab penalty for ``Ridge`` / ``Lasso`` / ``ElasticNet`` (``kind``) with ``alpha``."""
+    kind = str(kind).lower().replace("_", "")
+    alpha = _check_lam(alpha)
+    if kind == "ridge":
+        if n_samples is None or n_samples <= 0:
+            raise UserError("Ridge's alpha depends on the number of samples: pass n_samples")
+        return L2(2 * alpha / n_samples)
+    if kind == "lasso":
+        return L1(2 * alpha)
+    if kind == "elasticnet":
+        return ElasticNet(2 * alpha, l1_ratio=l1_ratio)
+    raise UserError(f"unknown scikit-learn estimator '{kind}'; choose ridge, lasso or elasticnet")
+
+
+def keras_factors(penalty: Penalty) -> dict[str, float]:
+    """Keras' ``regularizers.l1_l2(l1=…, l2=…)`` factors for ``penalty`` (Keras adds l2·Σw²)."""
+    if isinstance(penalty, L2):
+        return {"l1": 0.0, "l2": penalty.lam / 2}
+    if isinstance(penalty, L1):
+        return {"l1": penalty.lam, "l2": 0.0}
+    if isinstance(penalty, ElasticNet):
+        a = penalty.l1_ratio
+        return {"l1": penalty.lam * a, "l2": penalty.lam * (1 - a) / 2}
+    raise UserError(f"{type(penalty).__name__} has no Keras counterpart")
+
+
+def from_keras(l1: float = 0.0, l2: float = 0.0) -> Penalty:
+    """The reglab penalty for Keras' ``l1(l1)``, ``l2(l2)`` or ``l1_l2(l1, l2)``.
+
+    ``l2(f)`` → ``L2(2f)``; ``l1(f)`` → ``L1(f)``; both → ``ElasticNet(l1 + 2·l2, l1/(l1 + 2·l2))``.
+    """
+    l1, l2 = _check_lam(l1), _check_lam(l2)
+    if l1 == 0:
+        return L2(2 * l2)
+    if l2 == 0:
+        return L1(l1)
+    lam = l1 + 2 * l2
+    return ElasticNet(lam, l1_ratio=l1 / lam)

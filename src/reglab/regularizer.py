@@ -1,0 +1,374 @@
+"""The Regularizer: binds penalty terms to a model and applies them around any optimizer's step.
+
+A term is (penalty, selection, mode, schedule). Modes:
+
+``coupled``    before the step, ``p.grad += ∇(λ·R)(p)``. Exactly the same as adding
+               ``reg.penalty()`` to the loss (what ``torch.optim.Adam(weight_decay=λ)`` does for
+               L2), but without building an autograd graph. L1 this way is subgradient descent:
+               weights oscillate around zero and do *not* become exactly zero.
+``decoupled``  before the step, ``p ← p − lr·∇(λ·R)(p)`` with ``lr`` of ``p``'s param group, so
+               the penalty does not pass through the optimizer's moment estimates. For L2 that is
+               ``p ← p·(1 − lr·λ)``: L2 decoupled + ``Adam`` is exactly ``AdamW(weight_decay=λ)``.
+``proximal``   after the step, ``p ← prox(p, lr)`` with ``lr`` of ``p``'s param group (threshold
+               lr·λ). With SGD this is proximal gradient descent (ISTA): L1 gives exact zeros. With
+               adaptive optimizers it is the usual heuristic with the same threshold.
+
+``reg.attach(optimizer)`` registers the optimizer's step pre-/post-hooks, so that nothing else in
+the training loop changes. Params that got no gradient in a step are skipped, as the optimizer
+skips them. Note that the coupled gradient is added inside ``optimizer.step()``, i.e. *after*
+any gradient clipping done before it; add ``reg.penalty()`` to the loss instead if clipping must
+see the penalty's gradient.
+
+λ schedules (``constant()``, ``warmup(steps)``) scale a term's λ by a factor of the number of
+optimizer steps taken, counted by the attached optimizer (``reg.steps``; restore it with
+``load_state_dict``). Schedules are per step; for ``n`` epochs pass ``n * steps_per_epoch``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Callable, Iterable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from reglab.errors import UserError
+from reglab.penalties import Penalty, penalty_from_name
+from reglab.selection import Selection, biases, embeddings, norms, selection_from_string, weights
+
+__all__ = ["Regularizer", "Term", "Schedule", "constant", "warmup", "MODES"]
+
+MODES = ("coupled", "decoupled", "proximal")
+
+
+def _check_mode(mode: Any) -> str:
+    if mode not in MODES:
+        raise UserError(f"unknown regularization mode {mode!r}; choose one of {', '.join(MODES)}")
+    return mode
+
+
+# -- schedules ----------------------------------------------------------------------------------
+
+
+class Schedule:
+    """A factor in [0, 1] that multiplies a term's λ, as a function of optimizer steps taken."""
+
+    def __call__(self, step: int) -> float:
+        raise NotImplementedError
+
+
+class _Constant(Schedule):
+    def __call__(self, step):
+        return 1.0
+
+    def __repr__(self):
+        return "constant()"
+
+
+class _Warmup(Schedule):
+    def __init__(self, steps: int):
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise UserError(f"warmup steps must be an integer ≥ 0, got {steps!r}")
+        self.steps = steps
+
+    def __call__(self, step):
+        return 1.0 if step >= self.steps else step / self.steps
+
+    def __repr__(self):
+        return f"warmup({self.steps})"
+
+
+def constant() -> Schedule:
+    """Factor 1: the full λ at every step."""
+    return _Constant()
+
+
+def warmup(steps: int) -> Schedule:
+    """Linear warm-up: factor ``min(1, t/steps)`` at the optimizer step taken after ``t`` steps.
+
+    So the first step uses λ·0, step ``steps + 1`` and later the full λ.
+    """
+    return _Warmup(steps)
+
+
+# -- terms --------------------------------------------------------------------------------------
+
+
+class Term:
+    """One penalty on one selection, applied in one mode, with one λ schedule.
+
+    ``on``, ``mode`` and ``schedule`` default to the penalty's own hints (``L2(1e-4, on=…)``),
+    then to ``weights()``, the regularizer's mode and ``constant()``.
+    """
+
+    def __init__(
+        self,
+        penalty: Penalty,
+        on: Selection | str | None = None,
+        mode: str | None = None,
+        schedule: Schedule | Callable[[int], float] | None = None,
+    ):
+        if not isinstance(penalty, Penalty):
+            raise UserError(f"a term needs a penalty such as L2(1e-4), got {penalty!r}")
+        on = penalty.on if on is None else on
+        if isinstance(on, str):
+            on = selection_from_string(on)
+        if on is not None and not isinstance(on, Selection):
+            raise UserError(f"on= must be a selection such as weights(), got {on!r}")
+        mode = penalty.mode if mode is None else mode
+        schedule = penalty.schedule if schedule is None else schedule
+        if schedule is not None and not callable(schedule):
+            raise UserError(f"schedule= must be constant(), warmup(n) or a callable, got {schedule!r}")
+        self.penalty = penalty
+        self.on = on
+        self.mode = None if mode is None else _check_mode(mode)
+        self.schedule = schedule
+
+    def __repr__(self):
+        parts = [repr(self.penalty)]
+        if self.on is not None:
+            parts.append(f"on={self.on!r}")
+        if self.mode is not None:
+            parts.append(f"mode={self.mode!r}")
+        if self.schedule is not None:
+            parts.append(f"schedule={self.schedule!r}")
+        return f"Term({', '.join(parts)})"
+
+
+class _Bound:
+    """A term resolved on a model: its parameters, and (once attached) their param groups."""
+
+    def __init__(self, term: Term, model: nn.Module, default_mode: str):
+        self.penalty = term.penalty
+        self.selection = term.on if term.on is not None else weights()
+        self.mode = term.mode or default_mode
+        self.schedule = term.schedule if term.schedule is not None else constant()
+        self.named = self.selection.resolve(model)
+        self.tensors = [p for _, p in self.named]
+        self.chunks: list[tuple[dict, list[Tensor]]] = []  # (param group, its params)
+        label = self.selection.label
+        self.name = self.penalty.name if label == "weights" else f"{self.penalty.name}:{label}"
+
+    def lam(self, step: int) -> float:
+        return self.penalty.lam * float(self.schedule(step))
+
+
+def _lr(group: dict) -> float:
+    lr = group["lr"]
+    return float(lr) if isinstance(lr, Tensor) else lr
+
+
+def _with_grad(params: Sequence[Tensor]) -> list[Tensor]:
+    return [p for p in params if p.grad is not None]
+
+
+# -- the regularizer ----------------------------------------------------------------------------
+
+
+class Regularizer:
+    """Penalty terms bound to ``model``.
+
+    ``terms`` is a penalty, a :class:`Term`, or a list of them; ``mode`` is the default for terms
+    that do not set one. Each term's selection defaults to :func:`reglab.weights`.
+
+    >>> reg = Regularizer(model, [L2(1e-4, on=weights() - named("head.*")), L1(1e-5, on=named("head.*"))])
+    >>> opt = reg.attach(torch.optim.Adam(model.parameters(), lr=1e-3))
+    """
+
+    def __init__(self, model: nn.Module, terms: Penalty | Term | Iterable[Penalty | Term], mode: str = "coupled"):
+        if not isinstance(model, nn.Module):
+            raise UserError(f"Regularizer needs an nn.Module, got {type(model).__name__}")
+        self.model = model
+        self.mode = _check_mode(mode)
+        if isinstance(terms, (Penalty, Term)):
+            terms = [terms]
+        self.terms = [t if isinstance(t, Term) else Term(t) for t in terms]
+        self._bound = [_Bound(t, model, self.mode) for t in self.terms]
+        seen: dict[str, int] = {}
+        for b in self._bound:
+            if not b.tensors:
+                raise UserError(
+                    f"term '{b.name}' ({b.penalty!r} on {b.selection!r}) selects no parameter of the model"
+                )
+            seen[b.name] = seen.get(b.name, 0) + 1
+            if seen[b.name] > 1:
+                b.name = f"{b.name}#{seen[b.name]}"
+        self._coupled = [b for b in self._bound if b.mode == "coupled"]
+        self._decoupled = [b for b in self._bound if b.mode == "decoupled"]
+        self._proximal = [b for b in self._bound if b.mode == "proximal"]
+        self.steps = 0
+        self._optimizer: torch.optim.Optimizer | None = None
+        self._handles: list[Any] = []
+
+    @classmethod
+    def from_spec(
+        cls,
+        model: nn.Module,
+        penalty: str,
+        lam: float,
+        *,
+        l1_ratio: float = 0.5,
+        mode: str = "coupled",
+        on: str | Selection = "weights",
+        warmup_steps: int = 0,
+    ) -> Regularizer:
+        """From plain values, as in a config: ``penalty`` is ``l1|l2|elastic|group`` or ``none``."""
+        if penalty == "none":
+            return cls(model, [], mode=mode)
+        pen = penalty_from_name(penalty, lam, l1_ratio=l1_ratio)
+        schedule = warmup(warmup_steps) if warmup_steps else constant()
+        return cls(model, Term(pen, on=on, mode=mode, schedule=schedule), mode=mode)
+
+    # -- optimizer hooks ------------------------------------------------------------------------
+
+    def attach(self, optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+        """Apply the terms at every ``optimizer.step()`` from now on; returns ``optimizer``.
+
+        Attaching to another optimizer detaches from the previous one.
+        """
+        self.detach()
+        self._bind(optimizer)
+        if self._coupled or self._decoupled:
+            self._handles.append(optimizer.register_step_pre_hook(self._pre_hook))
+        self._handles.append(optimizer.register_step_post_hook(self._post_hook))
+        return optimizer
+
+    def detach(self) -> None:
+        """Remove the hooks of :meth:`attach`."""
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+        self._optimizer = None
+
+    def _bind(self, optimizer: torch.optim.Optimizer) -> None:
+        """Split each term's parameters by the optimizer's param groups (done once)."""
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise UserError(f"attach() needs a torch.optim optimizer, got {type(optimizer).__name__}")
+        group_of = {id(p): i for i, g in enumerate(optimizer.param_groups) for p in g["params"]}
+        decayed = []
+        for b in self._bound:
+            missing = [n for n, p in b.named if id(p) not in group_of and p.requires_grad]
+            if missing:
+                shown = ", ".join(missing[:5]) + (", …" if len(missing) > 5 else "")
+                raise UserError(
+                    f"term '{b.name}' touches {len(missing)} parameter(s) the optimizer does not hold: {shown}"
+                )
+            by_group: dict[int, list[Tensor]] = {}
+            for _, p in b.named:
+                if id(p) in group_of:
+                    by_group.setdefault(group_of[id(p)], []).append(p)
+            b.chunks = [(optimizer.param_groups[i], ps) for i, ps in sorted(by_group.items())]
+            decayed += [
+                n for n, p in b.named if id(p) in group_of and optimizer.param_groups[group_of[id(p)]].get("weight_decay")
+            ]
+        if decayed:
+            warnings.warn(
+                f"the optimizer's own weight_decay also applies to {len(decayed)} parameter(s) "
+                f"the regularizer penalizes (e.g. {decayed[0]}): they are decayed twice",
+                UserWarning,
+                stacklevel=3,
+            )
+        self._optimizer = optimizer
+
+    def _pre_hook(self, optimizer, args, kwargs):
+        self.before_step(optimizer)
+
+    def _post_hook(self, optimizer, args, kwargs):
+        self.after_step(optimizer)
+
+    def before_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Coupled gradients and decoupled decay. Called by the hook of :meth:`attach`."""
+        if optimizer is not self._optimizer:
+            self._bind(optimizer)
+        with torch.no_grad():
+            for b in self._coupled:
+                lam = b.lam(self.steps)
+                ps = _with_grad(b.tensors)
+                if lam and ps:
+                    b.penalty.add_grad_([p.grad for p in ps], ps, lam)
+            for b in self._decoupled:
+                lam = b.lam(self.steps)
+                if lam:
+                    for group, tensors in b.chunks:
+                        ps = _with_grad(tensors)
+                        if ps:
+                            b.penalty.decay_(ps, _lr(group), lam)
+
+    def after_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Proximal maps, then count the step. Called by the hook of :meth:`attach`."""
+        if optimizer is not self._optimizer:
+            self._bind(optimizer)
+        with torch.no_grad():
+            for b in self._proximal:
+                lam = b.lam(self.steps)
+                if lam:
+                    for group, tensors in b.chunks:
+                        ps = _with_grad(tensors)
+                        if ps:
+                            b.penalty.prox_(ps, _lr(group), lam)
+        self.steps += 1
+
+    # -- values ---------------------------------------------------------------------------------
+
+    def _params(self, b: _Bound, model: nn.Module | None) -> list[Tensor]:
+        if model is None or model is self.model:
+            return b.tensors
+        return [p for _, p in b.selection.resolve(model)]
+
+    def penalty(self, model: nn.Module | None = None) -> Tensor:
+        """Σ over terms of λ_t·R(params), differentiable (λ_t includes the schedule factor).
+
+        Add it to the loss *instead of* attaching, not as well.
+        """
+        values = [b.penalty.total(self._params(b, model), b.lam(self.steps)) for b in self._bound]
+        if not values:
+            p = next(iter(self.model.parameters()), None)
+            return torch.zeros((), device=None if p is None else p.device)
+        return sum(values[1:], values[0])
+
+    def values(self) -> dict[str, float]:
+        """Each term's current value λ_t·R, by term name (e.g. ``l2``, ``l1:head.*``), for logging."""
+        with torch.no_grad():
+            return {b.name: float(b.penalty.total(b.tensors, b.lam(self.steps))) for b in self._bound}
+
+    def state_dict(self) -> dict[str, int]:
+        return {"steps": self.steps}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.steps = int(state["steps"])
+
+    # -- display --------------------------------------------------------------------------------
+
+    def describe(self) -> str:
+        """A table: each term's penalty, λ, mode, schedule and the parameters (with shapes) it
+        touches, then what no term touches."""
+        lines = [
+            "default selection weights(): the `weight` of Linear, Bilinear, Conv and ConvTranspose "
+            "layers (not biases, norms, embeddings)"
+        ]
+        if not self._bound:
+            lines.append("no penalty terms")
+        for b in self._bound:
+            lines.append(
+                f"term {b.name}: {b.penalty!r}  mode={b.mode}  schedule={b.schedule!r}  on={b.selection!r}"
+            )
+            width = max(len(n) for n, _ in b.named)
+            for n, p in b.named:
+                lines.append(f"    {n:<{width}}  {tuple(p.shape)}")
+            count = sum(p.numel() for p in b.tensors)
+            lines.append(f"    = {len(b.tensors)} tensors, {count:,} values")
+        touched = {id(p) for b in self._bound for p in b.tensors}
+        rest = [(n, p) for n, p in self.model.named_parameters() if id(p) not in touched]
+        kinds = [("norms", norms()), ("embeddings", embeddings()), ("biases", biases()), ("weights", weights())]
+        sets = [(k, s.ids(self.model)) for k, s in kinds]
+        counts: dict[str, int] = {}
+        for _, p in rest:
+            kind = next((k for k, ids in sets if id(p) in ids), "other")
+            counts[kind] = counts.get(kind, 0) + 1
+        detail = ", ".join(f"{v} {k}" for k, v in counts.items())
+        values = sum(p.numel() for _, p in rest)
+        lines.append(f"untouched: {len(rest)} params, {values:,} values" + (f" ({detail})" if detail else ""))
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"Regularizer({len(self._bound)} terms: {', '.join(b.name for b in self._bound) or 'none'})"

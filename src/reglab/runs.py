@@ -1,0 +1,107 @@
+"""The run folder: ``runs/<recipe>/<time>_<hash>_s<seed>/``.
+
+It holds ``config.yaml``, ``env.json``, ``metrics.jsonl`` (one JSON object per epoch),
+``summary.json``, ``weights.pt`` and ``plots/``. ``summary.json`` says ``"status": "running"``
+from the first moment, so a folder whose run was killed never looks complete; a finished run says
+``"ok"``, a failed one ``"failed"`` with the reason and the step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from reglab.config import Config, save_config
+from reglab.errors import UserError
+
+
+def config_hash(config: Config) -> str:
+    text = json.dumps(config.to_dict(), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write atomically: a reader sees the old file or the new one, never half of one."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=float))
+    os.replace(tmp, path)
+
+
+def environment(config: Config, device: torch.device) -> dict[str, Any]:
+    import numpy
+
+    return {
+        "reglab": version("reglab"),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "platform": platform.platform(),
+        "device": str(device),
+        "cuda": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "threads": torch.get_num_threads(),
+        "seed": config.seed,
+        "command": sys.argv,
+    }
+
+
+@dataclass
+class RunFolder:
+    path: Path
+
+    @classmethod
+    def create(cls, config: Config, device: torch.device, root: str | Path | None = None) -> "RunFolder":
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        base = Path(root if root is not None else config.out) / config.name
+        path = base / f"{stamp}_{config_hash(config)}_s{config.seed}"
+        suffix = 1
+        while path.exists():
+            suffix += 1
+            path = base / f"{stamp}_{config_hash(config)}_s{config.seed}-{suffix}"
+        (path / "plots").mkdir(parents=True)
+        folder = cls(path)
+        save_config(config, path / "config.yaml")
+        write_json(path / "env.json", environment(config, device))
+        write_json(path / "summary.json", {"status": "running"})
+        return folder
+
+    def log(self, record: dict[str, Any]) -> None:
+        with open(self.path / "metrics.jsonl", "a") as fh:
+            fh.write(json.dumps(record, default=float) + "\n")
+
+    def save_weights(self, model: torch.nn.Module) -> None:
+        torch.save(model.state_dict(), self.path / "weights.pt")
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        write_json(self.path / "summary.json", summary)
+
+
+def read_run(path: str | Path) -> dict[str, Any]:
+    """A run folder's config, summary and per-epoch metrics."""
+    path = Path(path)
+    if not (path / "summary.json").is_file():
+        raise UserError(f"'{path}' is not a run folder (no summary.json)")
+    metrics = []
+    if (path / "metrics.jsonl").is_file():
+        metrics = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines() if line]
+    return {
+        "path": path,
+        "config": yaml.safe_load((path / "config.yaml").read_text()),
+        "summary": json.loads((path / "summary.json").read_text()),
+        "metrics": metrics,
+    }
+
+
+def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """The saved state dict, read back with ``weights_only=True``."""
+    return torch.load(Path(path) / "weights.pt", weights_only=True, map_location="cpu")

@@ -1,0 +1,67 @@
+"""Optimizer, regularizer, LR schedule and gradient clipping, built from config."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from reglab.config import Config
+from reglab.penalties import L1, L2, ElasticNet, GroupLasso
+from reglab.regularizer import Regularizer, Term
+from reglab.selection import selection_from_string
+from reglab.regularizer import warmup, constant
+
+
+def build_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
+    """``optim.weight_decay`` is torch's own: coupled L2 in sgd/adam, decoupled in adamw."""
+    o = cfg.optim
+    params = model.parameters()
+    if o.name == "sgd":
+        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    if o.name == "adam":
+        return torch.optim.Adam(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+    return torch.optim.AdamW(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+
+
+def make_penalty(cfg: Config):
+    r = cfg.reg
+    if r.penalty == "l1":
+        return L1(r.lam)
+    if r.penalty == "l2":
+        return L2(r.lam)
+    if r.penalty == "elastic":
+        return ElasticNet(r.lam, l1_ratio=r.l1_ratio)
+    if r.penalty == "group":
+        return GroupLasso(r.lam)
+    return None
+
+
+def build_regularizer(model: nn.Module, cfg: Config, steps_per_epoch: int) -> Regularizer | None:
+    """The config's penalty term, or None for ``reg.penalty`` none/dropout."""
+    penalty = make_penalty(cfg)
+    if penalty is None:
+        return None
+    schedule = warmup(cfg.reg.warmup_epochs * steps_per_epoch) if cfg.reg.warmup_epochs else constant()
+    term = Term(penalty, on=selection_from_string(cfg.reg.on), mode=cfg.reg.mode, schedule=schedule)
+    return Regularizer(model, term)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Config):
+    t = cfg.train
+    if t.schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min" if t.monitor == "val_loss" else "max",
+            factor=t.plateau_factor, patience=t.plateau_patience,
+        )
+    if t.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=t.epochs)
+    if t.schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=t.step_size, gamma=t.step_gamma)
+    return None
+
+
+def clip_gradients(model: nn.Module, cfg: Config) -> None:
+    if cfg.train.clip_norm is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip_norm)
+    if cfg.train.clip_value is not None:
+        nn.utils.clip_grad_value_(model.parameters(), cfg.train.clip_value)

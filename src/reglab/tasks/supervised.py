@@ -1,0 +1,94 @@
+"""Supervised tasks: classification scored by cross-entropy and accuracy, regression by MSE.
+
+The regression data term is the mean squared error (1/n)·Σ(y − ŷ)², the convention that the
+penalty converters to scikit-learn assume.
+
+A task owns what is trained (``model``), how one step trains it (``train_step``) and how it is
+scored (``evaluate``); the trainer owns the loop around it. Training methods such as adversarial
+training subclass this and override ``loss`` and the metric hooks.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from reglab.models.build import build_model, check_input
+from reglab.tasks.optim import build_optimizer, build_regularizer, build_scheduler, clip_gradients
+
+
+class SupervisedTask:
+    """Train a classifier or regressor: loss → backward → clip → ``optimizer.step()``."""
+
+    def __init__(self, config, splits, device: torch.device):
+        self.config = config
+        self.kind = splits.kind
+        self.classify = splits.kind == "classification"
+        self.model = build_model(config.model, splits.input_shape, splits.n_outputs)
+        check_input(self.model, splits.input_shape, splits.n_outputs)
+        self.model.to(device)
+        self.optimizer = build_optimizer(self.model, config)
+        self.regularizer = None
+        self.scheduler = build_scheduler(self.optimizer, config)
+
+    def attach_regularizer(self, steps_per_epoch: int) -> None:
+        """Bind the config's penalty to the optimizer (it then acts inside ``optimizer.step()``)."""
+        self.regularizer = build_regularizer(self.model, self.config, steps_per_epoch)
+        if self.regularizer is not None:
+            self.regularizer.attach(self.optimizer)
+
+    def targets(self, y) -> torch.Tensor:
+        """Labels as int64 for classification, targets as (N, k) float32 for regression."""
+        y = torch.as_tensor(y)
+        if self.classify:
+            return y.long()
+        return y.float().reshape(len(y), -1)
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The training loss of one batch; training methods (adversarial) override this."""
+        return self.criterion(model(x), y)
+
+    def criterion(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(out, y) if self.classify else F.mse_loss(out, y)
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One optimizer step on a batch; returns the detached batch loss."""
+        loss = self.loss(self.model, x, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        clip_gradients(self.model, self.config)
+        self.optimizer.step()
+        return loss.detach()
+
+    def penalty_values(self) -> dict[str, float]:
+        if self.regularizer is None:
+            return {}
+        return {f"penalty/{k}": v for k, v in self.regularizer.values().items()}
+
+    def epoch_metrics(self, tensors) -> dict[str, float]:
+        """Extra per-epoch metrics; none for plain supervised training."""
+        return {}
+
+    def final_metrics(self, tensors) -> dict[str, float]:
+        """Extra metrics of the finished (restored) model; none for plain supervised training."""
+        return {}
+
+    @torch.no_grad()
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2048) -> dict[str, float]:
+        """Mean loss (and accuracy for classification) over a split, in eval mode."""
+        model = self.model
+        was_training = model.training
+        model.eval()
+        total_loss, correct = 0.0, 0
+        for start in range(0, len(x), batch_size):
+            out = model(x[start : start + batch_size])
+            target = y[start : start + batch_size]
+            total_loss += float(self.criterion(out, target)) * len(target)
+            if self.classify:
+                correct += int((out.argmax(1) == target).sum())
+        model.train(was_training)
+        metrics = {"loss": total_loss / len(x)}
+        if self.classify:
+            metrics["acc"] = correct / len(x)
+        return metrics

@@ -1,0 +1,261 @@
+"""The training loop and what surrounds it: seeding, early stopping with restore-best, LR schedules,
+gradient clipping, a divergence guard, per-epoch metrics, progress, and the run folder.
+
+One step is: loss → backward → clip → ``optimizer.step()``. The regularizer is attached to the
+optimizer (coupled gradients and decoupled decay before the step, proximal maps after it), so the
+loop itself never mentions the penalty.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from reglab.config import Config
+from reglab.data import Splits, load_dataset, make_splits
+from reglab.errors import UserError
+from reglab.plots import learning_curve, weight_histogram
+from reglab.runs import RunFolder
+from reglab.tasks import make_task
+from reglab.tasks.reference import reference_summary
+
+
+class Diverged(Exception):
+    """The loss became NaN or infinite; carries the global step where it happened."""
+
+    def __init__(self, step: int, value: float):
+        super().__init__(f"loss became {value} at step {step}")
+        self.step = step
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device={name} asked for, but CUDA is not available here; use device=auto or cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device '{name}'; use auto, cpu or cuda") from None
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class Experiment:
+    """Everything one run needs, built from its config."""
+
+    config: Config
+    device: torch.device
+    splits: Splits
+    task: Any
+    tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+
+    @property
+    def model(self) -> nn.Module:
+        return self.task.model
+
+    @property
+    def steps_per_epoch(self) -> int:
+        n = len(self.tensors["train"][0])
+        bs = self.config.train.batch_size or n
+        return math.ceil(n / bs)
+
+
+def prepare(config: Config) -> Experiment:
+    """Load data, build the model, optimizer, regularizer and schedule; validate that they fit."""
+    device = resolve_device(config.device)
+    splits = make_splits(load_dataset(config.data), config.data)
+    seed_everything(config.seed)
+    task = make_task(config, splits, device)
+    tensors = {
+        name: (torch.as_tensor(x, dtype=torch.float32, device=device), task.targets(y).to(device))
+        for name, (x, y) in (("train", splits.train), ("val", splits.val), ("test", splits.test))
+    }
+    exp = Experiment(config, device, splits, task, tensors)
+    task.attach_regularizer(exp.steps_per_epoch)
+    return exp
+
+
+def weight_stats(model: nn.Module) -> dict[str, float]:
+    """L2 norm of all weight matrices/filters, and the fraction of exact zeros per layer."""
+    stats: dict[str, float] = {}
+    total_sq, zeros, count = 0.0, 0, 0
+    for name, p in model.named_parameters():
+        if p.dim() < 2:
+            continue
+        w = p.detach()
+        total_sq += float(w.pow(2).sum())
+        n_zero = int((w == 0).sum())
+        stats[f"zeros/{name}"] = n_zero / w.numel()
+        zeros += n_zero
+        count += w.numel()
+    stats["weight_l2"] = math.sqrt(total_sq)
+    stats["zeros_total"] = zeros / max(count, 1)
+    return stats
+
+
+def evaluate_splits(exp: Experiment, names=("train", "val")) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for name in names:
+        for key, value in exp.task.evaluate(*exp.tensors[name]).items():
+            out[f"{name}_{key}"] = value
+    if "train_loss" in out and "val_loss" in out:
+        out["gap_loss"] = out["val_loss"] - out["train_loss"]
+    if "train_acc" in out and "val_acc" in out:
+        out["gap_acc"] = out["train_acc"] - out["val_acc"]
+    return out
+
+
+def train_epoch(exp: Experiment, generator: torch.Generator, first_step: int) -> float:
+    """One pass over the shuffled training set; returns the mean batch loss."""
+    x, y = exp.tensors["train"]
+    n = len(x)
+    batch = exp.config.train.batch_size or n
+    order = torch.randperm(n, generator=generator).to(exp.device)
+    exp.model.train()
+    losses = []
+    for start in range(0, n, batch):
+        idx = order[start : start + batch]
+        losses.append(exp.task.train_step(x[idx], y[idx]))
+    stacked = torch.stack(losses)
+    finite = torch.isfinite(stacked)
+    if not bool(finite.all()):
+        bad = int((~finite).nonzero()[0])
+        raise Diverged(first_step + bad + 1, float(stacked[bad]))
+    return float(stacked.mean())
+
+
+def is_better(value: float, best: float | None, monitor: str) -> bool:
+    if best is None:
+        return True
+    return value < best if monitor == "val_loss" else value > best
+
+
+class Progress:
+    """A rich progress bar on a terminal, silence otherwise."""
+
+    def __init__(self, enabled: bool | None, total: int, label: str):
+        self.bar = None
+        if enabled is None:
+            enabled = sys.stdout.isatty()
+        if enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeRemainingColumn
+
+            self.bar = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                    TimeRemainingColumn(), TextColumn("{task.fields[info]}"), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task(label, total=total, info="")
+
+    def update(self, info: str) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, advance=1, info=info)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+@dataclass
+class RunResult:
+    path: Path
+    summary: dict[str, Any]
+
+    @property
+    def ok(self) -> bool:
+        return self.summary.get("status") == "ok"
+
+
+def fit(exp: Experiment, folder: RunFolder | None, progress: bool | None = None,
+        on_epoch: Callable[[dict], None] | None = None) -> dict[str, Any]:
+    """Train to the end (or early stop / divergence) and return the summary."""
+    cfg = exp.config
+    generator = torch.Generator().manual_seed(cfg.seed)
+    best_value, best_state, best_epoch, bad_epochs = None, None, 0, 0
+    history: list[dict] = []
+    step, started = 0, time.perf_counter()
+    bar = Progress(progress, cfg.train.epochs, cfg.name)
+    status: dict[str, Any] = {"status": "ok"}
+    try:
+        for epoch in range(1, cfg.train.epochs + 1):
+            batch_loss = train_epoch(exp, generator, step)
+            step += exp.steps_per_epoch
+            record = {"epoch": epoch, "step": step, "lr": exp.task.optimizer.param_groups[0]["lr"],
+                      "batch_loss": batch_loss, **evaluate_splits(exp)}
+            if not math.isfinite(record["val_loss"]):
+                raise Diverged(step, record["val_loss"])
+            record.update(exp.task.penalty_values())
+            record.update(weight_stats(exp.model))
+            record.update(exp.task.epoch_metrics(exp.tensors))
+            history.append(record)
+            if folder is not None:
+                folder.log(record)
+            if on_epoch is not None:
+                on_epoch(record)
+            monitored = record[cfg.train.monitor]
+            if is_better(monitored, best_value, cfg.train.monitor):
+                best_value, best_epoch, bad_epochs = monitored, epoch, 0
+                best_state = copy.deepcopy(exp.model.state_dict()) if cfg.train.restore_best else None
+            else:
+                bad_epochs += 1
+            bar.update(f"val_loss {record['val_loss']:.4g}" + (f" val_acc {record['val_acc']:.3f}" if "val_acc" in record else ""))
+            scheduler = exp.task.scheduler
+            if scheduler is not None:
+                if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                    scheduler.step(monitored)
+                else:
+                    scheduler.step()
+            if cfg.train.early_stopping is not None and bad_epochs >= cfg.train.early_stopping:
+                status["stopped_early"] = True
+                break
+    except Diverged as exc:
+        status = {"status": "failed", "reason": f"diverged: {exc}", "step": exc.step,
+                  "epoch": len(history) + 1}
+    finally:
+        bar.close()
+    if status["status"] == "ok" and cfg.train.restore_best and best_state is not None:
+        exp.model.load_state_dict(best_state)
+    summary: dict[str, Any] = {**status, "epochs_run": len(history), "best_epoch": best_epoch,
+                               "seconds": time.perf_counter() - started, "device": str(exp.device),
+                               "n_params": sum(p.numel() for p in exp.model.parameters())}
+    if status["status"] == "ok":
+        summary.update(evaluate_splits(exp, ("train", "val", "test")))
+        summary.update(weight_stats(exp.model))
+        summary.update(exp.task.penalty_values())
+        summary.update(exp.task.final_metrics(exp.tensors))
+        summary.update(reference_summary(exp))
+    if folder is not None and history and cfg.train.plots:
+        learning_curve(history, folder.path / "plots" / "learning_curve.png", cfg.name)
+        weights = {n: p.detach().cpu().numpy() for n, p in exp.model.named_parameters() if p.dim() >= 2}
+        weight_histogram(weights, folder.path / "plots" / "weights.png", cfg.name)
+    return summary
+
+
+def run(config: Config, root: str | Path | None = None, progress: bool | None = None) -> RunResult:
+    """Train one config and write its run folder. User errors surface before any folder exists."""
+    exp = prepare(config)
+    folder = RunFolder.create(config, exp.device, root)
+    try:
+        summary = fit(exp, folder, progress)
+    except BaseException as exc:
+        folder.finish({"status": "failed", "reason": f"{type(exc).__name__}: {exc}"})
+        raise
+    if summary["status"] == "ok" and config.train.save_weights:
+        folder.save_weights(exp.model)
+    summary["path"] = str(folder.path)
+    folder.finish(summary)
+    return RunResult(folder.path, summary)

@@ -1,0 +1,54 @@
+"""The config schema: overrides, shorthands, and readable errors for bad input."""
+
+import pytest
+
+from reglab.config import RECIPE_DIR, load_config
+from reglab.errors import UserError
+
+
+def test_every_builtin_recipe_validates():
+    names = sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
+    assert {"ridge-gd", "mlp-l2", "cnn-l2", "l1-sparsity"} <= set(names)
+    for name in names:
+        cfg = load_config(name)
+        assert cfg.name == name
+        assert cfg.description
+
+
+def test_overrides_and_shorthands():
+    cfg = load_config("mlp-l2", ["reg.l1=1e-3", "seed=3", "model.hidden=[64, 32]", "optim.lr=0.01"])
+    assert (cfg.reg.penalty, cfg.reg.lam, cfg.seed) == ("l1", 1e-3, 3)
+    assert cfg.model.hidden == [64, 32] and cfg.optim.lr == 0.01
+    none = load_config("mlp-l2", ["reg=none"])
+    assert none.reg.penalty == "none" and none.model.dropout == 0.0
+    dropout = load_config("mlp-l2", ["reg=dropout", "reg.dropout=0.3"])
+    assert dropout.reg.penalty == "dropout" and dropout.model.dropout == 0.3
+
+
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("reg.lamda=1", "did you mean 'reg.lam'"),
+        ("optim.lr=fast", "invalid value for 'optim.lr'"),
+        ("reg.lam=-1", "invalid value for 'reg.lam'"),
+        ("reg.l1_ratio=1.5", "invalid value for 'reg.l1_ratio'"),
+        ("reg.mode=sideways", "invalid value for 'reg.mode'"),
+        ("trian.epochs=3", "did you mean 'train.epochs'"),
+        ("epochs", "not of the form key=value"),
+    ],
+)
+def test_bad_overrides_name_the_problem(override, fragment):
+    with pytest.raises(UserError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+        load_config("mlp-l2", [override])
+
+
+def test_unknown_recipe_suggests_the_closest():
+    with pytest.raises(UserError, match="did you mean 'mlp-l2'"):
+        load_config("mlp-l3")
+
+
+def test_yaml_file_with_unknown_key(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("data:\n  name: digits\nmodle:\n  kind: mlp\n")
+    with pytest.raises(UserError, match="did you mean 'model'"):
+        load_config(str(path))
