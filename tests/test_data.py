@@ -180,15 +180,17 @@ def test_unknown_name_suggests_closest():
 
 
 def test_options_and_kind_are_checked():
-    assert "data.noise does not apply to dataset 'digits'" in error(load_dataset, cfg(name="digits", noise=0.1))
+    message = error(load_dataset, cfg(name="digits", noise=0.1))
+    assert "data.noise does not apply to dataset 'digits'" in message
     assert "data.path does not apply" in error(load_dataset, cfg(name="synthetic-linear", path="x"))
     assert "is classification" in error(load_dataset, cfg(name="digits", kind="regression"))
 
 
 def test_list_datasets_is_static_and_complete(monkeypatch):
-    monkeypatch.setattr(builtin, "generate_mnist1d", lambda args: pytest.fail("info must not load data"))
+    monkeypatch.setattr(builtin, "generate_mnist1d", lambda args: pytest.fail("info loaded data"))
     names = {i.name: i for i in list_datasets()}
-    expected = {"synthetic-linear", "synthetic-sparse", "mnist1d", "digits", "mnist-5k", "mnist", "fashion-mnist", "csv", "npz"}
+    expected = {"synthetic-linear", "synthetic-sparse", "mnist1d", "digits", "mnist-5k", "mnist",
+                "fashion-mnist", "csv", "npz"}  # fmt: skip
     assert expected <= set(names)
     assert names["mnist"].offline is False and names["mnist1d"].offline is True
     assert names["mnist1d"].n_examples == 5000 and names["mnist1d"].shape == (1, 40)
@@ -204,8 +206,9 @@ def test_register_dataset(monkeypatch):
         x = np.stack([np.cos(angle), np.sin(angle)], 1).astype(np.float32)
         return Dataset("ring", x, x.copy(), "regression", source="test ring", extra={"centers": x[:8]})
 
-    register_dataset("ring", ring, {"kind": "regression", "n_examples": 64, "shape": (2,), "source": "test",
-                                    "offline": True, "description": "points on a circle", "options": None})
+    info = {"kind": "regression", "n_examples": 64, "shape": (2,), "source": "test",
+            "offline": True, "description": "points on a circle", "options": None}  # fmt: skip
+    register_dataset("ring", ring, info)
     ds = load_dataset(cfg(name="ring", n_samples=32, noise=0.1))
     assert ds.x.shape == (32, 2) and "centers" in ds.extra
     splits = make_splits(ds, cfg(name="ring"))
@@ -281,10 +284,13 @@ def test_n_train_is_a_nested_stratified_subsample():
     small = make_splits(ds, cfg(name="digits", n_train=100))
     tiny = make_splits(ds, cfg(name="digits", n_train=30))
     assert len(small.train) == 100 and len(tiny.train) == 30
-    assert set(tiny.train.index.tolist()) <= set(small.train.index.tolist()) <= set(full.train.index.tolist())
-    assert np.array_equal(small.val.index, full.val.index) and np.array_equal(small.test.index, full.test.index)
+    members = [set(s.train.index.tolist()) for s in (tiny, small, full)]
+    assert members[0] <= members[1] <= members[2]  # nested
+    assert np.array_equal(small.val.index, full.val.index)
+    assert np.array_equal(small.test.index, full.test.index)
     for seed in range(5):  # every class in proportion, within one example (5 per class here)
-        counts = np.bincount(make_splits(ds, cfg(name="digits", n_train=50, split_seed=seed)).train.y, minlength=10)
+        split = make_splits(ds, cfg(name="digits", n_train=50, split_seed=seed))
+        counts = np.bincount(split.train.y, minlength=10)
         assert counts.min() >= 4 and counts.max() <= 6, counts
     again = make_splits(ds, cfg(name="digits", n_train=30))
     assert np.array_equal(again.train.index, tiny.train.index)
@@ -306,7 +312,8 @@ def test_too_few_examples(tmp_path):
     ds = load_dataset(c)
     message = error(make_splits, ds, c)
     assert "too few examples" in message and "5 examples" in message
-    assert "must be below 1" in error(make_splits, ds, cfg(name="csv", val_fraction=0.5, test_fraction=0.5))
+    wide = cfg(name="csv", val_fraction=0.5, test_fraction=0.5)
+    assert "must be below 1" in error(make_splits, ds, wide)
 
 
 # ------------------------------------------------------------------ user files
@@ -501,7 +508,8 @@ def test_download_verifies_and_caches(mirror, tmp_path, monkeypatch):
     ds = load_dataset(cfg(name="mnist"))
     assert ds.x.shape == (20, 1, 28, 28)
     cached = tmp_path / "cache" / "mnist"
-    assert sorted(p.name for p in cached.iterdir()) == sorted(f"{s}.gz" for s in mnist_mod.PARTS.values())
+    expected = sorted(f"{stem}.gz" for stem in mnist_mod.PARTS.values())
+    assert sorted(p.name for p in cached.iterdir()) == expected
     # once cached, no network is needed
     monkeypatch.setenv("REGLAB_OFFLINE", "1")
     assert np.array_equal(load_dataset(cfg(name="mnist")).x, ds.x)

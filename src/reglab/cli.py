@@ -18,7 +18,8 @@ from reglab.errors import UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0],
                   pretty_exceptions_enable=False)
-console = Console()
+# Wide, uncoloured tables when the output goes to a file or a pipe.
+console = Console(width=None if sys.stdout.isatty() else 200)
 
 SHOWN_KEYS = ("status", "reason", "epochs_run", "best_epoch", "train_loss", "val_loss", "test_loss",
               "train_acc", "val_acc", "test_acc", "gap_acc", "gap_loss", "weight_l2", "zeros_total",

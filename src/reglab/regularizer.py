@@ -180,6 +180,8 @@ class Regularizer:
             raise UserError(f"Regularizer needs an nn.Module, got {type(model).__name__}")
         self.model = model
         self.mode = _check_mode(mode)
+        if isinstance(terms, str):
+            raise UserError(f"terms must be penalties such as L2(1e-4), not the string {terms!r}")
         if isinstance(terms, (Penalty, Term)):
             terms = [terms]
         self.terms = [t if isinstance(t, Term) else Term(t) for t in terms]
@@ -280,6 +282,8 @@ class Regularizer:
         """Coupled gradients and decoupled decay. Called by the hook of :meth:`attach`."""
         if optimizer is not self._optimizer:
             self._bind(optimizer)
+        if not (self._coupled or self._decoupled):
+            return
         with torch.no_grad():
             for b in self._coupled:
                 lam = b.lam(self.steps)
@@ -298,6 +302,11 @@ class Regularizer:
         """Proximal maps, then count the step. Called by the hook of :meth:`attach`."""
         if optimizer is not self._optimizer:
             self._bind(optimizer)
+        if self._proximal:
+            self._prox_all()
+        self.steps += 1
+
+    def _prox_all(self) -> None:
         with torch.no_grad():
             for b in self._proximal:
                 lam = b.lam(self.steps)
@@ -306,7 +315,6 @@ class Regularizer:
                         ps = _with_grad(tensors)
                         if ps:
                             b.penalty.prox_(ps, _lr(group), lam)
-        self.steps += 1
 
     # -- values ---------------------------------------------------------------------------------
 

@@ -54,9 +54,9 @@ class DatasetInfo:
     """What ``reglab datasets`` prints; stated statically, without loading the data.
 
     ``n_examples`` and ``shape`` (of one example) are the defaults (``None`` when they depend on
-    the user's file). ``offline`` tells whether the dataset loads without network. ``options`` names the
-    ``data.*`` keys among ``path``, ``target``, ``n_samples``, ``noise`` that the dataset uses
-    (setting another one is an error); ``None`` means it takes any of them.
+    the user's file). ``offline`` tells whether the dataset loads without network. ``options``
+    names the ``data.*`` keys among ``path``, ``target``, ``n_samples``, ``noise`` that the
+    dataset uses (setting another one is an error); ``None`` means it takes any of them.
     """
 
     name: str
