@@ -94,6 +94,81 @@ def show(run_dir: Path = typer.Argument(..., help="a run folder")):
     console.print(summary_table(data["summary"], str(run_dir)))
 
 
+@app.command()
+def sweep(
+    recipe: str = typer.Argument(..., help="a built-in recipe name or a YAML file"),
+    overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides for every run"),
+    grid: Optional[list[str]] = typer.Option(None, "--grid", help="KEY=V,V,… or a range START:STOP:log|lin:COUNT; several make a product"),
+    seeds: str = typer.Option("0", help="5 (one seed), 0-9 (a range) or 0,3,7 (a list)"),
+    cv: Optional[int] = typer.Option(None, "--cv", help="K-fold cross-validation: the objective is the mean over K folds"),
+    search: str = typer.Option("grid", help="grid (every point) or tpe (Bayesian, --trials points)"),
+    trials: Optional[int] = typer.Option(None, help="number of points TPE tries"),
+    storage: Optional[str] = typer.Option(None, help="database URL (default: SQLite in the study folder)"),
+    workers: int = typer.Option(1, help="1: train here; N: N local worker processes; 0: none (reglab worker elsewhere)"),
+    name: Optional[str] = typer.Option(None, help="study name (default: <recipe>-<hash of the command>)"),
+    studies_dir: Path = typer.Option(Path("studies"), "--dir", help="folder of study folders"),
+    batch: int = typer.Option(16, help="most runs trained at once when they can be vectorized"),
+    heartbeat: Optional[int] = typer.Option(None, help="seconds between heartbeats (env REGLAB_HEARTBEAT, default 5)"),
+    grace: Optional[int] = typer.Option(None, help="seconds without heartbeat before a trial is rerun (env REGLAB_GRACE, default 20)"),
+):
+    """Run a grid (or TPE search) over overrides × seeds × folds as a resumable study."""
+    from reglab.study.sweep import sweep as run_sweep
+
+    finished = run_sweep(recipe, overrides or [], grid or [], seeds, cv, search, trials, storage, workers, name,
+                         studies_dir, batch, heartbeat, grace, echo=lambda line: print(line, flush=True))
+    if not finished and workers != 0:
+        raise typer.Exit(1)
+
+
+@app.command()
+def worker(
+    study: str = typer.Option(..., help="the study's name"),
+    storage: Optional[str] = typer.Option(None, help="database URL (default: SQLite in the study folder)"),
+    studies_dir: Path = typer.Option(Path("studies"), "--dir", help="folder of study folders (runs go there)"),
+    batch: int = typer.Option(16, help="most runs trained at once when they can be vectorized"),
+    heartbeat: Optional[int] = typer.Option(None, help="seconds between heartbeats (env REGLAB_HEARTBEAT, default 5)"),
+    grace: Optional[int] = typer.Option(None, help="seconds without heartbeat before a trial is rerun (env REGLAB_GRACE, default 20)"),
+):
+    """Join a study (from this or another machine) and train its waiting trials."""
+    from reglab.study.sweep import work
+
+    work(study, storage, studies_dir, batch, heartbeat, grace, echo=lambda line: print(line, flush=True))
+
+
+@app.command()
+def studies(
+    storage: Optional[str] = typer.Option(None, help="database URL (default: every studies/*/study.db)"),
+    studies_dir: Path = typer.Option(Path("studies"), "--dir", help="folder of study folders"),
+):
+    """List studies and their progress."""
+    from reglab.study.sweep import list_studies
+
+    rows = list_studies(storage, studies_dir)
+    if not rows:
+        print(f"no studies in {storage or studies_dir}")
+        return
+    columns = ("name", "recipe", "search", "done", "failed", "running", "waiting", "total", "where")
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*(str(row[c]) for c in columns))
+    console.print(table)
+
+
+@app.command()
+def report(
+    targets: list[str] = typer.Argument(..., help="a study folder (studies/<name>), or run folders and folders of them"),
+    out: Path = typer.Option(Path("report"), help="folder for index.html, plots/*.png and the CSV tables"),
+    storage: Optional[str] = typer.Option(None, help="database URL; then TARGET is the study's name"),
+):
+    """Write the HTML report (plots, tables, verdicts) of a study or of run folders."""
+    from reglab.report import build_report
+
+    result = build_report(targets, out, storage)
+    if not result.analysis.progress.complete:
+        print(f"unfinished: {result.message}")
+    print(result.index)
+
+
 def main() -> None:
     try:
         app(standalone_mode=False)

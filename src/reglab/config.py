@@ -15,11 +15,13 @@ Shorthands accepted in overrides (and in grids):
 from __future__ import annotations
 
 import difflib
+import math
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from reglab.errors import UserError
 
@@ -97,10 +99,132 @@ class TrainConfig(Section):
     clip_norm: float | None = Field(None, gt=0)
     clip_value: float | None = Field(None, gt=0)
     early_stopping: int | None = Field(None, ge=1)
-    monitor: Literal["val_loss", "val_acc"] = "val_loss"
+    monitor: Literal["val_loss", "val_acc", "val_robust_acc"] = "val_loss"
     restore_best: bool = True
     save_weights: bool = True
     plots: bool = True
+
+
+class AdvConfig(Section):
+    """Adversarial training (``method``) and robust evaluation (``eval_*``); see docs/adversarial.md.
+
+    ε is measured on the [0, 1] input scale. ``alpha`` (the attack's step) defaults to 2.5·ε/steps,
+    and to 1.25·ε for ``fgsm-rs`` (one step, so ``steps`` does not apply to it).
+    """
+
+    method: Literal["none", "pgd", "trades", "fgsm-rs", "weighted"] = "none"
+    norm: Literal["linf", "l2"] = "linf"
+    eps: float = Field(0.1, ge=0, allow_inf_nan=False)
+    alpha: float | None = Field(None, gt=0, allow_inf_nan=False)
+    steps: int = Field(7, ge=1)
+    restarts: int = Field(1, ge=1)
+    attack_mode: Literal["eval", "train"] = "eval"
+    beta: float = Field(6.0, ge=0, allow_inf_nan=False)
+    weight: float = Field(0.5, ge=0, le=1)
+    guard: bool = True
+    guard_drop: float = Field(0.2, gt=0, le=1)
+    monitor_examples: int = Field(256, ge=1)
+    monitor_steps: int = Field(10, ge=1)
+    eval_eps: list[float] = []
+    eval_steps: int = Field(20, ge=1)
+    eval_restarts: int = Field(5, ge=1)
+    eval_examples: int | None = Field(None, ge=1)
+    autoattack: bool = False
+
+    @model_validator(mode="after")
+    def _eps_in_range(self) -> "AdvConfig":
+        for key, eps in [("adv.eps", self.eps)] + [("adv.eval_eps", e) for e in self.eval_eps]:
+            if not 0 <= eps < float("inf"):
+                raise PydanticCustomError("eps", "{key}={eps} must be a finite number >= 0",
+                                          {"key": key, "eps": eps})
+            if self.norm == "linf" and eps > 1:
+                raise PydanticCustomError(
+                    "eps", "{key}={eps} is an L∞ budget above 1, the whole [0, 1] input range "
+                    "(8/255 ≈ 0.031 is common for images, 0.1-0.3 for MNIST)", {"key": key, "eps": eps})
+        return self
+
+
+class GanConfig(Section):
+    """The GAN task (``task: gan``): loss, D/G schedule, nets, Adam settings, regularizers.
+
+    The weight penalty (L1/L2 in any mode) is the ``reg`` section, put on G, D or both by
+    ``reg_on``. A ``regularizer`` other than ``custom`` is a preset for studies: it switches on
+    exactly one regularizer at ``strength`` × its reference λ (``GAN_PRESETS``) and the others off.
+    """
+
+    loss: Literal["ns", "hinge", "wasserstein"] = "ns"
+    n_critic: int = Field(1, ge=1)
+    latent_dim: int = Field(2, ge=1)
+    g_hidden: list[int] = [128, 128, 128]
+    d_hidden: list[int] = [128, 128, 128]
+    lr_g: float = Field(1e-3, gt=0)
+    lr_d: float = Field(1e-3, gt=0)
+    betas: tuple[float, float] = (0.5, 0.999)
+    reg_on: Literal["g", "d", "both"] = "both"
+    gp: float = Field(0.0, ge=0)
+    r1: float = Field(0.0, ge=0)
+    spectral_norm: bool = False
+    clip: float | None = Field(None, gt=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5)
+    regularizer: Literal["custom", "none", "l1", "l2", "gp", "r1", "sn"] = "custom"
+    strength: float = Field(1.0, gt=0)
+    eval_every: int = Field(5, ge=1)
+    n_eval_samples: int = Field(2500, ge=10)
+
+
+# What each gan.regularizer preset sets; a number is the reference λ that gan.strength multiplies.
+GAN_PRESET_OFF = {"reg.penalty": "none", "reg.lam": 0.0, "gan.gp": 0.0, "gan.r1": 0.0,
+                  "gan.spectral_norm": False, "gan.clip": None}  # fmt: skip
+GAN_PRESETS = {
+    "none": {},
+    "l1": {"reg.penalty": "l1", "reg.lam": 1e-4},
+    "l2": {"reg.penalty": "l2", "reg.lam": 1e-3},
+    "gp": {"gan.gp": 0.1},
+    "r1": {"gan.r1": 0.1},
+    "sn": {"gan.spectral_norm": True},
+}
+
+
+def apply_gan_preset(config: "Config") -> None:
+    """Set the keys of the ``gan.regularizer`` preset; refuse a value that contradicts it."""
+    preset, strength = config.gan.regularizer, config.gan.strength
+    wanted = dict(GAN_PRESET_OFF)
+    for key, ref in GAN_PRESETS[preset].items():
+        wanted[key] = ref * strength if isinstance(ref, float) else ref
+    for key, value in wanted.items():
+        section, name = key.split(".")
+        node = getattr(config, section)
+        current = getattr(node, name)
+        default = type(node).model_fields[name].default
+        same = current == value or (isinstance(value, float) and math.isclose(current, value))
+        if not same and current != default:
+            raise UserError(f"gan.regularizer={preset} sets {key}, which is also given as {current!r}; "
+                            f"leave it out (gan.strength scales the preset) or use gan.regularizer=custom")  # fmt: skip
+        setattr(node, name, value)
+
+
+def check_gan(config: "Config") -> None:
+    """The rules across sections for ``task: gan``; each broken rule is one readable UserError."""
+    if config.task != "gan":
+        if config.gan != GanConfig():
+            raise UserError("gan.* keys apply only to task=gan")
+        return
+    gan, train = config.gan, config.train
+    unused = [name for name, cls in (("model", ModelConfig), ("optim", OptimConfig), ("adv", AdvConfig))
+              if getattr(config, name) != cls()]  # fmt: skip
+    if unused:
+        raise UserError(f"{unused[0]}.* does not apply to task=gan: G and D are set by gan.g_hidden, "
+                        f"gan.d_hidden and trained by Adam with gan.lr_g, gan.lr_d, gan.betas")  # fmt: skip
+    if config.reg.penalty == "dropout":
+        raise UserError("reg=dropout does not apply to task=gan; choose reg=none, l1, l2, elastic or group")
+    if gan.label_smoothing > 0 and gan.loss != "ns":
+        raise UserError(f"gan.label_smoothing needs the discriminator's output to be a probability "
+                        f"(gan.loss=ns); gan.loss={gan.loss} gives an unbounded score")  # fmt: skip
+    if train.early_stopping is not None or train.restore_best or train.schedule == "plateau":
+        raise UserError("the D loss does not measure a GAN's samples: task=gan needs "
+                        "train.early_stopping=null, train.restore_best=false and no plateau schedule")  # fmt: skip
+    if gan.regularizer != "custom":
+        apply_gan_preset(config)
 
 
 class Config(Section):
@@ -116,6 +240,14 @@ class Config(Section):
     reg: RegConfig = RegConfig()
     optim: OptimConfig = OptimConfig()
     train: TrainConfig = TrainConfig()
+    adv: AdvConfig = AdvConfig()
+    task: Literal["supervised", "gan"] = "supervised"
+    gan: GanConfig = GanConfig()
+
+    @model_validator(mode="after")
+    def _gan_rules(self) -> "Config":
+        check_gan(self)
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -73,8 +73,8 @@ def _check_ratio(ratio: Any) -> float:
 
 
 def _soft_threshold(w: Tensor, t: float) -> Tensor:
-    """sign(w)·max(|w| − t, 0), written as w − clamp(w, −t, t) (exact zeros below t)."""
-    return w - w.clamp(-t, t)
+    """sign(w)·max(|w| − t, 0), exactly 0 where |w| ≤ t (torch's ``softshrink``)."""
+    return torch.nn.functional.softshrink(w, t)
 
 
 class Penalty:
@@ -205,10 +205,8 @@ class L1(Penalty):
 
 
 def _foreach_soft_threshold_(params: list[Tensor], t: float) -> None:
-    """params ← params − clamp(params, −t, t)."""
-    clipped = torch._foreach_clamp_min(params, -t)
-    torch._foreach_clamp_max_(clipped, t)
-    torch._foreach_sub_(params, clipped)
+    """params ← soft_threshold(params, t), in place."""
+    torch._foreach_copy_(params, [torch.nn.functional.softshrink(p, t) for p in params])
 
 
 class ElasticNet(Penalty):

@@ -171,11 +171,14 @@ class Regularizer:
     ``terms`` is a penalty, a :class:`Term`, or a list of them; ``mode`` is the default for terms
     that do not set one. Each term's selection defaults to :func:`reglab.weights`.
 
-    >>> reg = Regularizer(model, [L2(1e-4, on=weights() - named("head.*")), L1(1e-5, on=named("head.*"))])
+    >>> reg = Regularizer(model, [L2(1e-4, on=weights() - named("head.*")),
+    ...                           L1(1e-5, on=named("head.*"))])
     >>> opt = reg.attach(torch.optim.Adam(model.parameters(), lr=1e-3))
     """
 
-    def __init__(self, model: nn.Module, terms: Penalty | Term | Iterable[Penalty | Term], mode: str = "coupled"):
+    def __init__(
+        self, model: nn.Module, terms: Penalty | Term | Iterable[Penalty | Term], mode: str = "coupled"
+    ):
         if not isinstance(model, nn.Module):
             raise UserError(f"Regularizer needs an nn.Module, got {type(model).__name__}")
         self.model = model
@@ -247,22 +250,21 @@ class Regularizer:
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise UserError(f"attach() needs a torch.optim optimizer, got {type(optimizer).__name__}")
         group_of = {id(p): i for i, g in enumerate(optimizer.param_groups) for p in g["params"]}
-        decayed = []
         for b in self._bound:
             missing = [n for n, p in b.named if id(p) not in group_of and p.requires_grad]
             if missing:
                 shown = ", ".join(missing[:5]) + (", …" if len(missing) > 5 else "")
                 raise UserError(
-                    f"term '{b.name}' touches {len(missing)} parameter(s) the optimizer does not hold: {shown}"
+                    f"term '{b.name}' touches {len(missing)} parameter(s) "
+                    f"the optimizer does not hold: {shown}"
                 )
             by_group: dict[int, list[Tensor]] = {}
             for _, p in b.named:
                 if id(p) in group_of:
                     by_group.setdefault(group_of[id(p)], []).append(p)
             b.chunks = [(optimizer.param_groups[i], ps) for i, ps in sorted(by_group.items())]
-            decayed += [
-                n for n, p in b.named if id(p) in group_of and optimizer.param_groups[group_of[id(p)]].get("weight_decay")
-            ]
+        wd_ids = {id(p) for g in optimizer.param_groups if g.get("weight_decay") for p in g["params"]}
+        decayed = [n for b in self._bound for n, p in b.named if id(p) in wd_ids]
         if decayed:
             warnings.warn(
                 f"the optimizer's own weight_decay also applies to {len(decayed)} parameter(s) "
@@ -358,7 +360,8 @@ class Regularizer:
             lines.append("no penalty terms")
         for b in self._bound:
             lines.append(
-                f"term {b.name}: {b.penalty!r}  mode={b.mode}  schedule={b.schedule!r}  on={b.selection!r}"
+                f"term {b.name}: {b.penalty!r}  mode={b.mode}  schedule={b.schedule!r}  "
+                f"on={b.selection!r}"
             )
             width = max(len(n) for n, _ in b.named)
             for n, p in b.named:
@@ -367,8 +370,8 @@ class Regularizer:
             lines.append(f"    = {len(b.tensors)} tensors, {count:,} values")
         touched = {id(p) for b in self._bound for p in b.tensors}
         rest = [(n, p) for n, p in self.model.named_parameters() if id(p) not in touched]
-        kinds = [("norms", norms()), ("embeddings", embeddings()), ("biases", biases()), ("weights", weights())]
-        sets = [(k, s.ids(self.model)) for k, s in kinds]
+        kinds = {"norms": norms(), "embeddings": embeddings(), "biases": biases(), "weights": weights()}
+        sets = [(k, s.ids(self.model)) for k, s in kinds.items()]
         counts: dict[str, int] = {}
         for _, p in rest:
             kind = next((k for k, ids in sets if id(p) in ids), "other")

@@ -24,7 +24,7 @@ from torch import nn
 from reglab.config import Config
 from reglab.data import Splits, load_dataset, make_splits
 from reglab.errors import UserError
-from reglab.plots import learning_curve, weight_histogram
+from reglab.plots import learning_curve, robustness, weight_histogram
 from reglab.runs import RunFolder
 from reglab.tasks import make_task
 from reglab.tasks.reference import reference_summary
@@ -114,6 +114,11 @@ def evaluate_splits(exp: Experiment, names=("train", "val")) -> dict[str, float]
     for name in names:
         for key, value in exp.task.evaluate(*exp.tensors[name]).items():
             out[f"{name}_{key}"] = value
+    return add_gaps(out)
+
+
+def add_gaps(out: dict[str, float]) -> dict[str, float]:
+    """Add the generalization gaps: gap_loss = val − train loss, gap_acc = train − val accuracy."""
     if "train_loss" in out and "val_loss" in out:
         out["gap_loss"] = out["val_loss"] - out["train_loss"]
     if "train_acc" in out and "val_acc" in out:
@@ -138,6 +143,30 @@ def train_epoch(exp: Experiment, generator: torch.Generator, first_step: int) ->
         bad = int((~finite).nonzero()[0])
         raise Diverged(first_step + bad + 1, float(stacked[bad]))
     return float(stacked.mean())
+
+
+def epoch_record(exp: Experiment, epoch: int, step: int, batch_loss: float,
+                 split_metrics: dict[str, float]) -> dict[str, Any]:
+    """An epoch's line of metrics.jsonl: the split metrics, then the model's penalty values, weight
+    statistics and the task's own metrics. A non-finite validation loss raises :class:`Diverged`."""
+    record = {"epoch": epoch, "step": step, "lr": exp.task.optimizer.param_groups[0]["lr"],
+              "batch_loss": batch_loss, **split_metrics}
+    if not math.isfinite(record["val_loss"]):
+        raise Diverged(step, record["val_loss"])
+    record.update(exp.task.penalty_values())
+    record.update(weight_stats(exp.model))
+    record.update(exp.task.epoch_metrics(exp.tensors))
+    return record
+
+
+def step_schedule(exp: Experiment, monitored: float) -> None:
+    """Advance the LR schedule by one epoch (ReduceLROnPlateau sees the monitored value)."""
+    scheduler = exp.task.scheduler
+    if scheduler is not None:
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(monitored)
+        else:
+            scheduler.step()
 
 
 def is_better(value: float, best: float | None, monitor: str) -> bool:
@@ -194,13 +223,7 @@ def fit(exp: Experiment, folder: RunFolder | None, progress: bool | None = None,
         for epoch in range(1, cfg.train.epochs + 1):
             batch_loss = train_epoch(exp, generator, step)
             step += exp.steps_per_epoch
-            record = {"epoch": epoch, "step": step, "lr": exp.task.optimizer.param_groups[0]["lr"],
-                      "batch_loss": batch_loss, **evaluate_splits(exp)}
-            if not math.isfinite(record["val_loss"]):
-                raise Diverged(step, record["val_loss"])
-            record.update(exp.task.penalty_values())
-            record.update(weight_stats(exp.model))
-            record.update(exp.task.epoch_metrics(exp.tensors))
+            record = epoch_record(exp, epoch, step, batch_loss, evaluate_splits(exp))
             history.append(record)
             if folder is not None:
                 folder.log(record)
@@ -213,14 +236,13 @@ def fit(exp: Experiment, folder: RunFolder | None, progress: bool | None = None,
             else:
                 bad_epochs += 1
             bar.update(f"val_loss {record['val_loss']:.4g}" + (f" val_acc {record['val_acc']:.3f}" if "val_acc" in record else ""))
-            scheduler = exp.task.scheduler
-            if scheduler is not None:
-                if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                    scheduler.step(monitored)
-                else:
-                    scheduler.step()
+            step_schedule(exp, monitored)
             if cfg.train.early_stopping is not None and bad_epochs >= cfg.train.early_stopping:
                 status["stopped_early"] = True
+                break
+            stop_reason = getattr(exp.task, "stop_reason", None)
+            if stop_reason is not None:
+                status.update(stopped_early=True, stop_reason=stop_reason)
                 break
     except Diverged as exc:
         status = {"status": "failed", "reason": f"diverged: {exc}", "step": exc.step,
@@ -229,8 +251,15 @@ def fit(exp: Experiment, folder: RunFolder | None, progress: bool | None = None,
         bar.close()
     if status["status"] == "ok" and cfg.train.restore_best and best_state is not None:
         exp.model.load_state_dict(best_state)
+    return summarize(exp, folder, status, history, best_epoch, time.perf_counter() - started)
+
+
+def summarize(exp: Experiment, folder: RunFolder | None, status: dict[str, Any], history: list[dict],
+              best_epoch: int, seconds: float) -> dict[str, Any]:
+    """The summary of a finished fit (its model already restored to the best epoch) and its plots."""
+    cfg = exp.config
     summary: dict[str, Any] = {**status, "epochs_run": len(history), "best_epoch": best_epoch,
-                               "seconds": time.perf_counter() - started, "device": str(exp.device),
+                               "seconds": seconds, "device": str(exp.device),
                                "n_params": sum(p.numel() for p in exp.model.parameters())}
     if status["status"] == "ok":
         summary.update(evaluate_splits(exp, ("train", "val", "test")))
@@ -242,6 +271,8 @@ def fit(exp: Experiment, folder: RunFolder | None, progress: bool | None = None,
         learning_curve(history, folder.path / "plots" / "learning_curve.png", cfg.name)
         weights = {n: p.detach().cpu().numpy() for n, p in exp.model.named_parameters() if p.dim() >= 2}
         weight_histogram(weights, folder.path / "plots" / "weights.png", cfg.name)
+        if "robust_curve" in summary:
+            robustness(history, summary, folder.path / "plots" / "robustness.png", cfg.name)
     return summary
 
 

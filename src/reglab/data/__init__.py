@@ -8,7 +8,7 @@
     x_train, y_train = splits.train
 
 Built-in datasets: ``synthetic-linear``, ``synthetic-sparse``, ``mnist1d``, ``digits``,
-``mnist-5k`` (all offline), ``mnist`` and ``fashion-mnist`` (``data.path=DIR`` of IDX files, or a
+``mnist-5k``, ``gaussian-ring``, ``gaussian-grid`` (all offline), ``mnist`` and ``fashion-mnist`` (``data.path=DIR`` of IDX files, or a
 one-time verified download), and the user's ``csv`` / ``npz`` files. Other modules add theirs
 with :func:`register_dataset`.
 """
@@ -20,6 +20,7 @@ from reglab.data.download import cache_dir
 from reglab.data import builtin as _builtin  # noqa: F401  (registers the datasets)
 from reglab.data import mnist as _mnist  # noqa: F401
 from reglab.data import files as _files  # noqa: F401
+from reglab.data import gan2d as _gan2d  # noqa: F401
 
 __all__ = [
     "Dataset",

@@ -2,15 +2,26 @@
 
 ``make_task`` picks the task for a config; the trainer calls only the task's interface:
 ``model``, ``targets``, ``attach_regularizer``, ``train_step``, ``evaluate``, ``penalty_values``,
-``epoch_metrics``, ``final_metrics`` and ``scheduler``.
+``epoch_metrics``, ``final_metrics`` and ``scheduler``; a task that sets ``stop_reason`` (a string)
+in ``epoch_metrics`` ends training after that epoch.
 """
 
+from reglab.tasks.adversarial import AdversarialTask
 from reglab.tasks.supervised import SupervisedTask
 
 
+def wants_attacks(config) -> bool:
+    """Adversarial training, robust evaluation or a robust monitor: standard training is attacked too."""
+    adv = config.adv
+    robust_monitor = config.train.monitor == "val_robust_acc"
+    return adv.method != "none" or bool(adv.eval_eps) or adv.autoattack or robust_monitor
+
+
 def make_task(config, splits, device):
-    """The task for a config: plain supervised training of the data's kind."""
+    """The task for a config: adversarial when ``wants_attacks``, else plain supervised training."""
+    if wants_attacks(config):
+        return AdversarialTask(config, splits, device)
     return SupervisedTask(config, splits, device)
 
 
-__all__ = ["SupervisedTask", "make_task"]
+__all__ = ["AdversarialTask", "SupervisedTask", "make_task", "wants_attacks"]

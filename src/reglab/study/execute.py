@@ -1,0 +1,62 @@
+"""Train a study's configs and turn each run into an outcome stored with its trial.
+
+Configs that can be trained together (same data and model shape, differing only in seed or
+strength, as ``reglab.vectorized.vectorizable`` decides) are trained at once by
+``reglab.vectorized.run_many``; the others one after another with ``reglab.train.run``. Either way
+each run writes its usual run folder.
+
+An outcome is ``{"status": "ok"|"failed", "reason", "summary": numbers of summary.json,
+"history": [{epoch, train_loss, val_loss, train_acc, val_acc}], "run_dir"}``. A run that fails
+(diverges, or raises) gives a failed outcome with its reason; it never stops the study.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from reglab.config import Config
+from reglab.errors import UserError
+from reglab.train import RunResult, run
+from reglab.vectorized import run_many
+
+HISTORY_KEYS = ("epoch", "train_loss", "val_loss", "train_acc", "val_acc")
+
+
+def history_of(run_dir: Path) -> list[dict[str, float]]:
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    records = [json.loads(line) for line in path.read_text().splitlines() if line]
+    return [{k: r[k] for k in HISTORY_KEYS if k in r} for r in records]
+
+
+def outcome(result: RunResult) -> dict[str, Any]:
+    summary = result.summary
+    numbers = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {"status": summary.get("status", "failed"), "reason": summary.get("reason"), "summary": numbers,
+            "history": history_of(result.path), "run_dir": str(result.path)}
+
+
+def failure(exc: Exception) -> dict[str, Any]:
+    reason = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+    return {"status": "failed", "reason": reason, "summary": {}, "history": [], "run_dir": None}
+
+
+def train_one(config: Config, root: Path) -> dict[str, Any]:
+    try:
+        return outcome(run(config, root=root, progress=False))
+    except Exception as exc:  # a broken run is a result of the study, not the end of it
+        return failure(exc)
+
+
+def train_all(configs: list[Config], root: Path, vectorize: bool) -> list[dict[str, Any]]:
+    """One outcome per config, in order."""
+    if not vectorize:
+        return [train_one(c, root) for c in configs]
+    try:
+        results = run_many(configs, root, progress=False)
+    except Exception as exc:
+        return [failure(exc)] * len(configs)
+    return [outcome(r) for r in results]

@@ -1,0 +1,166 @@
+"""Grid specs and seed specs, as typed on the command line.
+
+A grid is ``KEY=TOKEN,TOKEN,…``. A token is a YAML scalar (``0``, ``1e-3``, ``l2``, ``none``), a
+flow list (``[64,32]``: commas inside brackets do not split), or a range
+``START:STOP:log|lin:COUNT`` with COUNT values from START to STOP inclusive:
+
+* ``lin``: START + i·(STOP − START)/(COUNT − 1), i = 0 … COUNT − 1;
+* ``log``: START·(STOP/START)^(i/(COUNT − 1)) (geometric; START and STOP must be positive).
+
+So ``reg.l2=0,1e-5:1e-1:log:5`` is 0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1. Several grids make a
+Cartesian product. Keys are config keys or the shorthands ``reg``, ``reg.l1``, ``reg.l2``,
+``reg.elastic``, ``reg.group``.
+
+Seeds: ``5`` is the single seed 5, ``0-9`` the ten seeds 0 … 9, ``0,3,7`` a list; parts combine
+(``0-4,10``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from reglab.config import PENALTY_SHORTHANDS, closest_key, parse_value, valid_keys
+from reglab.errors import UserError
+
+RANGE_FORM = "START:STOP:log|lin:COUNT"
+SHORTHAND_KEYS = ("reg", *(f"reg.{p}" for p in PENALTY_SHORTHANDS))
+RESERVED_KEYS = {"seed": "--seeds", "data.fold": "--cv", "data.n_folds": "--cv"}
+
+
+@dataclass(frozen=True)
+class Range:
+    """``START:STOP:log|lin:COUNT``, inclusive of both ends."""
+
+    start: float
+    stop: float
+    scale: str
+    count: int
+
+    def values(self) -> list[float]:
+        space = np.geomspace if self.scale == "log" else np.linspace
+        return [float(f"{v:.12g}") for v in space(self.start, self.stop, self.count)]
+
+
+@dataclass(frozen=True)
+class Grid:
+    key: str
+    tokens: tuple[Any, ...]  # plain values and Range objects, in the order written
+    text: str
+
+    def values(self) -> list[Any]:
+        out: list[Any] = []
+        for token in self.tokens:
+            for value in token.values() if isinstance(token, Range) else [token]:
+                if value not in out:
+                    out.append(value)
+        return out
+
+
+def split_tokens(text: str) -> list[str]:
+    """Split on commas outside brackets, so ``[64,32],[16]`` is two tokens."""
+    tokens, depth, current = [], 0, ""
+    for char in text:
+        depth += {"[": 1, "{": 1, "]": -1, "}": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            tokens.append(current)
+            current = ""
+        else:
+            current += char
+    tokens.append(current)
+    return [t.strip() for t in tokens]
+
+
+def check_key(key: str, text: str) -> None:
+    if key in RESERVED_KEYS:
+        raise UserError(f"--grid '{text}': set '{key}' with {RESERVED_KEYS[key]}, not with a grid")
+    if key in SHORTHAND_KEYS or key in valid_keys():
+        return
+    suggestion = closest_key(key)
+    hint = f"; did you mean '{suggestion}'?" if suggestion else ""
+    raise UserError(f"unknown config key '{key}' in --grid '{text}'{hint}")
+
+
+def parse_range(token: str, position: int, text: str) -> Range:
+    def bad(why: str) -> UserError:
+        return UserError(f"bad grid token '{token}' (value {position}) in --grid '{text}': "
+                         f"expected {RANGE_FORM}; {why}")
+
+    parts = token.split(":")
+    if len(parts) != 4:
+        raise bad(f"it has {len(parts)} parts, not 4")
+    start_text, stop_text, scale, count_text = parts
+    try:
+        start, stop = float(start_text), float(stop_text)
+    except ValueError:
+        raise bad("START and STOP must be numbers") from None
+    if scale not in ("log", "lin"):
+        raise bad(f"'{scale}' is neither log nor lin")
+    try:
+        count = int(count_text)
+    except ValueError:
+        raise bad(f"COUNT '{count_text}' is not a whole number") from None
+    if count < 1:
+        raise bad("COUNT must be at least 1")
+    if scale == "log" and (start <= 0 or stop <= 0):
+        raise bad("a log range needs START and STOP above 0")
+    return Range(start, stop, scale, count)
+
+
+def parse_grid(text: str) -> Grid:
+    """Parse one ``--grid`` value; errors quote the bad token and its position (1-based)."""
+    key, sep, rest = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise UserError(f"bad --grid '{text}': expected KEY=VALUE,VALUE,… (e.g. 'reg.l2=1e-5:1e-1:log:9')")
+    check_key(key, text)
+    tokens: list[Any] = []
+    for position, token in enumerate(split_tokens(rest), start=1):
+        if not token:
+            raise UserError(f"bad grid token '' (value {position}) in --grid '{text}': empty value")
+        if ":" in token and not token.startswith(("[", "{", "'", '"')):
+            tokens.append(parse_range(token, position, text))
+        else:
+            tokens.append(scalar(token))
+    return Grid(key, tuple(tokens), text)
+
+
+def scalar(token: str) -> Any:
+    """A token's value as YAML reads it, except that numbers YAML 1.1 leaves as strings (``1e-3``)
+    become floats."""
+    value = parse_value(token)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def product(grids: list[Grid]) -> list[dict[str, Any]]:
+    """The Cartesian product of the grids' values, as ``{key: value}`` points in grid order."""
+    keys = [g.key for g in grids]
+    repeated = {k for k in keys if keys.count(k) > 1}
+    if repeated:
+        raise UserError(f"key '{sorted(repeated)[0]}' is in two --grid flags; put its values in one")
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(g.values() for g in grids))]
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``5`` → [5]; ``0-9`` → [0 … 9]; ``0,3,7`` → [0, 3, 7]; parts combine, order kept."""
+    def bad() -> UserError:
+        return UserError(f"bad --seeds '{text}': expected a seed (5), a range (0-9) or a list (0,3,7)")
+
+    seeds: list[int] = []
+    for part in text.split(","):
+        first, dash, last = part.strip().partition("-")
+        if not first.isdigit() or (dash and not last.isdigit()):
+            raise bad()
+        lo, hi = int(first), int(last) if dash else int(first)
+        if hi < lo:
+            raise bad()
+        seeds.extend(s for s in range(lo, hi + 1) if s not in seeds)
+    return seeds

@@ -1,0 +1,93 @@
+"""``--workers N``: N local ``reglab worker`` processes on one study, and their progress.
+
+Each worker runs with one CPU thread (``OMP_NUM_THREADS=1``) and writes its lines to
+``studies/<name>/workers/worker-<i>.log``. The parent shows done/total from the storage: a rich
+progress bar on a terminal, a plain line per change otherwise. Ctrl-C stops the workers cleanly:
+each puts its running trials back in the queue, so the same command resumes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from optuna.storages import RDBStorage
+
+from reglab.study.records import progress
+
+POLL_SECONDS = 1.0
+STOP_WAIT = 30.0  # seconds a worker gets to put its trials back after Ctrl-C
+
+
+def worker_command(url: str, name: str, studies_dir: Path, batch: int, heartbeat: int, grace: int) -> list[str]:
+    return [sys.executable, "-m", "reglab.cli", "worker", "--storage", url, "--study", name,
+            "--dir", str(studies_dir), "--batch", str(batch), "--heartbeat", str(heartbeat), "--grace", str(grace)]
+
+
+class Display:
+    """done/total as a rich bar on a terminal, else one plain line whenever the counts change."""
+
+    def __init__(self, total: int, echo: Callable[[str], None]):
+        self.echo, self.last, self.bar = echo, None, None
+        if sys.stdout.isatty():
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("trials"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                                TextColumn("{task.fields[info]}"))
+            self.bar.start()
+            self.task = self.bar.add_task("trials", total=total, info="")
+
+    def show(self, counts: dict[str, int]) -> None:
+        finished = counts["done"] + counts["failed"]
+        info = f"{counts['failed']} failed, {counts['running']} running"
+        if self.bar is not None:
+            self.bar.update(self.task, completed=finished, total=counts["total"], info=info)
+        elif counts != self.last:
+            self.echo(f"{finished}/{counts['total']} trials finished ({info})")
+        self.last = counts
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def stop(procs: list[subprocess.Popen]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + STOP_WAIT
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run_workers(n: int, command: list[str], log_dir: Path, storage: RDBStorage, study_id: int,
+                spec: dict[str, Any], total: int, echo: Callable[[str], None]) -> list[tuple[int, Path]]:
+    """Start n workers, show progress until all exit; ``(exit code, log)`` per worker."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    logs = [log_dir / f"worker-{i}.log" for i in range(n)]
+    procs = []
+    for log in logs:
+        with open(log, "a") as out:
+            procs.append(subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env))
+    display = Display(total, echo)
+    try:
+        while any(p.poll() is None for p in procs):
+            display.show(progress(storage, study_id, spec, total))
+            time.sleep(POLL_SECONDS)
+        display.show(progress(storage, study_id, spec, total))
+    except KeyboardInterrupt:
+        stop(procs)
+        raise
+    finally:
+        display.close()
+    return [(p.returncode, log) for p, log in zip(procs, logs)]

@@ -1,0 +1,101 @@
+"""Creating, resuming and opening a study in its storage.
+
+A grid study holds one trial per point × seed × fold, put in the queue (state WAITING) once, when
+the study is created. Creation is guarded by the storage itself: the study is created with
+``load_if_exists=False``, so of several ``reglab sweep`` commands started at once exactly one
+creates it and fills the queue; the others find it, check that its spec is theirs, and resume.
+The creator marks the queue complete (the study attribute ``enqueued``) when every trial is in.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import optuna
+from optuna.exceptions import DuplicatedStudyError
+from optuna.storages import RDBStorage
+from optuna.trial import TrialState
+
+from reglab.errors import UserError
+from reglab.study.points import trial_plan
+from reglab.study.spec import differences, spec_hash
+from reglab.study.storage import shown_url
+
+SPEC_WAIT = 30.0  # seconds to wait for a concurrent creator to store its spec
+QUIET_WAIT = 10.0  # seconds without a new trial after which an unfinished queue is filled in
+
+
+def create_or_resume(storage: RDBStorage, name: str, spec: dict[str, Any]) -> tuple[optuna.Study, bool]:
+    """The study ``name`` with this spec, created (and its queue filled) if new; ``(study, created)``.
+
+    A study of that name with another spec is refused."""
+    try:
+        study = optuna.create_study(storage=storage, study_name=name, direction=spec["direction"],
+                                    load_if_exists=False)
+    except DuplicatedStudyError:
+        study = optuna.load_study(study_name=name, storage=storage)
+        stored = wait_for_spec(study)
+        if stored != spec:
+            changed = ", ".join(differences(stored, spec))
+            raise UserError(f"study '{name}' exists with a different config ({changed} differ); rerun "
+                            "the same command to resume it, or pass --name to start another") from None
+        finish_queue(study, spec)
+        return study, False
+    study.set_user_attr("spec", spec)
+    study.set_user_attr("spec_hash", spec_hash(spec))
+    plan = trial_plan(spec) if spec["search"] == "grid" else []
+    study.set_user_attr("total", len(plan) if plan else spec["trials"])
+    for attrs in plan:
+        study.enqueue_trial(params={}, user_attrs=attrs)
+    study.set_user_attr("enqueued", True)
+    return study, True
+
+
+def wait_for_spec(study: optuna.Study) -> dict[str, Any]:
+    """The stored spec; a creator running at the same moment may not have stored it yet."""
+    deadline = time.monotonic() + SPEC_WAIT
+    while "spec" not in study.user_attrs:
+        if time.monotonic() > deadline:
+            raise UserError(f"study '{study.study_name}' exists but was not made by reglab sweep (it "
+                            "holds no spec); pass --name to start another")
+        time.sleep(0.5)
+    return study.user_attrs["spec"]
+
+
+def finish_queue(study: optuna.Study, spec: dict[str, Any]) -> None:
+    """Resume a creation that was interrupted: once no trial has been added for ``QUIET_WAIT``
+    seconds, enqueue the planned trials that are missing."""
+    if spec["search"] != "grid" or study.user_attrs.get("enqueued"):
+        return
+    count, quiet_since = -1, time.monotonic()
+    while time.monotonic() - quiet_since < QUIET_WAIT:
+        time.sleep(0.5)
+        if study.user_attrs.get("enqueued"):
+            return
+        now = len(study.get_trials(deepcopy=False))
+        if now != count:
+            count, quiet_since = now, time.monotonic()
+    present = {t.user_attrs.get("key") for t in study.get_trials(deepcopy=False)}
+    for attrs in trial_plan(spec):
+        if attrs["key"] not in present:
+            study.enqueue_trial(params={}, user_attrs=attrs)
+    study.set_user_attr("enqueued", True)
+
+
+def open_study(storage: RDBStorage, name: str) -> tuple[optuna.Study, dict[str, Any]]:
+    """An existing reglab study and its spec, for workers and readers."""
+    names = [s.study_name for s in storage.get_all_studies()]
+    if name not in names:
+        known = f"; studies there: {', '.join(sorted(names))}" if names else "; it holds no study"
+        raise UserError(f"no study named '{name}' in {shown_url(storage.url)}{known}")
+    study = optuna.load_study(study_name=name, storage=storage)
+    return study, wait_for_spec(study)
+
+
+def release(storage: RDBStorage, trial_id: int) -> None:
+    """Put a claimed trial back in the queue (its worker was interrupted)."""
+    try:
+        storage.set_trial_state_values(trial_id, TrialState.WAITING)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass

@@ -1,0 +1,145 @@
+"""Reading a study's results: one :class:`TrialRecord` per point × seed × fold.
+
+``load_study(target)`` takes a study folder (``studies/<name>``, whose ``study.db`` or
+``storage.json`` says where the study is) or a pair ``(storage_url, study_name)`` and returns
+``(spec, records)``.
+
+A trial that was given up as stale (its worker died) and put back in the queue is superseded by
+its retry and left out; what remains is one record per point × seed × fold (a TPE trial gives
+one per seed × fold of its point). Status is ``ok``, ``failed`` (with the reason), ``running`` or
+``waiting``.
+
+λ is chosen on validation data only: :func:`choose_point` takes the point with the best mean
+validation objective over seeds (and CV folds), never a test metric.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from optuna.storages import RDBStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from reglab.errors import UserError
+from reglab.study.queue import open_study
+from reglab.study.storage import default_url, open_storage
+
+STATES = {TrialState.COMPLETE: "ok", TrialState.FAIL: "failed", TrialState.RUNNING: "running",
+          TrialState.WAITING: "waiting"}
+LOST = "its worker stopped sending heartbeats"
+
+
+@dataclass
+class TrialRecord:
+    point: dict[str, Any]
+    label: str
+    family: str
+    lam: float | None
+    seed: int
+    fold: int | None
+    status: str
+    reason: str | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    run_dir: str | None = None
+
+
+def superseded(trials: list[FrozenTrial]) -> set[int]:
+    """Numbers of the stale trials that were put back in the queue as a retry."""
+    return {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+
+
+def current_trials(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """The latest attempt of every planned trial."""
+    gone = superseded(trials)
+    return [t for t in trials if t.number not in gone and t.state in STATES]
+
+
+def status_of(trial: FrozenTrial) -> tuple[str, str | None]:
+    status = STATES[trial.state]
+    if status != "failed":
+        return status, None
+    return status, trial.user_attrs.get("reason") if trial.user_attrs.get("status") == "failed" else LOST
+
+
+def trial_records(trial: FrozenTrial, spec: dict[str, Any]) -> list[TrialRecord]:
+    attrs = trial.user_attrs
+    point = attrs.get("point", trial.params)
+    base = {"point": point, "label": attrs.get("label", json.dumps(point)), "family": attrs.get("family", ""),
+            "lam": attrs.get("lam")}
+    status, reason = status_of(trial)
+    if spec["search"] == "grid":
+        return [TrialRecord(**base, seed=attrs["seed"], fold=attrs["fold"], status=status, reason=reason,
+                            summary=attrs.get("summary", {}), history=attrs.get("history", []),
+                            run_dir=attrs.get("run_dir"))]
+    runs = attrs.get("runs") if status in ("ok", "failed") and attrs.get("runs") else None
+    if runs is None:
+        folds = range(spec["folds"]) if spec["folds"] else [None]
+        return [TrialRecord(**base, seed=s, fold=f, status=status, reason=reason)
+                for s in spec["seeds"] for f in folds]
+    return [TrialRecord(**base, seed=r["seed"], fold=r["fold"], status=r["status"], reason=r["reason"],
+                        summary=r["summary"], history=r["history"], run_dir=r["run_dir"]) for r in runs]
+
+
+def study_records(trials: list[FrozenTrial], spec: dict[str, Any]) -> list[TrialRecord]:
+    return [r for t in current_trials(trials) for r in trial_records(t, spec)]
+
+
+def progress(storage: RDBStorage, study_id: int, spec: dict[str, Any], total: int) -> dict[str, int]:
+    """Counts of the study's trials by status. A grid study loads only its waiting, running and
+    failed trials (done = total − the rest, as each planned trial has one current attempt); a TPE
+    study counts the trials not yet asked for as waiting."""
+    if spec["search"] == "grid":
+        def load(state: TrialState) -> list[FrozenTrial]:
+            return storage.get_all_trials(study_id, deepcopy=False, states=(state,))
+
+        failed = sum(t.user_attrs.get("status") == "failed" for t in load(TrialState.FAIL))
+        counts = {"waiting": len(load(TrialState.WAITING)), "running": len(load(TrialState.RUNNING)),
+                  "failed": failed}
+        return {"done": max(0, total - sum(counts.values())), **counts, "total": total}
+    counts = {"done": 0, "failed": 0, "running": 0, "waiting": 0}
+    names = {"ok": "done", "failed": "failed", "running": "running", "waiting": "waiting"}
+    for trial in current_trials(storage.get_all_trials(study_id, deepcopy=False)):
+        counts[names[STATES[trial.state]]] += 1
+    counts["waiting"] += max(0, total - sum(counts.values()))
+    return {**counts, "total": max(total, sum(counts.values()))}
+
+
+def choose_point(spec: dict[str, Any], records: list[TrialRecord]) -> tuple[str, float, int] | None:
+    """``(label, mean objective, number of runs)`` of the best point by its mean validation
+    objective (``spec['metric']``) over its finished runs; None when no run finished."""
+    values: dict[str, list[float]] = defaultdict(list)
+    for record in records:
+        if record.status == "ok" and spec["metric"] in record.summary:
+            values[record.label].append(record.summary[spec["metric"]])
+    if not values:
+        return None
+    sign = 1 if spec["direction"] == "maximize" else -1
+    label = max(values, key=lambda k: sign * sum(values[k]) / len(values[k]))
+    return label, sum(values[label]) / len(values[label]), len(values[label])
+
+
+def locate(target: str | Path | tuple[str, str]) -> tuple[str, str]:
+    """``(storage_url, study_name)`` of a study folder or pair."""
+    if isinstance(target, tuple):
+        return target
+    folder = Path(target)
+    if (folder / "study.db").is_file():
+        return default_url(folder), folder.name
+    if (folder / "storage.json").is_file():
+        where = json.loads((folder / "storage.json").read_text())
+        return where["storage"], where["name"]
+    raise UserError(f"'{folder}' is not a study folder (no study.db or storage.json)")
+
+
+def load_study(target: str | Path | tuple[str, str]) -> tuple[dict[str, Any], list[TrialRecord]]:
+    """A study's spec (plus ``name`` and ``storage``) and its records."""
+    url, name = locate(target)
+    storage = open_storage(url, must_exist=True)
+    study, spec = open_study(storage, name)
+    spec = {**spec, "name": name, "storage": url}
+    return spec, study_records(study.get_trials(deepcopy=False), spec)

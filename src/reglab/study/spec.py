@@ -1,0 +1,101 @@
+"""A study's spec: everything that decides which runs it holds, and its hash.
+
+The spec is the recipe (its YAML text, so a worker on another machine needs no file), the base
+overrides, the grids, the seeds, the number of CV folds, the search (``grid`` or ``tpe`` with its
+number of trials) and the objective. It is stored in the study; running ``reglab sweep`` again
+with the same spec resumes the study, and a different spec under the same name is refused.
+
+The objective is measured on validation data, never on test: ``val_acc`` (maximized) for
+classification, ``val_loss`` (minimized) for regression; with ``--cv K`` it is the mean over the
+K folds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from reglab.config import Config, apply_overrides, parse_override, read_yaml, recipe_path, validate
+from reglab.errors import UserError
+from reglab.study.grid import RESERVED_KEYS, parse_grid, parse_seeds
+
+SEARCHES = ("grid", "tpe")
+
+
+def make_spec(recipe: str, overrides: list[str], grids: list[str], seeds: str, folds: int | None,
+              search: str = "grid", trials: int | None = None) -> dict[str, Any]:
+    """Check the command's input and build its spec. Every mistake is a :class:`UserError`."""
+    if search not in SEARCHES:
+        raise UserError(f"--search must be grid or tpe, got '{search}'")
+    if search == "tpe" and not trials:
+        raise UserError("--search tpe needs --trials N (the number of points to try)")
+    if search == "grid" and trials is not None:
+        raise UserError("--trials applies to --search tpe only; a grid runs every point")
+    if trials is not None and trials < 1:
+        raise UserError(f"--trials must be at least 1, got {trials}")
+    if folds is not None and folds < 2:
+        raise UserError(f"--cv needs at least 2 folds, got {folds}")
+    for text in overrides:
+        key = parse_override(text)[0]
+        if key in RESERVED_KEYS:
+            raise UserError(f"set '{key}' with {RESERVED_KEYS[key]} in a sweep, not as an override")
+    parsed = [parse_grid(g) for g in grids]
+    path = recipe_path(recipe)
+    read_yaml(path)
+    spec: dict[str, Any] = {
+        "recipe": Path(recipe).stem,
+        "recipe_yaml": path.read_text(),
+        "overrides": list(overrides),
+        "grids": [g.text.strip() for g in parsed],
+        "seeds": parse_seeds(seeds),
+        "folds": folds,
+        "search": search,
+        "trials": trials,
+    }
+    kind = data_kind(config_for(spec, {}, spec["seeds"][0], 0 if folds else None))
+    spec["metric"] = "val_acc" if kind == "classification" else "val_loss"
+    spec["direction"] = "maximize" if kind == "classification" else "minimize"
+    return spec
+
+
+def data_kind(config: Config) -> str:
+    if config.data.kind != "auto":
+        return config.data.kind
+    from reglab.data import load_dataset
+
+    return load_dataset(config.data).kind
+
+
+def spec_hash(spec: dict[str, Any]) -> str:
+    text = json.dumps(spec, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def default_name(spec: dict[str, Any]) -> str:
+    """``<recipe>-<hash of the spec>``: the same command gives the same study."""
+    return f"{spec['recipe']}-{spec_hash(spec)}"
+
+
+def fold_list(spec: dict[str, Any]) -> list[int | None]:
+    return list(range(spec["folds"])) if spec["folds"] else [None]
+
+
+def config_for(spec: dict[str, Any], values: dict[str, Any], seed: int, fold: int | None) -> Config:
+    """The config of one run: recipe, then base overrides, then the point's values, then the
+    seed and (with CV) ``data.n_folds``/``data.fold``."""
+    tree = yaml.safe_load(spec["recipe_yaml"]) or {}
+    tree.setdefault("name", spec["recipe"])
+    pairs = [parse_override(o) for o in spec["overrides"]] + list(values.items()) + [("seed", seed)]
+    if fold is not None:
+        pairs += [("data.n_folds", spec["folds"]), ("data.fold", fold)]
+    return validate(apply_overrides(tree, pairs))
+
+
+def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The spec fields that differ, for the refusal message."""
+    fields = {"recipe_yaml": "recipe file"}
+    return [fields.get(k, k) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]

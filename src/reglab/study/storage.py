@@ -1,0 +1,127 @@
+"""Where a study lives: an Optuna RDB storage opened from a URL.
+
+* Default: an SQLite file ``studies/<name>/study.db`` (embedded, nothing to set up; workers on one
+  machine share it).
+* Across machines: a PostgreSQL URL such as ``postgresql+psycopg2://user:pass@host:5432/db``; every
+  machine runs ``reglab worker`` against it.
+
+Workers record a heartbeat for their running trials every ``heartbeat`` seconds. A running trial
+whose last heartbeat is older than ``grace`` seconds belongs to a worker that died: it is marked
+FAIL and the same point × seed × fold is put back in the queue (Optuna's
+``RetryHeartbeatStaleTrialCallback``). Both are set by option or by the environment variables
+``REGLAB_HEARTBEAT`` and ``REGLAB_GRACE`` (defaults 5 s and 20 s).
+
+SQLite is made safe for several worker processes by opening every transaction with
+``BEGIN IMMEDIATE``: a transaction takes the write lock before it reads, so the check-then-set of
+claiming a waiting trial cannot interleave with another worker's (PostgreSQL gets the same
+guarantee from Optuna's ``SELECT … FOR UPDATE``).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import optuna
+import sqlalchemy
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+from reglab.errors import UserError
+
+DEFAULT_HEARTBEAT = 5
+DEFAULT_GRACE = 20
+CONNECT_TIMEOUT = 5  # seconds; an unreachable server is reported well within 10 s
+SQLITE_BUSY_TIMEOUT = 60  # seconds a transaction waits for another one's write lock
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def default_url(folder: Path) -> str:
+    """The SQLite file of a study folder, as an absolute URL (workers may run elsewhere)."""
+    return f"sqlite:///{(Path(folder) / 'study.db').resolve()}"
+
+
+def shown_url(url: str) -> str:
+    """The URL with its password hidden, for messages."""
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        return url
+
+
+def sqlite_file(url: str) -> Path | None:
+    parsed = sqlalchemy.engine.make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
+
+
+def heartbeat_settings(heartbeat: int | None = None, grace: int | None = None) -> tuple[int, int]:
+    """(heartbeat interval, grace period) in whole seconds: the option, else the environment,
+    else the defaults. The grace period must exceed the interval."""
+    def pick(value: int | None, env: str, default: int) -> int:
+        if value is None:
+            text = os.environ.get(env)
+            try:
+                value = int(text) if text else default
+            except ValueError:
+                raise UserError(f"{env}={text!r} must be a whole number of seconds") from None
+        if value < 1:
+            raise UserError(f"{env.lower().removeprefix('reglab_')} must be at least 1 second, got {value}")
+        return value
+
+    interval = pick(heartbeat, "REGLAB_HEARTBEAT", DEFAULT_HEARTBEAT)
+    period = pick(grace, "REGLAB_GRACE", DEFAULT_GRACE)
+    if period <= interval:
+        raise UserError(f"the grace period ({period} s) must be longer than the heartbeat interval ({interval} s)")
+    return interval, period
+
+
+def engine_kwargs(url: str) -> dict:
+    backend = sqlalchemy.engine.make_url(url).get_backend_name()
+    if backend == "sqlite":
+        return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT, "isolation_level": None}}
+    if backend == "postgresql":
+        return {"connect_args": {"connect_timeout": CONNECT_TIMEOUT}, "pool_pre_ping": True}
+    if backend == "mysql":
+        return {"connect_args": {"connect_timeout": CONNECT_TIMEOUT}, "pool_pre_ping": True}
+    return {}
+
+
+def begin_immediate(connection) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def open_storage(url: str, heartbeat: int | None = None, grace: int | None = None,
+                 must_exist: bool = False) -> RDBStorage:
+    """Open (and for a new SQLite file, create) the storage at ``url``.
+
+    Raises :class:`UserError` for a malformed URL, a missing database driver, an unreachable or
+    refusing server (within ``CONNECT_TIMEOUT`` seconds), or, with ``must_exist``, an SQLite file
+    that is not there."""
+    try:
+        kwargs = engine_kwargs(url)
+        path = sqlite_file(url)
+    except sqlalchemy.exc.ArgumentError:
+        raise UserError(f"storage '{url}' is not a database URL (e.g. sqlite:///study.db or "
+                        "postgresql+psycopg2://user:pass@host:5432/db)") from None
+    if path is not None:
+        if must_exist and not path.is_file():
+            raise UserError(f"no study database at {path}")
+        if not path.parent.is_dir():
+            raise UserError(f"storage '{url}': folder {path.parent} does not exist")
+    interval, period = heartbeat_settings(heartbeat, grace)
+    try:
+        storage = RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=interval, grace_period=period,
+                             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback())
+    except ImportError as exc:
+        raise UserError(f"storage '{shown_url(url)}' needs a database driver that is not installed "
+                        f"({exc.__cause__ or exc}); for PostgreSQL: pip install 'reglab[postgres]'") from None
+    except (sqlalchemy.exc.SQLAlchemyError, ValueError) as exc:
+        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise UserError(f"cannot open storage '{shown_url(url)}': {first}") from None
+    if path is not None:
+        sqlalchemy.event.listen(storage.engine, "begin", begin_immediate)
+    return storage

@@ -1,0 +1,160 @@
+"""What ``reglab sweep``, ``reglab worker`` and ``reglab studies`` do.
+
+``sweep`` checks the input, creates the study (or resumes it: the same command gives the same
+spec, hence the same name and storage), then trains its trials with ``--workers`` workers
+(1: in this process; N > 1: N local processes; 0: none, for workers started elsewhere with
+``reglab worker``) and reports the point chosen on validation data and where the study is.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+from pathlib import Path
+from typing import Any, Callable
+
+from reglab.errors import UserError
+from reglab.study.launch import run_workers, worker_command
+from reglab.study.points import grid_points
+from reglab.study.queue import create_or_resume, open_study
+from reglab.study.records import choose_point, progress, study_records
+from reglab.study.spec import config_for, default_name, fold_list, make_spec
+from reglab.study.storage import default_url, heartbeat_settings, open_storage, shown_url
+from reglab.study.tpe import distributions
+from reglab.study.worker import Worker
+from reglab.vectorized import vectorizable
+
+Echo = Callable[[str], None]
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def check_name(name: str) -> str:
+    if not NAME_PATTERN.fullmatch(name):
+        raise UserError(f"study name '{name}' must be letters, digits, '.', '_' or '-' (it names a folder)")
+    return name
+
+
+def describe_plan(spec: dict[str, Any], total: int) -> str:
+    seeds, folds = len(spec["seeds"]), spec["folds"]
+    per = f"{seeds} seed{'s' * (seeds > 1)}" + (f" × {folds} folds" if folds else "")
+    if spec["search"] == "tpe":
+        return f"{total} TPE trials, each on {per}"
+    return f"{total} trials: {total // (seeds * (folds or 1))} points × {per}"
+
+
+def training_path(spec: dict[str, Any], batch: int) -> str:
+    """How the first group of runs will be trained: at once, or one after another (and why)."""
+    if spec["search"] == "grid":
+        points = grid_points(spec)
+        first = points[0].family
+        values = [p.values for p in points if p.family == first]
+        runs = [(v, s, f) for s in spec["seeds"] for v in values for f in fold_list(spec)[:1]]
+    else:
+        runs = [({}, s, f) for s in spec["seeds"] for f in fold_list(spec)]
+    configs = [config_for(spec, v, s, f) for v, s, f in runs][:batch]
+    reason = vectorizable(configs)
+    return f"training {len(configs)} models at once (vectorized)" if reason is None else f"one after another: {reason}"
+
+
+def sweep(recipe: str, overrides: list[str], grids: list[str], seeds: str = "0", cv: int | None = None,
+          search: str = "grid", trials: int | None = None, storage_url: str | None = None, workers: int = 1,
+          name: str | None = None, studies_dir: Path = Path("studies"), batch: int = 16,
+          heartbeat: int | None = None, grace: int | None = None, echo: Echo = print) -> bool:
+    """Create or resume the study and work on it; True when every trial is finished."""
+    if workers < 0:
+        raise UserError(f"--workers must be 0 or more, got {workers}")
+    if batch < 1:
+        raise UserError(f"--batch must be at least 1, got {batch}")
+    spec = make_spec(recipe, overrides, grids, seeds, cv, search, trials)
+    if search == "tpe":
+        distributions(spec)
+    heartbeat, grace = heartbeat_settings(heartbeat, grace)
+    name = check_name(name or default_name(spec))
+    folder = Path(studies_dir) / name
+    if storage_url is None:
+        folder.mkdir(parents=True, exist_ok=True)
+    url = storage_url or default_url(folder)
+    storage = open_storage(url, heartbeat, grace)
+    study, created = create_or_resume(storage, name, spec)
+    if storage_url is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "storage.json").write_text(json.dumps({"storage": url, "name": name}, indent=2))
+    total = study.user_attrs["total"]
+    counts = progress(storage, storage.get_study_id_from_name(study.study_name), spec, total)
+    plan = describe_plan(spec, total)
+    echo(f"study '{name}' created: {plan}" if created else
+         f"study '{name}' resumed: {counts['done'] + counts['failed']}/{counts['total']} trials finished")
+    echo(f"storage: {shown_url(url)}; runs in {folder / 'runs'}")
+    if workers == 0:
+        echo(f"no local workers; start them with: reglab worker --storage '{shown_url(url)}' --study {name}")
+        return False
+    if workers == 1:
+        Worker(storage, name, folder / "runs", batch, echo).run()
+    else:
+        echo(training_path(spec, batch))
+        command = worker_command(url, name, Path(studies_dir), batch, heartbeat, grace)
+        exits = run_workers(workers, command, folder / "workers", storage, storage.get_study_id_from_name(study.study_name), spec, total, echo)
+        for i, (code, log) in enumerate(exits):
+            if code != 0:
+                echo(f"worker {i} exited with code {code}; its log: {log}")
+    return report_end(storage, study, spec, folder, echo)
+
+
+def report_end(storage, study, spec: dict[str, Any], folder: Path, echo: Echo) -> bool:
+    counts = progress(storage, storage.get_study_id_from_name(study.study_name), spec, study.user_attrs["total"])
+    records = study_records(study.get_trials(deepcopy=False), spec)
+    name = study.study_name
+    echo(f"{counts['done']} trials done, {counts['failed']} failed, of {counts['total']}")
+    for record in records:
+        if record.status == "failed":
+            echo(f"  failed: {record.label} seed {record.seed}: {record.reason}")
+    best = choose_point(spec, records)
+    if best is not None:
+        label, value, n = best
+        over = "CV folds and seeds" if spec["folds"] else "seeds"
+        echo(f"chosen on validation (mean {spec['metric']} over {n} runs, {over}): {label} ({value:.4g})")
+    finished = counts["waiting"] == 0 and counts["running"] == 0
+    if not finished:
+        echo(f"study '{name}' is not finished; rerun the same command to resume it")
+    echo(f"study folder: {folder}")
+    echo(f"next: reglab report {folder} --out report/")
+    return finished
+
+
+def work(name: str, storage_url: str | None, studies_dir: Path, batch: int, heartbeat: int | None,
+         grace: int | None, echo: Echo = print) -> int:
+    """``reglab worker``: join the study and train until nothing is left; trials finished here."""
+    check_name(name)
+    folder = Path(studies_dir) / name
+    url = storage_url or default_url(folder)
+    storage = open_storage(url, heartbeat, grace, must_exist=storage_url is None)
+    signal.signal(signal.SIGTERM, interrupt)
+    done = Worker(storage, name, folder / "runs", batch, echo).run()
+    echo(f"worker finished: {done} trials trained here; nothing left to do in '{name}'")
+    return done
+
+
+def interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def list_studies(storage_url: str | None, studies_dir: Path) -> list[dict[str, Any]]:
+    """One row per study: name, recipe, search, done/failed/running/waiting/total, where."""
+    if storage_url is not None:
+        places = [(storage_url, None)]
+    else:
+        places = [(default_url(db.parent), db.parent) for db in sorted(Path(studies_dir).glob("*/study.db"))]
+    rows = []
+    for url, folder in places:
+        storage = open_storage(url, must_exist=True)
+        for summary in storage.get_all_studies():
+            if folder is not None and summary.study_name != folder.name:
+                continue
+            if "spec" not in summary.user_attrs:
+                continue
+            study, spec = open_study(storage, summary.study_name)
+            counts = progress(storage, storage.get_study_id_from_name(study.study_name), spec, study.user_attrs.get("total", 0))
+            rows.append({"name": summary.study_name, "recipe": spec["recipe"], "search": spec["search"],
+                         **counts, "where": str(folder) if folder else shown_url(url)})
+    return rows

@@ -1,0 +1,215 @@
+"""Adversarial training and robust evaluation of a classifier; composes with any reglab penalty.
+
+Training objectives (``adv.method``), with CE the cross-entropy, B = B(x, ε) ∩ [0, 1]^d the
+threat set and δ the perturbation:
+
+* ``pgd`` (Madry et al. 2018):   min_θ E[ max_{x'∈B} CE(f(x'), y) ], the inner max by PGD-k.
+* ``fgsm-rs`` (Wong et al. 2020): the inner max by one signed step from a random start,
+  δ₀ ~ U(−ε, ε)^d, x' = Π_B(x + δ₀ + α·sign(∇ₓ CE)), α = 1.25·ε.
+* ``trades`` (Zhang et al. 2019): CE(f(x), y) + β·KL(p(x) ‖ p(x')), x' ≈ argmax_{x'∈B} KL(p(x) ‖ p(x')).
+* ``weighted`` (Goodfellow et al. 2015): α_w·CE(f(x), y) + (1 − α_w)·CE(f(x'), y), x' by PGD-k.
+
+The penalty is not part of this loss: the regularizer is attached to the optimizer (coupled,
+decoupled or proximal), so every method composes with every penalty and mode unchanged.
+
+The training attack runs with the model in eval mode by default (``adv.attack_mode=eval``, as the
+TRADES reference code and torchattacks do): BatchNorm uses and keeps its running statistics and
+dropout is off while x' is searched; the loss on x' is then taken in train mode. With
+``attack_mode=train`` (Madry's and Wong's code) the attack sees the training-mode network, and
+BatchNorm's running statistics also move on every attack step.
+
+Each epoch the task measures PGD accuracy on fixed held-out validation and training batches
+(``val_robust_acc``, ``train_robust_acc``), keeps the checkpoint with the best ``val_robust_acc``
+(never the test set) and the last one, and, with ``adv.guard``, stops when ``val_robust_acc``
+falls more than ``adv.guard_drop`` below its best (catastrophic overfitting), restoring the best.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from reglab.attacks import PGD, _check_logits, _mode, check_inputs
+from reglab.attacks_eval import AUTOATTACK_INSTALL, autoattack_accuracy, robust_curve, sanity_checks
+from reglab.errors import UserError
+from reglab.tasks.supervised import SupervisedTask
+
+EVAL_BATCH = 512
+
+
+def trades_example(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float,
+                   steps: int, norm: str = "linf", eval_mode: bool = True) -> torch.Tensor:
+    """TRADES' inner maximization: x' ≈ argmax_{x'∈B(x,ε)∩[0,1]^d} KL(p(x) ‖ p(x')).
+
+    Start at x + 0.001·N(0, I), then ``steps`` times x' ← Π(x' + α·sign(g)) (L∞) or
+    x' ← Π(x' + α·g/‖g‖₂) (L2), with g = ∇ₓ' Σᵢ KL(p(xᵢ) ‖ p(x'ᵢ)) and Π the projection onto the
+    ε-ball around x followed by clipping to [0, 1]. ``y`` is only used to validate the logits.
+    """
+    y_max = check_inputs(x, y)
+    x0 = x.detach()
+    shape = (len(x0),) + (1,) * (x0.ndim - 1)
+    with _mode(model, eval_mode), torch.enable_grad():
+        with torch.no_grad():
+            clean = model(x0)
+            _check_logits(clean, len(x0), y_max)
+            p_clean = F.softmax(clean, dim=1)
+        x_adv = (x0 + 0.001 * torch.randn_like(x0)).clamp_(0, 1)
+        for _ in range(steps):
+            x_adv.requires_grad_(True)
+            kl = F.kl_div(F.log_softmax(model(x_adv), dim=1), p_clean, reduction="sum")
+            (g,) = torch.autograd.grad(kl, x_adv)
+            x_adv = x_adv.detach()
+            if norm == "linf":
+                x_adv = torch.minimum(torch.maximum(x_adv + alpha * g.sign(), x0 - eps), x0 + eps)
+            else:
+                g_norm = torch.linalg.vector_norm(g.flatten(1), dim=1).add_(1e-12).view(shape)
+                delta = x_adv + alpha * g / g_norm - x0
+                d_norm = torch.linalg.vector_norm(delta.flatten(1), dim=1).clamp_(min=1e-12).view(shape)
+                x_adv = x0 + delta * (eps / d_norm).clamp_(max=1)
+            x_adv = x_adv.clamp_(0, 1)
+    return x_adv.detach()
+
+
+def training_attack(adv) -> PGD | None:
+    """The attack that makes x' for training: PGD-k, or one step of α = 1.25·ε for ``fgsm-rs``."""
+    eval_mode = adv.attack_mode == "eval"
+    if adv.method == "fgsm-rs":
+        if adv.norm != "linf":
+            raise UserError("adv.method=fgsm-rs is an L∞ method; use adv.norm=linf or adv.method=pgd")
+        alpha = adv.alpha if adv.alpha is not None or adv.eps == 0 else 1.25 * adv.eps
+        return PGD(adv.eps, alpha=alpha, steps=1, random_start=True, eval_mode=eval_mode)
+    if adv.method in ("pgd", "weighted"):
+        return PGD(adv.eps, alpha=adv.alpha, steps=adv.steps, norm=adv.norm, restarts=adv.restarts,
+                   eval_mode=eval_mode)
+    return None
+
+
+def state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def check_attackable(config, splits) -> None:
+    """An attack needs a classifier and inputs on the [0, 1] scale that ε is measured on."""
+    if splits.kind != "classification":
+        raise UserError(
+            f"adversarial training and robust evaluation need a classification dataset; "
+            f"'{config.data.name}' is {splits.kind} (set adv.method=none and adv.eval_eps=[])"
+        )
+    lo = min(float(s.x.min()) for s in (splits.train, splits.val, splits.test))
+    hi = max(float(s.x.max()) for s in (splits.train, splits.val, splits.test))
+    if lo < 0 or hi > 1:
+        raise UserError(
+            f"attacks need inputs in [0, 1] (ε is measured on that scale); dataset "
+            f"'{config.data.name}' spans [{lo:.3g}, {hi:.3g}]"
+        )
+    if config.adv.autoattack and importlib.util.find_spec("autoattack") is None:
+        raise UserError(f"adv.autoattack=true, but AutoAttack is not installed: {AUTOATTACK_INSTALL}")
+
+
+class AdversarialTask(SupervisedTask):
+    """A classifier trained by ``adv.method`` and evaluated under attack (see the module docstring)."""
+
+    def __init__(self, config, splits, device: torch.device):
+        check_attackable(config, splits)
+        super().__init__(config, splits, device)
+        self.adv = config.adv
+        self.attack = training_attack(self.adv)
+        self.epoch = 0
+        self.best: tuple[int, float, dict] | None = None  # (epoch, val_robust_acc, state)
+        self.final: tuple[int, dict] | None = None  # (epoch, state)
+        self.stop_reason: str | None = None
+
+    # ------------------------------------------------------------------ training
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The batch loss of ``adv.method`` (module docstring); plain CE for ``none``."""
+        adv = self.adv
+        if adv.method == "none":
+            return self.criterion(model(x), y)
+        if adv.method == "trades":
+            alpha = adv.alpha or 2.5 * adv.eps / adv.steps
+            x_adv = trades_example(model, x, y, adv.eps, alpha, adv.steps, adv.norm,
+                                   eval_mode=adv.attack_mode == "eval")
+            logits = model(x)
+            kl = F.kl_div(F.log_softmax(model(x_adv), dim=1), F.softmax(logits, dim=1),
+                          reduction="batchmean")
+            return F.cross_entropy(logits, y) + adv.beta * kl
+        x_adv = self.attack(model, x, y)
+        if adv.method == "weighted":
+            clean, robust = F.cross_entropy(model(x), y), F.cross_entropy(model(x_adv), y)
+            return adv.weight * clean + (1 - adv.weight) * robust
+        return F.cross_entropy(model(x_adv), y)
+
+    # ------------------------------------------------------------------ evaluation
+
+    def robust(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_list, steps: int,
+               restarts: int) -> list[tuple[float, float]]:
+        """[(ε, accuracy under PGD-steps × restarts)], random starts drawn from the run's seed."""
+        return robust_curve(model, x, y, eps_list, norm=self.adv.norm, steps=steps, restarts=restarts,
+                            batch_size=EVAL_BATCH, seed=self.config.seed)
+
+    def epoch_metrics(self, tensors) -> dict[str, float]:
+        """PGD-``monitor_steps`` accuracy at ε on fixed val/train batches; best/last checkpoints; guard."""
+        adv, n = self.adv, self.adv.monitor_examples
+        self.epoch += 1
+        val = self.robust(self.model, *(t[:n] for t in tensors["val"]), [adv.eps], adv.monitor_steps, 1)[0][1]
+        train = self.robust(self.model, *(t[:n] for t in tensors["train"]), [adv.eps], adv.monitor_steps, 1)[0][1]
+        state = state_copy(self.model)
+        self.final = (self.epoch, state)
+        if self.best is None or val > self.best[1]:
+            self.best = (self.epoch, val, state)
+        elif adv.guard and adv.method != "none" and self.best[1] - val > adv.guard_drop:
+            best_epoch, best_val, best_state = self.best
+            self.stop_reason = (
+                f"catastrophic overfitting guard: val_robust_acc fell from {best_val:.3f} (epoch "
+                f"{best_epoch}) to {val:.3f} (epoch {self.epoch}); restored epoch {best_epoch}"
+            )
+            self.model.load_state_dict(best_state)
+        return {"val_robust_acc": val, "train_robust_acc": train, "gap_robust_acc": train - val}
+
+    def final_metrics(self, tensors) -> dict:
+        """Robust test accuracy (PGD-``eval_steps`` × ``eval_restarts``) at ``adv.eps`` and along
+        ``adv.eval_eps``, the robust generalization gap, best vs final checkpoint, sanity checks."""
+        adv, n = self.adv, self.adv.eval_examples
+        x, y = (t[:n] for t in tensors["test"])
+        x_train, y_train = (t[:n] for t in tensors["train"])
+        steps, restarts = adv.eval_steps, adv.eval_restarts
+        curve = self.robust(self.model, x, y, sorted({0.0, adv.eps, *adv.eval_eps}), steps, restarts)
+        at_eps = dict(curve)[adv.eps]
+        train_at_eps = self.robust(self.model, x_train, y_train, [adv.eps], steps, restarts)[0][1]
+        checks = sanity_checks(self.model, x, y, adv.eps, adv.norm, steps=steps, restarts=1,
+                               batch_size=EVAL_BATCH, seed=self.config.seed)
+        out = {
+            "robust_attack": f"PGD-{steps} {adv.norm}, {restarts} restarts, α = 2.5·ε/{steps}, "
+                             f"{len(y)} test examples",
+            "robust_eps": adv.eps,
+            "robust_test_acc": at_eps,
+            "robust_train_acc": train_at_eps,
+            "robust_gap": train_at_eps - at_eps,
+            "robust_curve": [[e, a] for e, a in curve],
+            "robust_sanity_passed": all(c.passed for c in checks),
+            "robust_sanity": [str(c) for c in checks],
+        }
+        if self.best is not None and self.final is not None:
+            current = state_copy(self.model)
+            for name, (epoch, state) in (("best", (self.best[0], self.best[2])), ("final", self.final)):
+                out[f"robust_{name}_epoch"] = epoch
+                out[f"robust_{name}_acc"] = at_eps if same_state(state, current) else \
+                    self.checkpoint_robust(state, x, y)
+        if adv.autoattack:
+            out["robust_autoattack_acc"] = autoattack_accuracy(
+                self.model, x, y, adv.eps, adv.norm, batch_size=EVAL_BATCH, seed=self.config.seed)
+        return out
+
+    def checkpoint_robust(self, state: dict, x: torch.Tensor, y: torch.Tensor) -> float:
+        model = copy.deepcopy(self.model)
+        model.load_state_dict(state)
+        return self.robust(model, x, y, [self.adv.eps], self.adv.eval_steps, self.adv.eval_restarts)[0][1]

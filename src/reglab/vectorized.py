@@ -1,0 +1,550 @@
+"""The vectorized fast path: train a sweep's small models together, as one batched computation.
+
+A sweep trains the same model on the same data many times, changing only the seed and the penalty
+strength. :func:`run_many` trains such a group of M configs at once. Every parameter is stacked
+into one tensor ``[M, ...]`` (model m in row m; ``torch.func.stack_module_state``), each step is
+one batched forward and backward over the models' own batches ``[M, B, ...]``, and the gradient
+clipping, the penalty and the optimizer act on the stacked tensors with a learning rate, a λ and a
+weight decay per model (``[M]`` vectors broadcast over the model dimension).
+
+Model m sees what its separate run (:func:`reglab.train.run`) sees, in the same order:
+
+* its initial weights: ``seed_everything(seed)``, then the same builder (``reglab.train.prepare``);
+* its batches: its own shuffle ``torch.Generator().manual_seed(seed)``, one permutation per epoch;
+* its dropout masks (on CPU): m ← m_p / (1 − p) with m_p ~ Bernoulli(1 − p) drawn by ``bernoulli_``
+  from a generator that starts where the separate run's global generator stands after the build;
+* one step: loss → backward → clip (g ← g·min(1, c / (‖g‖ + 10⁻⁶)) with ‖g‖ the model's own global
+  norm, then g ← clamp(g, −v, v)) → coupled penalty g ← g + ∇(λ_m·R)(w) → decoupled decay
+  w ← w − lr_m·∇(λ_m·R)(w) → the optimizer step as torch writes it (SGD with momentum, Adam, AdamW)
+  → proximal map w ← prox(w, lr_m·λ_m), λ_m scaled by the warm-up schedule of the step;
+* its own epoch metrics, early stopping, restore-best and LR schedule (its own torch scheduler).
+
+Linear layers are ``baddbmm``, the batched twin of the ``addmm`` a single model runs, and the losses
+are taken on contiguous views, so on CPU a linear model or an MLP is trained bit for bit as in its
+separate run. Batched convolutions (under ``vmap``) agree to float rounding. The per-step Python
+work grows with the number of parameter tensors, not with M, except for the dropout masks: one
+draw per model and dropout layer, from the model's own generator.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import stack_module_state, vmap
+
+from reglab.config import Config
+from reglab.models.build import ACTIVATIONS, Net
+from reglab.penalties import GroupLasso
+from reglab.runs import RunFolder
+from reglab.tasks import wants_attacks
+from reglab.train import (Diverged, Experiment, Progress, RunResult, add_gaps, epoch_record, is_better,
+                          prepare, resolve_device, run, step_schedule, summarize)
+
+VARYING = {"seed", "reg.lam", "reg.l1_ratio", "optim.lr", "optim.weight_decay", "name", "description", "out"}
+"""The keys in which the configs of a group may differ."""
+
+HANDLED = {
+    "name", "description", "seed", "device", "out",
+    "model.kind", "model.hidden", "model.activation", "model.dropout", "model.channels",
+    "model.kernel_size", "model.pool", "model.dense", "model.batchnorm",
+    "reg.penalty", "reg.lam", "reg.l1_ratio", "reg.mode", "reg.on", "reg.dropout", "reg.warmup_epochs",
+    "optim.name", "optim.lr", "optim.momentum", "optim.weight_decay", "optim.betas",
+    "train.epochs", "train.batch_size", "train.schedule", "train.plateau_factor",
+    "train.plateau_patience", "train.step_size", "train.step_gamma", "train.clip_norm",
+    "train.clip_value", "train.early_stopping", "train.monitor", "train.restore_best",
+    "train.save_weights", "train.plots",
+}  # fmt: skip
+"""The keys the fast path implements (and every ``data.*`` key); any other key must keep its default."""
+
+EVAL_BATCH = 2048  # the chunk size of SupervisedTask.evaluate, so that the losses add up alike
+BATCHED_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.MaxPool1d, nn.MaxPool2d, nn.Dropout,
+                  *ACTIVATIONS.values())  # fmt: skip
+
+
+def flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config dict as dotted keys: ``{"reg": {"lam": 1}}`` → ``{"reg.lam": 1}``."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flat(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def unsupported(config: Config) -> str | None:
+    """Why the fast path cannot train this config, or None."""
+    if wants_attacks(config):
+        return "adversarial training and robust evaluation are not vectorized"
+    defaults = flat(Config().to_dict())
+    for key, value in flat(config.to_dict()).items():
+        if key not in HANDLED and not key.startswith("data.") and value != defaults.get(key):
+            return f"{key} is not vectorized"
+    if config.model.batchnorm:
+        return "batch normalization (running statistics per model) is not vectorized"
+    if config.reg.on != "weights":
+        return f"only the default selection reg.on=weights is vectorized, not '{config.reg.on}'"
+    if config.model.dropout > 0 and resolve_device(config.device).type != "cpu":
+        return "dropout draws its masks from a shared random stream on this device"
+    return None
+
+
+def vectorizable(configs: list[Config]) -> str | None:
+    """None when :func:`run_many` can train ``configs`` together, else a short reason why not.
+
+    They can when they differ only in :data:`VARYING` (seed, λ, l1_ratio, lr, weight decay, name)
+    and the fast path implements the rest: supervised linear/mlp/cnn models without batchnorm, any
+    penalty and mode on the default weight selection, sgd/adam/adamw, any LR schedule, clipping,
+    early stopping and restore-best, and dropout on CPU.
+    """
+    if len(configs) < 2:
+        return "a single run"
+    first = flat(configs[0].to_dict())
+    for config in configs[1:]:
+        keys = sorted(k for k, v in flat(config.to_dict()).items() if k not in VARYING and v != first.get(k))
+        if keys:
+            return f"the runs differ in {', '.join(keys[:3])}" + (", …" if len(keys) > 3 else "")
+    return unsupported(configs[0])
+
+
+def col(values: Tensor, like: Tensor) -> Tensor:
+    """A per-model vector [M] (computed in float64, as torch computes its Python scalars) rounded to
+    ``like``'s dtype and shaped [M, 1, …] to broadcast against ``like``."""
+    return values.to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
+
+
+# -- the batched model ------------------------------------------------------------------------------
+
+
+def layer_plan(model: nn.Module) -> list[tuple[str, nn.Module | None]]:
+    """``Net``'s layers in forward order, by parameter prefix; ``None`` marks the flatten."""
+    if not isinstance(model, Net):
+        raise ValueError(f"the fast path trains reglab's Net, not {type(model).__name__}")
+    plan: list[tuple[str, nn.Module | None]] = []
+    for part in ("features", "body"):
+        plan += [(f"{part}.{name}", layer) for name, layer in getattr(model, part).named_children()]
+        if part == "features":
+            plan.append(("flatten", None))
+    plan.append(("head", model.head))
+    for name, layer in plan:
+        if layer is not None and not isinstance(layer, BATCHED_LAYERS):
+            raise ValueError(f"layer {name} ({type(layer).__name__}) has no batched form")
+    return plan
+
+
+class BatchedNet:
+    """The forward pass of M models of one ``Net`` architecture: stacked parameters
+    ``{name: [M, ...]}`` and inputs ``[M, B, ...]`` give outputs ``[M, B, n_outputs]``.
+
+    Linear: h ← h·Wᵀ + b per model (``baddbmm``); convolutions under ``vmap``; activations and
+    pooling act per example, so the models and examples go through them as one batch.
+    """
+
+    def __init__(self, model: Net):
+        self.plan = layer_plan(model)
+
+    def __call__(self, params: dict[str, Tensor], x: Tensor,
+                 dropout: Callable[[torch.Size, float], Tensor] | None = None) -> Tensor:
+        """``dropout(shape, p)`` gives the scaled masks in training; None means eval mode."""
+        h = x
+        for name, layer in self.plan:
+            if layer is None:
+                h = h.flatten(2)
+            elif isinstance(layer, nn.Linear):
+                weight, bias = params[f"{name}.weight"], params[f"{name}.bias"]
+                h = torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
+            elif isinstance(layer, (nn.Conv1d, nn.Conv2d)):
+                conv = F.conv2d if isinstance(layer, nn.Conv2d) else F.conv1d
+
+                def one(xm, wm, bm, conv=conv, layer=layer):
+                    return conv(xm, wm, bm, layer.stride, layer.padding, layer.dilation, layer.groups)
+
+                h = vmap(one)(h, params[f"{name}.weight"], params[f"{name}.bias"])
+            elif isinstance(layer, nn.Dropout):
+                if dropout is not None:
+                    h = h * dropout(h.shape, layer.p)
+            else:
+                h = layer(h.flatten(0, 1)).unflatten(0, h.shape[:2])
+        return h
+
+
+def batch_losses(out: Tensor, y: Tensor, classify: bool) -> Tensor:
+    """Each model's mean loss on its batch, [M]: cross-entropy for classes, else (1/n)·Σ(y − ŷ)²."""
+    if classify:
+        m, b, k = out.shape
+        return F.cross_entropy(out.reshape(m * b, k), y.reshape(m * b), reduction="none").view(m, b).mean(1)
+    return F.mse_loss(out, y, reduction="none").flatten(1).mean(1)
+
+
+def clip_(grads: list[Tensor], clip_norm: float | None, clip_value: float | None) -> None:
+    """``clip_grad_norm_`` and ``clip_grad_value_`` of torch, each model by its own global norm."""
+    if clip_norm is not None:
+        norms = torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads], 1)
+        total = torch.linalg.vector_norm(norms, dim=1)
+        coef = torch.clamp(clip_norm / (total + 1e-6), max=1.0)
+        for g in grads:
+            g.mul_(coef.view(-1, *([1] * (g.dim() - 1))))
+    if clip_value is not None:
+        for g in grads:
+            g.clamp_(-clip_value, clip_value)
+
+
+# -- optimizer and penalty on stacked tensors -------------------------------------------------------
+
+
+class StackedOptimizer:
+    """torch's SGD (momentum), Adam and AdamW (single-tensor form) on stacked tensors, with the
+    learning rate lr_m and weight decay wd_m of each model. Adam, at step t:
+
+        g ← g + wd·w (Adam) or w ← w·(1 − lr·wd) (AdamW);   m ← m + (1 − β₁)(g − m)  (``lerp``);
+        v ← β₂·v + (1 − β₂)·g²;   w ← w − lr/(1 − β₁ᵗ) · m / (√v / √(1 − β₂ᵗ) + ε).
+
+    SGD: g ← g + wd·w;  b ← g (first step), b ← μ·b + g;  w ← w − lr·b.
+    """
+
+    def __init__(self, name: str, group: dict[str, Any]):
+        self.name, self.group = name, group  # group: the shared hyper-parameters of torch's optimizer
+        self.steps = 0
+        self.state: dict[str, list[Tensor]] = {}
+
+    def select(self, keep: Tensor) -> None:
+        self.state = {name: [s[keep] for s in states] for name, states in self.state.items()}
+
+    def step(self, params: dict[str, Tensor], grads: dict[str, Tensor], lr: Tensor, wd: Tensor | None) -> None:
+        """One step; ``wd`` is None when no model has weight decay."""
+        if self.name == "sgd":
+            self.sgd(params, grads, lr, wd)
+        else:
+            self.adam(params, grads, lr, wd)
+        self.steps += 1
+
+    def sgd(self, params, grads, lr, wd) -> None:
+        momentum = self.group["momentum"]
+        for name, w in params.items():
+            g = grads[name]
+            if wd is not None:
+                g = torch.addcmul(g, w, col(wd, w))
+            if momentum:
+                if name in self.state:
+                    g = self.state[name][0].mul_(momentum).add_(g)
+                else:
+                    self.state[name] = [g.clone()]
+                    g = self.state[name][0]
+            w.addcmul_(g, col(-lr, w))
+
+    def adam(self, params, grads, lr, wd) -> None:
+        beta1, beta2 = self.group["betas"]
+        t = self.steps + 1
+        neg_step = -(lr / (1 - beta1**t))
+        bias2_sqrt = (1 - beta2**t) ** 0.5
+        for name, w in params.items():
+            g = grads[name]
+            if wd is not None and self.name == "adamw":
+                w.mul_(col(1 - lr * wd, w))
+            elif wd is not None:
+                g = torch.addcmul(g, w, col(wd, w))
+            if name not in self.state:
+                self.state[name] = [torch.zeros_like(w), torch.zeros_like(w)]
+            exp_avg, exp_avg_sq = self.state[name]
+            exp_avg.lerp_(g, 1 - beta1)
+            exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+            denom = (exp_avg_sq.sqrt() / bias2_sqrt).add_(self.group["eps"])
+            w.add_(torch.mul(exp_avg, col(neg_step, w)).div_(denom))
+
+
+class StackedPenalty:
+    """The config's penalty term, λ_m·R, on the selected stacked weights, applied as the Regularizer
+    applies it (``reglab.penalties`` states each R, its gradient and its prox):
+
+    * coupled:   g ← g + ∇(λ·R)(w)         before the optimizer step;
+    * decoupled: w ← w − lr·∇(λ·R)(w)      before the optimizer step (L2: w ← w·(1 − lr·λ));
+    * proximal:  w ← prox(w, lr·λ)         after it.
+
+    L1, L2 and elastic net share one form with α = 1, 0 and ``l1_ratio``: ∇(λ·R) = λα·sign(w) +
+    λ(1 − α)·w and prox(w, t) = soft_threshold(w, tα) / (1 + t(1 − α)), where
+    soft_threshold(w, s) = w − clamp(w, −s, s). Group lasso runs its own math per model (``vmap``).
+    """
+
+    def __init__(self, config: Config, names: list[str], ratio: Tensor, schedule: Callable[[int], float]):
+        self.kind, self.mode = config.reg.penalty, config.reg.mode
+        self.names, self.schedule = names, schedule
+        self.alpha = {"l1": torch.ones_like(ratio), "l2": torch.zeros_like(ratio)}.get(self.kind, ratio)
+        self.group = GroupLasso(0.0)  # its λ is unused: the math below passes λ_m
+
+    def select(self, keep: Tensor) -> None:
+        self.alpha = self.alpha[keep]
+
+    def before_step(self, params: dict[str, Tensor], grads: dict[str, Tensor], lr: Tensor, lam: Tensor) -> None:
+        if self.mode == "coupled":
+            for name in self.names:
+                self.add_grad_(grads[name], params[name], lam)
+        elif self.mode == "decoupled":
+            for name in self.names:
+                self.decay_(params[name], lr, lam)
+
+    def after_step(self, params: dict[str, Tensor], lr: Tensor, lam: Tensor) -> None:
+        if self.mode == "proximal":
+            for name in self.names:
+                self.prox_(params[name], lr * lam)
+
+    def add_grad_(self, g: Tensor, w: Tensor, lam: Tensor) -> None:
+        """g ← g + ∇(λ·R)(w)."""
+        if self.kind == "group":
+            g.add_(vmap(self.group._grad)(w, lam))
+            return
+        if self.kind != "l2":
+            g.addcmul_(torch.sign(w), col(lam * self.alpha, w))
+        if self.kind != "l1":
+            g.addcmul_(w, col(lam * (1 - self.alpha), w))
+
+    def decay_(self, w: Tensor, lr: Tensor, lam: Tensor) -> None:
+        """w ← w − lr·∇(λ·R)(w)."""
+        if self.kind == "group":
+            w.addcmul_(vmap(self.group._grad)(w, lam), col(-lr, w))
+        elif self.kind == "l2":
+            w.mul_(col(1 - lr * lam, w))
+        elif self.kind == "l1":
+            w.addcmul_(torch.sign(w), col(-(lr * lam), w))
+        else:
+            step = torch.sign(w).mul_(col(self.alpha, w)).addcmul_(w, col(1 - self.alpha, w))
+            w.addcmul_(step, col(-(lr * lam), w))
+
+    def prox_(self, w: Tensor, t: Tensor) -> None:
+        """w ← prox(w, t) with t = lr·λ."""
+        if self.kind == "group":
+            w.copy_(vmap(self.group._prox)(w, t))
+            return
+        if self.kind != "l2":
+            threshold = col(t * self.alpha, w)
+            w.sub_(w.clamp(-threshold, threshold))
+        if self.kind != "l1":
+            w.div_(col(1 + t * (1 - self.alpha), w))
+
+
+# -- the group --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Member:
+    """One config of the group: its experiment and run folder, its random streams and its history."""
+
+    exp: Experiment
+    dropout: torch.Generator
+    folder: RunFolder | None = None
+    shuffle: torch.Generator = field(init=False)
+    history: list[dict] = field(default_factory=list)
+    best_value: float | None = None
+    best_state: dict | None = None
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    status: dict[str, Any] = field(default_factory=lambda: {"status": "ok"})
+    result: RunResult | None = None
+
+    def __post_init__(self):
+        self.shuffle = torch.Generator().manual_seed(self.exp.config.seed)
+
+    @property
+    def lr(self) -> float:
+        return self.exp.task.optimizer.param_groups[0]["lr"]
+
+    def end_epoch(self, epoch: int, step: int, losses: Tensor, split_metrics: dict[str, float]) -> bool:
+        """The separate run's end of an epoch (its model holds this model's weights); True when this
+        model's training ends: early stopping or divergence (then ``status`` says failed)."""
+        cfg = self.exp.config.train
+        try:
+            finite = torch.isfinite(losses)
+            if not bool(finite.all()):
+                bad = int((~finite).nonzero()[0])
+                raise Diverged(step - len(losses) + bad + 1, float(losses[bad]))
+            record = epoch_record(self.exp, epoch, step, float(losses.mean()), split_metrics)
+        except Diverged as exc:
+            self.status = {"status": "failed", "reason": f"diverged: {exc}", "step": exc.step,
+                           "epoch": len(self.history) + 1}
+            return True
+        self.history.append(record)
+        self.folder.log(record)
+        monitored = record[cfg.monitor]
+        if is_better(monitored, self.best_value, cfg.monitor):
+            self.best_value, self.best_epoch, self.bad_epochs = monitored, epoch, 0
+            self.best_state = {k: v.clone() for k, v in self.exp.model.state_dict().items()} if cfg.restore_best else None
+        else:
+            self.bad_epochs += 1
+        with warnings.catch_warnings():  # the schedule steps an optimizer that the group stands in for
+            warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
+            step_schedule(self.exp, monitored)
+        if cfg.early_stopping is not None and self.bad_epochs >= cfg.early_stopping:
+            self.status["stopped_early"] = True
+            return True
+        return False
+
+    def finish(self, seconds: float, group_size: int) -> None:
+        """Restore the best weights, write the summary (and weights) as ``reglab.train.run`` does."""
+        exp, ok = self.exp, self.status["status"] == "ok"
+        if ok and exp.config.train.restore_best and self.best_state is not None:
+            exp.model.load_state_dict(self.best_state)
+        summary = summarize(exp, self.folder, self.status, self.history, self.best_epoch, seconds)
+        if ok and exp.config.train.save_weights:
+            self.folder.save_weights(exp.model)
+        summary.update(vectorized=True, group_size=group_size, path=str(self.folder.path))
+        self.folder.finish(summary)
+        self.result = RunResult(self.folder.path, summary)
+
+
+class Group:
+    """The models still training: stacked parameters, optimizer state and penalty, one row each."""
+
+    def __init__(self, members: list[Member]):
+        first = members[0].exp
+        self.members, self.size = members, len(members)
+        self.config, self.device = first.config, first.device
+        self.classify = first.task.classify
+        self.net = BatchedNet(first.model)
+        self.params, _ = stack_module_state([m.exp.model for m in members])
+        self.optimizer = StackedOptimizer(self.config.optim.name, first.task.optimizer.param_groups[0])
+        self.penalty = self.build_penalty(first)
+        self.steps = 0
+
+    def build_penalty(self, first: Experiment) -> StackedPenalty | None:
+        regularizer = first.task.regularizer
+        if regularizer is None:
+            return None
+        term = regularizer.terms[0]
+        names = {id(p): n for n, p in first.model.named_parameters()}
+        selected = [names[id(p)] for _, p in term.on.resolve(first.model)]
+        ratio = self.vector(lambda m: m.exp.config.reg.l1_ratio)
+        return StackedPenalty(self.config, selected, ratio, term.schedule)
+
+    def vector(self, value: Callable[[Member], float]) -> Tensor:
+        """A per-model float64 vector over the members still training."""
+        return torch.tensor([value(m) for m in self.members], dtype=torch.float64, device=self.device)
+
+    def draw_dropout(self, shape: torch.Size, p: float) -> Tensor:
+        """Each model's mask from its own generator, as ``F.dropout`` draws it on CPU."""
+        masks = [torch.empty(shape[1:]).bernoulli_(1 - p, generator=m.dropout) for m in self.members]
+        return torch.stack(masks).div_(1 - p).to(self.device)
+
+    def train_step(self, x: Tensor, y: Tensor, lr: Tensor, lam: Tensor, wd: Tensor | None) -> Tensor:
+        """One step of every model on its batch; returns the batch losses [M]."""
+        names = list(self.params)
+        losses = batch_losses(self.net(self.params, x, self.draw_dropout), y, self.classify)
+        grads = dict(zip(names, torch.autograd.grad(losses.sum(), [self.params[n] for n in names])))
+        with torch.no_grad():
+            clip_(list(grads.values()), self.config.train.clip_norm, self.config.train.clip_value)
+            scaled = lam * float(self.penalty.schedule(self.steps)) if self.penalty else lam
+            if self.penalty is not None:
+                self.penalty.before_step(self.params, grads, lr, scaled)
+            self.optimizer.step(self.params, grads, lr, wd)
+            if self.penalty is not None:
+                self.penalty.after_step(self.params, lr, scaled)
+        self.steps += 1
+        return losses.detach()
+
+    def train_epoch(self) -> Tensor:
+        """One pass of every model over its own shuffle of the training set; losses [M, steps]."""
+        x, y = self.members[0].exp.tensors["train"]
+        n = len(x)
+        batch = self.config.train.batch_size or n
+        orders = torch.stack([torch.randperm(n, generator=m.shuffle) for m in self.members]).to(self.device)
+        lr = self.vector(lambda m: m.lr)
+        lam = self.vector(lambda m: m.exp.config.reg.lam)
+        wd = self.vector(lambda m: m.exp.task.optimizer.param_groups[0]["weight_decay"])
+        wd = wd if bool(wd.any()) else None
+        losses = []
+        for start in range(0, n, batch):
+            idx = orders[:, start : start + batch]
+            losses.append(self.train_step(x[idx], y[idx], lr, lam, wd))
+        return torch.stack(losses, 1).cpu()
+
+    @torch.no_grad()
+    def evaluate(self, names=("train", "val")) -> list[dict[str, float]]:
+        """Each model's mean loss (and accuracy) on the splits, in eval mode, as its task computes them."""
+        task = self.members[0].exp.task
+        out: list[dict[str, float]] = [{} for _ in self.members]
+        for name in names:
+            x, y = self.members[0].exp.tensors[name]
+            totals, correct = [0.0] * len(self.members), [0] * len(self.members)
+            for start in range(0, len(x), EVAL_BATCH):
+                xb, yb = x[start : start + EVAL_BATCH], y[start : start + EVAL_BATCH]
+                logits = self.net(self.params, xb.expand(len(self.members), *xb.shape))
+                for i in range(len(self.members)):
+                    totals[i] += float(task.criterion(logits[i], yb)) * len(yb)
+                if self.classify:
+                    correct = [c + k for c, k in zip(correct, (logits.argmax(2) == yb).sum(1).tolist())]
+            for i, metrics in enumerate(out):
+                metrics[f"{name}_loss"] = totals[i] / len(x)
+                if self.classify:
+                    metrics[f"{name}_acc"] = correct[i] / len(x)
+        return [add_gaps(m) for m in out]
+
+    @torch.no_grad()
+    def load(self, row: int, model: nn.Module) -> None:
+        """Copy model ``row``'s stacked parameters into its own ``nn.Module``."""
+        for name, p in model.named_parameters():
+            p.copy_(self.params[name][row])
+
+    def select(self, keep: list[int]) -> None:
+        """Keep only these rows (the models still training)."""
+        index = torch.tensor(keep, device=self.device)
+        self.members = [self.members[i] for i in keep]
+        self.params = {n: p.detach()[index].requires_grad_() for n, p in self.params.items()}
+        self.optimizer.select(index)
+        if self.penalty is not None:
+            self.penalty.select(index)
+
+    def fit(self, progress: bool | None) -> None:
+        """Train every model to its own end, finishing each run folder as its model ends."""
+        started = time.perf_counter()
+        bar = Progress(progress, self.config.train.epochs, f"{self.config.name} ×{self.size}")
+        try:
+            for epoch in range(1, self.config.train.epochs + 1):
+                losses = self.train_epoch()
+                metrics = self.evaluate()
+                step = self.steps
+                keep = []
+                for i, member in enumerate(self.members):
+                    self.load(i, member.exp.model)
+                    if member.exp.task.regularizer is not None:
+                        member.exp.task.regularizer.load_state_dict({"steps": step})
+                    if member.end_epoch(epoch, step, losses[i], metrics[i]) or epoch == self.config.train.epochs:
+                        member.finish(time.perf_counter() - started, self.size)
+                    else:
+                        keep.append(i)
+                bar.update(f"{len(keep)} of {self.size} training")
+                if not keep:
+                    break
+                if len(keep) < len(self.members):
+                    self.select(keep)
+        finally:
+            bar.close()
+
+
+def run_many(configs: list[Config], root=None, progress: bool | None = None) -> list[RunResult]:
+    """Train ``configs`` and write their run folders: the results of
+    ``[reglab.train.run(c, root) for c in configs]``, trained as one batched computation when
+    :func:`vectorizable` allows it (each summary then says ``"vectorized": true`` and the
+    ``group_size``; its ``seconds`` are the group's), else one after another."""
+    if vectorizable(configs) is not None:
+        return [run(c, root, progress) for c in configs]
+    members = []
+    for config in configs:
+        exp = prepare(config)
+        generator = torch.Generator()
+        generator.set_state(torch.get_rng_state())  # where the run's dropout would start drawing
+        members.append(Member(exp, generator))
+    group = Group(members)
+    for member in members:
+        member.folder = RunFolder.create(member.exp.config, member.exp.device, root)
+    try:
+        group.fit(progress)
+    except BaseException as exc:
+        for member in members:
+            if member.result is None:
+                member.folder.finish({"status": "failed", "reason": f"{type(exc).__name__}: {exc}"})
+        raise
+    return [m.result for m in members]
