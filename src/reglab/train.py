@@ -273,6 +273,8 @@ def summarize(exp: Experiment, folder: RunFolder | None, status: dict[str, Any],
         weight_histogram(weights, folder.path / "plots" / "weights.png", cfg.name)
         if "robust_curve" in summary:
             robustness(history, summary, folder.path / "plots" / "robustness.png", cfg.name)
+        if hasattr(exp.task, "write_plots"):
+            exp.task.write_plots(folder.path / "plots", history)
     return summary
 
 

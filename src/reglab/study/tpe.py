@@ -13,6 +13,7 @@ of points every time.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import optuna
@@ -43,4 +44,6 @@ def distributions(spec: dict[str, Any]) -> dict[str, BaseDistribution]:
 def ask(study: optuna.Study, spec: dict[str, Any], n_existing: int) -> optuna.Trial:
     """A new RUNNING trial whose params TPE proposes."""
     study.sampler = optuna.samplers.TPESampler(seed=n_existing, constant_liar=True)
-    return study.ask(distributions(spec))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Heartbeat of storage")  # reglab records its own
+        return study.ask(distributions(spec))

@@ -163,6 +163,12 @@ class Worker:
         for trial, out in zip(claimed, outcomes):
             self.complete(trial._trial_id, trial.user_attrs, out)
 
+    def train_group(self, configs: list) -> list[dict[str, Any]]:
+        """Train the seeds of one fold: at once when they can be vectorized."""
+        reason = vectorizable(configs)
+        self.say_path(len(configs) if reason is None else 1, reason if len(configs) > 1 else None)
+        return train_all(configs, self.root, reason is None)
+
     def say_path(self, n: int, reason: str | None) -> None:
         message = f"training {n} models at once (vectorized)" if n > 1 else f"one after another: {reason}"
         if n == 1 and reason is None:
@@ -202,7 +208,7 @@ class Worker:
     def run_tpe_trial(self, trial_id: int, params: dict[str, Any]) -> None:
         """Train one proposed point on every seed × fold; its value is the mean objective."""
         spec = self.spec
-        runs = [(s, f) for s in spec["seeds"] for f in fold_list(spec)]
+        runs = [(s, f) for f in fold_list(spec) for s in spec["seeds"]]
         with holding(self.storage, [trial_id]):
             try:
                 point = describe(params, config_for(spec, params, *runs[0]))
@@ -210,9 +216,8 @@ class Worker:
             except UserError as exc:
                 self.finish_tpe(trial_id, {"point": params, "label": str(params)}, [], str(exc))
                 return
-            reason = vectorizable(configs)
-            self.say_path(len(configs) if reason is None else 1, reason)
-            outcomes = train_all(configs, self.root, reason is None)
+            outcomes = [out for fold in fold_list(spec) for out in
+                        self.train_group([c for c, (_, f) in zip(configs, runs) if f == fold])]
         attrs = {"point": point.values, "label": point.label, "family": point.family, "lam": point.lam}
         for (seed, fold), out in zip(runs, outcomes):
             out.update(seed=seed, fold=fold)

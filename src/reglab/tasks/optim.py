@@ -6,10 +6,7 @@ import torch
 from torch import nn
 
 from reglab.config import Config
-from reglab.penalties import L1, L2, ElasticNet, GroupLasso
-from reglab.regularizer import Regularizer, Term
-from reglab.selection import selection_from_string
-from reglab.regularizer import warmup, constant
+from reglab.regularizer import Regularizer
 
 
 def build_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
@@ -23,27 +20,13 @@ def build_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
 
 
-def make_penalty(cfg: Config):
-    r = cfg.reg
-    if r.penalty == "l1":
-        return L1(r.lam)
-    if r.penalty == "l2":
-        return L2(r.lam)
-    if r.penalty == "elastic":
-        return ElasticNet(r.lam, l1_ratio=r.l1_ratio)
-    if r.penalty == "group":
-        return GroupLasso(r.lam)
-    return None
-
-
 def build_regularizer(model: nn.Module, cfg: Config, steps_per_epoch: int) -> Regularizer | None:
     """The config's penalty term, or None for ``reg.penalty`` none/dropout."""
-    penalty = make_penalty(cfg)
-    if penalty is None:
+    r = cfg.reg
+    if r.penalty in ("none", "dropout"):
         return None
-    schedule = warmup(cfg.reg.warmup_epochs * steps_per_epoch) if cfg.reg.warmup_epochs else constant()
-    term = Term(penalty, on=selection_from_string(cfg.reg.on), mode=cfg.reg.mode, schedule=schedule)
-    return Regularizer(model, term)
+    return Regularizer.from_spec(model, r.penalty, r.lam, l1_ratio=r.l1_ratio, mode=r.mode, on=r.on,
+                                 warmup_steps=r.warmup_epochs * steps_per_epoch)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Config):
