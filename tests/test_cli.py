@@ -13,6 +13,7 @@ TINY = {
     "mlp-l2": ["data.n_train=300", "train.epochs=2", "model.hidden=[32, 16]"],
     "cnn-l2": ["data.n_train=200", "train.epochs=1", "model.channels=[4, 8]", "model.dense=[16]"],
     "l1-sparsity": ["data.n_train=300", "train.epochs=2"],
+    "cnn-mnist1d": ["data.n_train=200", "train.epochs=1", "model.channels=[4]", "model.dense=[8]"],
 }
 
 
