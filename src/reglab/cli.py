@@ -171,7 +171,7 @@ def report(
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # without standalone mode, typer returns Exit codes
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -187,6 +187,10 @@ def main() -> None:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         sys.exit(130)
+    if code == 130:  # typer turns Ctrl-C into Exit(130)
+        print("error: interrupted", file=sys.stderr)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

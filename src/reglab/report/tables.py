@@ -1,0 +1,87 @@
+"""The report's tables as plain rows, written as CSV: configs, selection, comparisons, failed.
+
+Values are raw (accuracies as fractions, full precision); the HTML page formats them.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+from reglab.report.analysis import Analysis, ConfigStats
+from reglab.report.stats import Summary
+from reglab.report.verdicts import ALPHA
+
+
+def ci_columns(prefix: str, summary: Summary | None) -> dict[str, Any]:
+    if summary is None:
+        return {f"{prefix}_mean": "", f"{prefix}_ci_low": "", f"{prefix}_ci_high": ""}
+    return {f"{prefix}_mean": summary.mean, f"{prefix}_ci_low": summary.low, f"{prefix}_ci_high": summary.high}
+
+
+def config_row(c: ConfigStats) -> dict[str, Any]:
+    return {"label": c.label, "family": c.family, "lambda": "" if c.lam is None else c.lam,
+            "n": c.n, **ci_columns("val", c.val), **ci_columns("test", c.test), **ci_columns("gap", c.gap),
+            "weight_l2": "" if c.weight_l2 is None else c.weight_l2,
+            "zeros_total": "" if c.sparsity is None else c.sparsity,
+            "seeds": " ".join(str(r.seed) for r in c.records)}
+
+
+def configs_rows(analysis: Analysis) -> list[dict[str, Any]]:
+    return [config_row(c) for c in analysis.configs]
+
+
+def selection_rows(analysis: Analysis) -> list[dict[str, Any]]:
+    return [{"family": s.family, "n_lambdas": len(s.configs),
+             "lambda_min": s.choice.lam_min, "lambda_1se": s.choice.lam_1se,
+             "best_val_mean": s.choice.best_mean, "se_at_lambda_min": s.choice.se, "threshold": s.choice.threshold,
+             **ci_columns("val_at_min", s.at_min.val), **ci_columns("test_at_min", s.at_min.test),
+             **ci_columns("val_at_1se", s.at_1se.val), **ci_columns("test_at_1se", s.at_1se.test)}
+            for s in analysis.selections]
+
+
+def comparison_rows(analysis: Analysis) -> list[dict[str, Any]]:
+    return [{"config": c.chosen.label, "lambda": c.chosen.lam, "baseline": c.baseline.label,
+             "metric": analysis.metric.test_key, "pairs": c.result.n, "seeds": c.seeds, "folds": c.folds,
+             "mean_diff": c.result.mean_diff, "diff_ci_low": c.result.low, "diff_ci_high": c.result.high,
+             "p_improvement": c.result.p_improve, "wilcoxon_p": c.result.p_value, "holm_p": c.holm_p,
+             "significant": c.holm_p < ALPHA, "verdict": c.verdict, "note": c.result.note}
+            for c in analysis.comparisons]
+
+
+def failed_rows(analysis: Analysis) -> list[dict[str, Any]]:
+    return [{"label": r.label, "seed": r.seed, "fold": "" if r.fold is None else r.fold,
+             "reason": r.reason or "", "step": r.summary.get("step", ""), "run_dir": r.run_dir or ""}
+            for r in analysis.failed]
+
+
+def ci_names(prefix: str) -> list[str]:
+    return [f"{prefix}_mean", f"{prefix}_ci_low", f"{prefix}_ci_high"]
+
+
+HEADERS = {
+    "configs": ["label", "family", "lambda", "n", *ci_names("val"), *ci_names("test"), *ci_names("gap"),
+                "weight_l2", "zeros_total", "seeds"],
+    "selection": ["family", "n_lambdas", "lambda_min", "lambda_1se", "best_val_mean", "se_at_lambda_min",
+                  "threshold", *ci_names("val_at_min"), *ci_names("test_at_min"), *ci_names("val_at_1se"),
+                  *ci_names("test_at_1se")],
+    "comparisons": ["config", "lambda", "baseline", "metric", "pairs", "seeds", "folds", "mean_diff", "diff_ci_low",
+                    "diff_ci_high", "p_improvement", "wilcoxon_p", "holm_p", "significant", "verdict", "note"],
+    "failed": ["label", "seed", "fold", "reason", "step", "run_dir"],
+}
+ROWS = {"configs": configs_rows, "selection": selection_rows, "comparisons": comparison_rows,
+        "failed": failed_rows}
+
+
+def write_tables(analysis: Analysis, folder: Path) -> list[Path]:
+    """``configs.csv``, ``selection.csv``, ``comparisons.csv`` and ``failed.csv`` (header only when empty)."""
+    paths = []
+    for name, header in HEADERS.items():
+        path = folder / f"{name}.csv"
+        with open(path, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=header)
+            writer.writeheader()
+            writer.writerows(ROWS[name](analysis))
+        paths.append(path)
+    return paths

@@ -1,0 +1,52 @@
+"""One sentence per comparison, e.g.
+
+    L2 λ=1e-3 raises test accuracy by 2.1 points [1.3, 2.9] over none (10 seeds, Holm p=0.002)
+    L2 λ=1e-3 changes test accuracy by −0.3 points [−1.1, 0.6] over none: no significant
+    difference at 0.05 (10 seeds, Holm p=0.62)
+
+The interval is the 95% bootstrap CI of the mean paired difference; significance is the
+Holm-adjusted Wilcoxon p below 0.05. A significant change is named by the way it moves the
+metric ("raises"/"lowers"), with its size and interval as positive numbers.
+"""
+
+from __future__ import annotations
+
+from reglab.report.formatting import fmt_p, signed
+
+ALPHA = 0.05
+DISPLAY = {"l1": "L1", "l2": "L2", "elastic": "Elastic net", "group": "Group lasso", "dropout": "Dropout",
+           "none": "none"}
+
+
+def display_label(label: str) -> str:
+    """``l2 λ=1e-3`` → ``L2 λ=1e-3``: the penalty's name as people write it."""
+    head, space, rest = label.partition(" ")
+    return DISPLAY.get(head, head) + space + rest
+
+
+def amount(value: float, scale: float) -> str:
+    return signed(value * scale, ".1f" if scale == 100 else ".3g")
+
+
+def sample_size(seeds: int, folds: int) -> str:
+    text = f"{seeds} seed{'s' if seeds != 1 else ''}"
+    return f"{text} × {folds} folds" if folds else text
+
+
+def verdict(comparison, metric) -> str:
+    """The sentence for one comparison (``analysis.Comparison``) on the test metric."""
+    r = comparison.result
+    quantity = f"test {metric.name}"
+    unit = " points" if metric.scale == 100 else ""
+    subject = display_label(comparison.chosen.label)
+    tail = f"({sample_size(comparison.seeds, comparison.folds)}, Holm p{fmt_p(comparison.holm_p)})"
+    if comparison.holm_p >= ALPHA:
+        return (f"{subject} changes {quantity} by {amount(r.mean_diff, metric.scale)}{unit} "
+                f"[{amount(r.low, metric.scale)}, {amount(r.high, metric.scale)}] over {comparison.baseline.label}: "
+                f"no significant difference at {ALPHA} {tail}")
+    if r.mean_diff > 0:
+        verb, size, low, high = "raises", r.mean_diff, r.low, r.high
+    else:
+        verb, size, low, high = "lowers", -r.mean_diff, -r.high, -r.low
+    return (f"{subject} {verb} {quantity} by {amount(size, metric.scale)}{unit} "
+            f"[{amount(low, metric.scale)}, {amount(high, metric.scale)}] over {comparison.baseline.label} {tail}")
