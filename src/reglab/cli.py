@@ -141,11 +141,12 @@ def studies(
     studies_dir: Path = typer.Option(Path("studies"), "--dir", help="folder of study folders"),
 ):
     """List studies and their progress."""
+    from reglab.study.storage import shown_url
     from reglab.study.sweep import list_studies
 
     rows = list_studies(storage, studies_dir)
     if not rows:
-        print(f"no studies in {storage or studies_dir}")
+        print(f"no studies in {shown_url(storage) if storage else studies_dir}")
         return
     columns = ("name", "recipe", "search", "done", "failed", "running", "waiting", "total", "where")
     table = Table(*columns)

@@ -20,8 +20,9 @@ from optuna.storages import RDBStorage
 
 from reglab.study.records import progress
 
-POLL_SECONDS = 1.0
-STOP_WAIT = 30.0  # seconds a worker gets to put its trials back after Ctrl-C
+POLL_SECONDS = 2.0
+SELF_STOP_WAIT = 2.0  # seconds for workers that saw the terminal's Ctrl-C to stop on their own
+STOP_WAIT = 30.0  # seconds a worker gets to put its trials back after SIGINT
 
 
 def worker_command(url: str, name: str, studies_dir: Path, batch: int, heartbeat: int, grace: int) -> list[str]:
@@ -57,6 +58,10 @@ class Display:
 
 
 def stop(procs: list[subprocess.Popen]) -> None:
+    """Stop the workers: a terminal's Ctrl-C reached them already; the others get SIGINT now."""
+    deadline = time.monotonic() + SELF_STOP_WAIT
+    while time.monotonic() < deadline and any(p.poll() is None for p in procs):
+        time.sleep(0.1)
     for proc in procs:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)

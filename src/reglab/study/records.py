@@ -10,7 +10,8 @@ one per seed × fold of its point). Status is ``ok``, ``failed`` (with the reaso
 ``waiting``.
 
 λ is chosen on validation data only: :func:`choose_point` takes the point with the best mean
-validation objective over seeds (and CV folds), never a test metric.
+validation objective over seeds (and CV folds), never a test metric, and never a point that
+failed on some seed.
 """
 
 from __future__ import annotations
@@ -111,10 +112,12 @@ def progress(storage: RDBStorage, study_id: int, spec: dict[str, Any], total: in
 
 def choose_point(spec: dict[str, Any], records: list[TrialRecord]) -> tuple[str, float, int] | None:
     """``(label, mean objective, number of runs)`` of the best point by its mean validation
-    objective (``spec['metric']``) over its finished runs; None when no run finished."""
+    objective (``spec['metric']``) over its finished runs (seeds, and CV folds). A point with a
+    failed run (one that diverged on some seed) is not chosen. None when no point qualifies."""
+    failed = {r.label for r in records if r.status == "failed"}
     values: dict[str, list[float]] = defaultdict(list)
     for record in records:
-        if record.status == "ok" and spec["metric"] in record.summary:
+        if record.status == "ok" and record.label not in failed and spec["metric"] in record.summary:
             values[record.label].append(record.summary[spec["metric"]])
     if not values:
         return None

@@ -20,7 +20,9 @@ guarantee from Optuna's ``SELECT … FOR UPDATE``).
 from __future__ import annotations
 
 import os
+import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import optuna
@@ -31,11 +33,20 @@ from reglab.errors import UserError
 
 DEFAULT_HEARTBEAT = 5
 DEFAULT_GRACE = 20
-CONNECT_TIMEOUT = 5  # seconds; an unreachable server is reported well within 10 s
+CONNECT_TIMEOUT = 4  # seconds per address tried; an unreachable server is reported within 10 s
 SQLITE_BUSY_TIMEOUT = 60  # seconds a transaction waits for another one's write lock
 
+SCHEMA_TRIES = 5  # first opens racing to create the tables: the losers retry
+
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+@contextmanager
+def quiet_optuna():
+    """Silence Optuna's notices that heartbeats and retries are experimental features."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        yield
 
 
 def default_url(folder: Path) -> str:
@@ -83,15 +94,29 @@ def engine_kwargs(url: str) -> dict:
     backend = sqlalchemy.engine.make_url(url).get_backend_name()
     if backend == "sqlite":
         return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT, "isolation_level": None}}
-    if backend == "postgresql":
-        return {"connect_args": {"connect_timeout": CONNECT_TIMEOUT}, "pool_pre_ping": True}
-    if backend == "mysql":
+    if backend in ("postgresql", "mysql"):
         return {"connect_args": {"connect_timeout": CONNECT_TIMEOUT}, "pool_pre_ping": True}
     return {}
 
 
 def begin_immediate(connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_storage(url: str, kwargs: dict, interval: int, period: int) -> RDBStorage:
+    """RDBStorage, retried when a concurrent first open created the tables at the same moment."""
+    attempt = 0
+    while True:
+        try:
+            with quiet_optuna():
+                return RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=interval, grace_period=period,
+                                  heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback())
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError, sqlalchemy.exc.OperationalError) as exc:
+            attempt += 1
+            racing = isinstance(exc, sqlalchemy.exc.IntegrityError) or "already exists" in str(exc)
+            if not racing or attempt == SCHEMA_TRIES:
+                raise
+            time.sleep(0.2 * attempt)
 
 
 def open_storage(url: str, heartbeat: int | None = None, grace: int | None = None,
@@ -105,7 +130,7 @@ def open_storage(url: str, heartbeat: int | None = None, grace: int | None = Non
         kwargs = engine_kwargs(url)
         path = sqlite_file(url)
     except sqlalchemy.exc.ArgumentError:
-        raise UserError(f"storage '{url}' is not a database URL (e.g. sqlite:///study.db or "
+        raise UserError(f"storage '{shown_url(url)}' is not a database URL (e.g. sqlite:///study.db or "
                         "postgresql+psycopg2://user:pass@host:5432/db)") from None
     if path is not None:
         if must_exist and not path.is_file():
@@ -114,8 +139,7 @@ def open_storage(url: str, heartbeat: int | None = None, grace: int | None = Non
             raise UserError(f"storage '{url}': folder {path.parent} does not exist")
     interval, period = heartbeat_settings(heartbeat, grace)
     try:
-        storage = RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=interval, grace_period=period,
-                             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback())
+        storage = create_storage(url, kwargs, interval, period)
     except ImportError as exc:
         raise UserError(f"storage '{shown_url(url)}' needs a database driver that is not installed "
                         f"({exc.__cause__ or exc}); for PostgreSQL: pip install 'reglab[postgres]'") from None

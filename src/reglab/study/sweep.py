@@ -52,6 +52,8 @@ def training_path(spec: dict[str, Any], batch: int) -> str:
         runs = [(v, s, f) for s in spec["seeds"] for v in values for f in fold_list(spec)[:1]]
     else:
         runs = [({}, s, f) for s in spec["seeds"] for f in fold_list(spec)]
+    if batch == 1:
+        return "one after another: --batch 1"
     configs = [config_for(spec, v, s, f) for v, s, f in runs][:batch]
     reason = vectorizable(configs)
     return f"training {len(configs)} models at once (vectorized)" if reason is None else f"one after another: {reason}"
@@ -66,45 +68,53 @@ def sweep(recipe: str, overrides: list[str], grids: list[str], seeds: str = "0",
         raise UserError(f"--workers must be 0 or more, got {workers}")
     if batch < 1:
         raise UserError(f"--batch must be at least 1, got {batch}")
+    heartbeat, grace = heartbeat_settings(heartbeat, grace)
+    if name is not None:
+        check_name(name)
+    storage = open_storage(storage_url, heartbeat, grace) if storage_url else None  # fail fast
     spec = make_spec(recipe, overrides, grids, seeds, cv, search, trials)
+    grid_points(spec)  # every point's config is valid
     if search == "tpe":
         distributions(spec)
-    heartbeat, grace = heartbeat_settings(heartbeat, grace)
-    name = check_name(name or default_name(spec))
+    name = name or default_name(spec)
     folder = Path(studies_dir) / name
-    if storage_url is None:
+    if storage is None:
         folder.mkdir(parents=True, exist_ok=True)
-    url = storage_url or default_url(folder)
-    storage = open_storage(url, heartbeat, grace)
+        storage = open_storage(default_url(folder), heartbeat, grace)
     study, created = create_or_resume(storage, name, spec)
     if storage_url is not None:
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "storage.json").write_text(json.dumps({"storage": url, "name": name}, indent=2))
-    total = study.user_attrs["total"]
-    counts = progress(storage, storage.get_study_id_from_name(study.study_name), spec, total)
-    plan = describe_plan(spec, total)
-    echo(f"study '{name}' created: {plan}" if created else
+        (folder / "storage.json").write_text(json.dumps({"storage": storage_url, "name": name}, indent=2))
+    study_id, total = storage.get_study_id_from_name(name), study.user_attrs["total"]
+    counts = progress(storage, study_id, spec, total)
+    echo(f"study '{name}' created: {describe_plan(spec, total)}" if created else
          f"study '{name}' resumed: {counts['done'] + counts['failed']}/{counts['total']} trials finished")
-    echo(f"storage: {shown_url(url)}; runs in {folder / 'runs'}")
+    echo(f"storage: {shown_url(storage.url)}; runs in {folder / 'runs'}")
     if workers == 0:
-        echo(f"no local workers; start them with: reglab worker --storage '{shown_url(url)}' --study {name}")
+        where = f"--storage '{shown_url(storage_url)}'" if storage_url else f"--dir {studies_dir}"
+        echo(f"no local workers; start them with: reglab worker {where} --study {name}")
         return False
-    if workers == 1:
-        Worker(storage, name, folder / "runs", batch, echo).run()
-    else:
-        echo(training_path(spec, batch))
-        command = worker_command(url, name, Path(studies_dir), batch, heartbeat, grace)
-        exits = run_workers(workers, command, folder / "workers", storage, storage.get_study_id_from_name(study.study_name), spec, total, echo)
-        for i, (code, log) in enumerate(exits):
-            if code != 0:
-                echo(f"worker {i} exited with code {code}; its log: {log}")
+    try:
+        if workers == 1:
+            Worker(storage, name, folder / "runs", batch, echo).run()
+        else:
+            echo(training_path(spec, batch))
+            command = worker_command(storage.url, name, Path(studies_dir), batch, heartbeat, grace)
+            exits = run_workers(workers, command, folder / "workers", storage, study_id, spec, total, echo)
+            for i, (code, log) in enumerate(exits):
+                if code != 0:
+                    echo(f"worker {i} exited with code {code}; its log: {log}")
+    except KeyboardInterrupt:
+        echo("stopped; the running trials went back to the queue: rerun the same command to resume")
+        raise
     return report_end(storage, study, spec, folder, echo)
 
 
 def report_end(storage, study, spec: dict[str, Any], folder: Path, echo: Echo) -> bool:
-    counts = progress(storage, storage.get_study_id_from_name(study.study_name), spec, study.user_attrs["total"])
-    records = study_records(study.get_trials(deepcopy=False), spec)
+    """Print the counts, the failures, the point chosen on validation and the next command."""
     name = study.study_name
+    counts = progress(storage, storage.get_study_id_from_name(name), spec, study.user_attrs["total"])
+    records = study_records(study.get_trials(deepcopy=False), spec)
     echo(f"{counts['done']} trials done, {counts['failed']} failed, of {counts['total']}")
     for record in records:
         if record.status == "failed":
@@ -154,7 +164,8 @@ def list_studies(storage_url: str | None, studies_dir: Path) -> list[dict[str, A
             if "spec" not in summary.user_attrs:
                 continue
             study, spec = open_study(storage, summary.study_name)
-            counts = progress(storage, storage.get_study_id_from_name(study.study_name), spec, study.user_attrs.get("total", 0))
+            study_id = storage.get_study_id_from_name(summary.study_name)
+            counts = progress(storage, study_id, spec, study.user_attrs.get("total", 0))
             rows.append({"name": summary.study_name, "recipe": spec["recipe"], "search": spec["search"],
                          **counts, "where": str(folder) if folder else shown_url(url)})
     return rows

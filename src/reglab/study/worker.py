@@ -40,6 +40,7 @@ from reglab.study.points import describe
 from reglab.study.queue import open_study, release
 from reglab.study.records import current_trials
 from reglab.study.spec import config_for, fold_list
+from reglab.study.storage import quiet_optuna
 from reglab.study import tpe
 from reglab.vectorized import vectorizable
 
@@ -119,7 +120,7 @@ class Worker:
                  echo: Callable[[str], None] = print):
         if batch < 1:
             raise UserError(f"--batch must be at least 1, got {batch}")
-        self.storage, self.name, self.root, self.batch, self.echo = storage, name, Path(root), batch, echo
+        self.storage, self.name, self.root, self.batch, self.echo = storage, name, Path(root).resolve(), batch, echo
         self.study, self.spec = open_study(storage, name)
         self.study_id = storage.get_study_id_from_name(name)
         self.path_message: str | None = None
@@ -128,7 +129,8 @@ class Worker:
     def run(self) -> int:
         """Work until the study has nothing waiting or running; the number of trials finished here."""
         while True:
-            fail_stale_trials(self.study)
+            with quiet_optuna():
+                fail_stale_trials(self.study)
             waiting = self.trials(TrialState.WAITING)
             if waiting:
                 self.run_waiting(waiting)

@@ -1,0 +1,15 @@
+"""Studies: a grid (or TPE search) of config overrides × seeds × CV folds, held in Optuna storage.
+
+* :mod:`~reglab.study.grid` parses ``--grid`` and ``--seeds``; :mod:`~reglab.study.points`
+  normalizes and names the points; :mod:`~reglab.study.spec` is what identifies a study;
+* :mod:`~reglab.study.storage` opens SQLite or PostgreSQL; :mod:`~reglab.study.queue` creates,
+  resumes and opens studies; :mod:`~reglab.study.worker` trains their trials;
+* :mod:`~reglab.study.records` reads the results (``load_study``) and chooses λ on validation;
+* :mod:`~reglab.study.sweep` is what ``reglab sweep / worker / studies`` do.
+
+See docs/studies.md.
+"""
+
+from reglab.study.records import TrialRecord, choose_point, load_study
+
+__all__ = ["TrialRecord", "choose_point", "load_study"]
