@@ -19,18 +19,21 @@ Model m sees what its separate run (:func:`reglab.train.run`) sees, in the same 
   → proximal map w ← prox(w, lr_m·λ_m), λ_m scaled by the warm-up schedule of the step;
 * its own epoch metrics, early stopping, restore-best and LR schedule (its own torch scheduler).
 
-Linear layers are ``baddbmm``, the batched twin of the ``addmm`` a single model runs, and the losses
-are taken on contiguous views, so on CPU a linear model or an MLP is trained bit for bit as in its
-separate run. Batched convolutions (under ``vmap``) agree to float rounding. The per-step Python
-work grows with the number of parameter tensors, not with M, except for the dropout masks: one
-draw per model and dropout layer, from the model's own generator.
+Linear layers are ``baddbmm``, the batched twin of the ``addmm`` a single model runs, the losses are
+taken on contiguous views, and every per-model scalar is computed in float64 and rounded once, as
+torch rounds its Python scalars. On CPU an MLP is then trained bit for bit as in its separate run;
+where a kernel sums in another order (batched convolutions under ``vmap``, a 1×1 weight) the results
+agree to float rounding. The per-step Python work grows with the number of parameter tensors, not
+with M, except for the dropout masks: one draw per model and dropout layer, from its own generator.
 """
 
 from __future__ import annotations
 
+import copy
 import time
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -86,6 +89,8 @@ def unsupported(config: Config) -> str | None:
     for key, value in flat(config.to_dict()).items():
         if key not in HANDLED and not key.startswith("data.") and value != defaults.get(key):
             return f"{key} is not vectorized"
+    if config.model.kind not in ("linear", "mlp", "cnn"):
+        return f"model.kind={config.model.kind} is not vectorized"
     if config.model.batchnorm:
         return "batch normalization (running statistics per model) is not vectorized"
     if config.reg.on != "weights":
@@ -138,12 +143,28 @@ def layer_plan(model: nn.Module) -> list[tuple[str, nn.Module | None]]:
     return plan
 
 
+class BatchedLinear(torch.autograd.Function):
+    """h·Wᵀ + b for each model, as ``baddbmm``; the backward gives ∂h = g·W, ∂W = gᵀ·h (laid out
+    as W, like ``addmm``'s) and ∂b = Σ_batch g."""
+
+    @staticmethod
+    def forward(ctx, h: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        ctx.save_for_backward(h, weight)
+        return torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        h, weight = ctx.saved_tensors
+        grad_h = torch.bmm(g, weight) if ctx.needs_input_grad[0] else None
+        return grad_h, torch.bmm(g.transpose(1, 2), h), g.sum(1)
+
+
 class BatchedNet:
     """The forward pass of M models of one ``Net`` architecture: stacked parameters
     ``{name: [M, ...]}`` and inputs ``[M, B, ...]`` give outputs ``[M, B, n_outputs]``.
 
-    Linear: h ← h·Wᵀ + b per model (``baddbmm``); convolutions under ``vmap``; activations and
-    pooling act per example, so the models and examples go through them as one batch.
+    Linear: h ← h·Wᵀ + b per model (:class:`BatchedLinear`); convolutions under ``vmap``;
+    activations act elementwise and pooling per example, on the models and examples as one batch.
     """
 
     def __init__(self, model: Net):
@@ -157,8 +178,7 @@ class BatchedNet:
             if layer is None:
                 h = h.flatten(2)
             elif isinstance(layer, nn.Linear):
-                weight, bias = params[f"{name}.weight"], params[f"{name}.bias"]
-                h = torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
+                h = BatchedLinear.apply(h, params[f"{name}.weight"], params[f"{name}.bias"])
             elif isinstance(layer, (nn.Conv1d, nn.Conv2d)):
                 conv = F.conv2d if isinstance(layer, nn.Conv2d) else F.conv1d
 
@@ -169,8 +189,10 @@ class BatchedNet:
             elif isinstance(layer, nn.Dropout):
                 if dropout is not None:
                     h = h * dropout(h.shape, layer.p)
-            else:
+            elif isinstance(layer, (nn.MaxPool1d, nn.MaxPool2d)):
                 h = layer(h.flatten(0, 1)).unflatten(0, h.shape[:2])
+            else:
+                h = layer(h)  # an elementwise activation
         return h
 
 
@@ -211,12 +233,14 @@ class StackedOptimizer:
     def __init__(self, name: str, group: dict[str, Any]):
         self.name, self.group = name, group  # group: the shared hyper-parameters of torch's optimizer
         self.steps = 0
+        self.shared_lr = False  # set per epoch: every model has the same lr (one fused addcdiv)
         self.state: dict[str, list[Tensor]] = {}
 
     def select(self, keep: Tensor) -> None:
         self.state = {name: [s[keep] for s in states] for name, states in self.state.items()}
 
-    def step(self, params: dict[str, Tensor], grads: dict[str, Tensor], lr: Tensor, wd: Tensor | None) -> None:
+    def step(self, params: dict[str, Tensor], grads: dict[str, Tensor], lr: Tensor,
+             wd: Tensor | None) -> None:
         """One step; ``wd`` is None when no model has weight decay."""
         if self.name == "sgd":
             self.sgd(params, grads, lr, wd)
@@ -242,6 +266,7 @@ class StackedOptimizer:
         beta1, beta2 = self.group["betas"]
         t = self.steps + 1
         neg_step = -(lr / (1 - beta1**t))
+        shared = float(neg_step[0]) if self.shared_lr else None
         bias2_sqrt = (1 - beta2**t) ** 0.5
         for name, w in params.items():
             g = grads[name]
@@ -254,8 +279,11 @@ class StackedOptimizer:
             exp_avg, exp_avg_sq = self.state[name]
             exp_avg.lerp_(g, 1 - beta1)
             exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-            denom = (exp_avg_sq.sqrt() / bias2_sqrt).add_(self.group["eps"])
-            w.add_(torch.mul(exp_avg, col(neg_step, w)).div_(denom))
+            denom = exp_avg_sq.sqrt().div_(bias2_sqrt).add_(self.group["eps"])
+            if shared is not None:
+                w.addcdiv_(exp_avg, denom, value=shared)
+            else:
+                w.add_(torch.mul(exp_avg, col(neg_step, w)).div_(denom))
 
 
 class StackedPenalty:
@@ -275,12 +303,13 @@ class StackedPenalty:
         self.kind, self.mode = config.reg.penalty, config.reg.mode
         self.names, self.schedule = names, schedule
         self.alpha = {"l1": torch.ones_like(ratio), "l2": torch.zeros_like(ratio)}.get(self.kind, ratio)
-        self.group = GroupLasso(0.0)  # its λ is unused: the math below passes λ_m
+        self.group_lasso = GroupLasso(0.0)  # its λ is unused: the math below passes λ_m
 
     def select(self, keep: Tensor) -> None:
         self.alpha = self.alpha[keep]
 
-    def before_step(self, params: dict[str, Tensor], grads: dict[str, Tensor], lr: Tensor, lam: Tensor) -> None:
+    def before_step(self, params: dict[str, Tensor], grads: dict[str, Tensor], lr: Tensor,
+                    lam: Tensor) -> None:
         if self.mode == "coupled":
             for name in self.names:
                 self.add_grad_(grads[name], params[name], lam)
@@ -296,7 +325,7 @@ class StackedPenalty:
     def add_grad_(self, g: Tensor, w: Tensor, lam: Tensor) -> None:
         """g ← g + ∇(λ·R)(w)."""
         if self.kind == "group":
-            g.add_(vmap(self.group._grad)(w, lam))
+            g.add_(vmap(self.group_lasso._grad)(w, lam))
             return
         if self.kind != "l2":
             g.addcmul_(torch.sign(w), col(lam * self.alpha, w))
@@ -306,7 +335,7 @@ class StackedPenalty:
     def decay_(self, w: Tensor, lr: Tensor, lam: Tensor) -> None:
         """w ← w − lr·∇(λ·R)(w)."""
         if self.kind == "group":
-            w.addcmul_(vmap(self.group._grad)(w, lam), col(-lr, w))
+            w.addcmul_(vmap(self.group_lasso._grad)(w, lam), col(-lr, w))
         elif self.kind == "l2":
             w.mul_(col(1 - lr * lam, w))
         elif self.kind == "l1":
@@ -318,7 +347,7 @@ class StackedPenalty:
     def prox_(self, w: Tensor, t: Tensor) -> None:
         """w ← prox(w, t) with t = lr·λ."""
         if self.kind == "group":
-            w.copy_(vmap(self.group._prox)(w, t))
+            w.copy_(vmap(self.group_lasso._prox)(w, t))
             return
         if self.kind != "l2":
             threshold = col(t * self.alpha, w)
@@ -372,7 +401,7 @@ class Member:
         monitored = record[cfg.monitor]
         if is_better(monitored, self.best_value, cfg.monitor):
             self.best_value, self.best_epoch, self.bad_epochs = monitored, epoch, 0
-            self.best_state = {k: v.clone() for k, v in self.exp.model.state_dict().items()} if cfg.restore_best else None
+            self.best_state = copy.deepcopy(self.exp.model.state_dict()) if cfg.restore_best else None
         else:
             self.bad_epochs += 1
         with warnings.catch_warnings():  # the schedule steps an optimizer that the group stands in for
@@ -426,8 +455,10 @@ class Group:
 
     def draw_dropout(self, shape: torch.Size, p: float) -> Tensor:
         """Each model's mask from its own generator, as ``F.dropout`` draws it on CPU."""
-        masks = [torch.empty(shape[1:]).bernoulli_(1 - p, generator=m.dropout) for m in self.members]
-        return torch.stack(masks).div_(1 - p).to(self.device)
+        masks = torch.empty(shape)
+        for row, member in zip(masks, self.members):
+            row.bernoulli_(1 - p, generator=member.dropout)
+        return masks.div_(1 - p).to(self.device)
 
     def train_step(self, x: Tensor, y: Tensor, lr: Tensor, lam: Tensor, wd: Tensor | None) -> Tensor:
         """One step of every model on its batch; returns the batch losses [M]."""
@@ -436,12 +467,12 @@ class Group:
         grads = dict(zip(names, torch.autograd.grad(losses.sum(), [self.params[n] for n in names])))
         with torch.no_grad():
             clip_(list(grads.values()), self.config.train.clip_norm, self.config.train.clip_value)
-            scaled = lam * float(self.penalty.schedule(self.steps)) if self.penalty else lam
             if self.penalty is not None:
-                self.penalty.before_step(self.params, grads, lr, scaled)
+                lam = lam * float(self.penalty.schedule(self.steps))  # λ of this step (warm-up)
+                self.penalty.before_step(self.params, grads, lr, lam)
             self.optimizer.step(self.params, grads, lr, wd)
             if self.penalty is not None:
-                self.penalty.after_step(self.params, lr, scaled)
+                self.penalty.after_step(self.params, lr, lam)
         self.steps += 1
         return losses.detach()
 
@@ -452,6 +483,7 @@ class Group:
         batch = self.config.train.batch_size or n
         orders = torch.stack([torch.randperm(n, generator=m.shuffle) for m in self.members]).to(self.device)
         lr = self.vector(lambda m: m.lr)
+        self.optimizer.shared_lr = len({m.lr for m in self.members}) == 1
         lam = self.vector(lambda m: m.exp.config.reg.lam)
         wd = self.vector(lambda m: m.exp.task.optimizer.param_groups[0]["weight_decay"])
         wd = wd if bool(wd.any()) else None
@@ -511,7 +543,8 @@ class Group:
                     self.load(i, member.exp.model)
                     if member.exp.task.regularizer is not None:
                         member.exp.task.regularizer.load_state_dict({"steps": step})
-                    if member.end_epoch(epoch, step, losses[i], metrics[i]) or epoch == self.config.train.epochs:
+                    ended = member.end_epoch(epoch, step, losses[i], metrics[i])
+                    if ended or epoch == self.config.train.epochs:
                         member.finish(time.perf_counter() - started, self.size)
                     else:
                         keep.append(i)
@@ -524,7 +557,8 @@ class Group:
             bar.close()
 
 
-def run_many(configs: list[Config], root=None, progress: bool | None = None) -> list[RunResult]:
+def run_many(configs: list[Config], root: str | Path | None = None,
+             progress: bool | None = None) -> list[RunResult]:
     """Train ``configs`` and write their run folders: the results of
     ``[reglab.train.run(c, root) for c in configs]``, trained as one batched computation when
     :func:`vectorizable` allows it (each summary then says ``"vectorized": true`` and the
