@@ -71,6 +71,12 @@ def test_mlp_with_dropout_clipping_and_plateau(tmp_path):
     assert len({r.summary["val_loss"] for r in separate}) == 4  # four different models
 
 
+def test_dropout_rates_differ_per_model(tmp_path):
+    variants = [["reg=dropout", f"reg.dropout={p}", f"seed={seed}"] for p in (0.1, 0.5) for seed in (0, 1)]
+    separate, together = train_both("mlp-l2", TINY_MLP, variants, tmp_path)
+    assert_same(separate, together)
+
+
 def test_early_stopping_restore_best_and_plateau_are_per_model(tmp_path):
     base = ["data.n_train=300", "train.epochs=10", "model.hidden=[32,16]", "optim.lr=0.01",
             "train.early_stopping=3", "train.plateau_patience=0", "train.plots=false"]
@@ -151,6 +157,7 @@ def test_vectorizable_gives_reasons():
     assert vectorizable(configs(["seed=0"])) == "a single run"
     assert "model.hidden" in vectorizable(configs(["model.hidden=[8]"], ["model.hidden=[16]"]))
     assert "reg.penalty" in vectorizable(configs(["reg=l1"], ["reg=l2"]))
+    assert "dropout layers" in vectorizable(configs(["reg=none"], ["reg=dropout"]))
     assert "data.fold" in vectorizable(configs(["data.n_folds=3", "data.fold=0"], ["data.n_folds=3", "data.fold=1"]))
     assert "batch normalization" in vectorizable(configs(["seed=0"], ["seed=1"], base=["model.batchnorm=true"]))
     assert "reg.on" in vectorizable(configs(["seed=0"], ["seed=1"], base=["reg.on=weights - head.*"]))

@@ -49,8 +49,10 @@ from reglab.tasks import wants_attacks
 from reglab.train import (Diverged, Experiment, Progress, RunResult, add_gaps, epoch_record, is_better,
                           prepare, resolve_device, run, step_schedule, summarize)
 
-VARYING = {"seed", "reg.lam", "reg.l1_ratio", "optim.lr", "optim.weight_decay", "name", "description", "out"}
-"""The keys in which the configs of a group may differ."""
+VARYING = {"seed", "reg.lam", "reg.l1_ratio", "optim.lr", "optim.weight_decay", "model.dropout", "reg.dropout",
+           "name", "description", "out"}
+"""The keys in which the configs of a group may differ (dropout rates only when all are above 0,
+since a model without dropout has no dropout layers)."""
 
 HANDLED = {
     "name", "description", "seed", "device", "out",
@@ -111,6 +113,8 @@ def vectorizable(configs: list[Config]) -> str | None:
     if len(configs) < 2:
         return "a single run"
     first = flat(configs[0].to_dict())
+    if len({c.model.dropout > 0 for c in configs}) > 1:
+        return "some runs have dropout layers and some do not"
     for config in configs[1:]:
         keys = sorted(k for k, v in flat(config.to_dict()).items() if k not in VARYING and v != first.get(k))
         if keys:
@@ -171,8 +175,8 @@ class BatchedNet:
         self.plan = layer_plan(model)
 
     def __call__(self, params: dict[str, Tensor], x: Tensor,
-                 dropout: Callable[[torch.Size, float], Tensor] | None = None) -> Tensor:
-        """``dropout(shape, p)`` gives the scaled masks in training; None means eval mode."""
+                 dropout: Callable[[torch.Size], Tensor] | None = None) -> Tensor:
+        """``dropout(shape)`` gives each model's scaled masks in training; None means eval mode."""
         h = x
         for name, layer in self.plan:
             if layer is None:
@@ -188,7 +192,7 @@ class BatchedNet:
                 h = vmap(one)(h, params[f"{name}.weight"], params[f"{name}.bias"])
             elif isinstance(layer, nn.Dropout):
                 if dropout is not None:
-                    h = h * dropout(h.shape, layer.p)
+                    h = h * dropout(h.shape)
             elif isinstance(layer, (nn.MaxPool1d, nn.MaxPool2d)):
                 h = layer(h.flatten(0, 1)).unflatten(0, h.shape[:2])
             else:
@@ -453,12 +457,14 @@ class Group:
         """A per-model float64 vector over the members still training."""
         return torch.tensor([value(m) for m in self.members], dtype=torch.float64, device=self.device)
 
-    def draw_dropout(self, shape: torch.Size, p: float) -> Tensor:
-        """Each model's mask from its own generator, as ``F.dropout`` draws it on CPU."""
+    def draw_dropout(self, shape: torch.Size) -> Tensor:
+        """Each model's mask from its own generator with its own rate ``model.dropout`` (every
+        dropout layer of a model has that rate), as ``F.dropout`` draws it on CPU."""
         masks = torch.empty(shape)
         for row, member in zip(masks, self.members):
-            row.bernoulli_(1 - p, generator=member.dropout)
-        return masks.div_(1 - p).to(self.device)
+            keep = 1 - member.exp.config.model.dropout
+            row.bernoulli_(keep, generator=member.dropout).div_(keep)
+        return masks.to(self.device)
 
     def train_step(self, x: Tensor, y: Tensor, lr: Tensor, lam: Tensor, wd: Tensor | None) -> Tensor:
         """One step of every model on its batch; returns the batch losses [M]."""
