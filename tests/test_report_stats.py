@@ -118,3 +118,18 @@ def test_standard_error_is_sample_sd_over_root_n():
                                        (0.0, "0"), (1e-6, "1e-6"), (3.16e-5, "3.16e-5"), (None, "–")])
 def test_lambda_format(lam, text):
     assert fmt_lam(lam) == text
+
+
+def test_best_sentence_reads_against_the_published_figure():
+    from types import SimpleNamespace
+
+    from reglab.report.analysis import Metric
+    from reglab.report.stats import Summary
+    from reglab.report.verdicts import best_sentence
+
+    metric = Metric("val_acc", "maximize", True)
+    best = SimpleNamespace(label="l2 λ=0.001", test=Summary(5, 0.701, 0.69, 0.71))
+    text = best_sentence(best, metric, {"value": 0.68, "metric": "test_acc", "source": "paper"})
+    assert "test accuracy 70.1 [69.0, 71.0] (5 runs)" in text
+    assert text.endswith("published: 68.0 (paper), ours is 2.1 points above it")
+    assert "published" not in best_sentence(best, metric, None)

@@ -225,6 +225,16 @@ def check_gan(config: "Config") -> None:
                         "train.early_stopping=null, train.restore_best=false and no plateau schedule")  # fmt: skip
     if gan.regularizer != "custom":
         apply_gan_preset(config)
+    elif gan.strength != 1.0:
+        raise UserError("gan.strength scales a gan.regularizer preset; with gan.regularizer=custom set λ directly")
+
+
+class PublishedConfig(Section):
+    """A published figure that the recipe's result is read against (the report quotes it)."""
+
+    value: float | None = None
+    metric: Literal["test_acc", "test_loss"] = "test_acc"
+    source: str = ""
 
 
 class Config(Section):
@@ -243,6 +253,7 @@ class Config(Section):
     adv: AdvConfig = AdvConfig()
     task: Literal["supervised", "gan"] = "supervised"
     gan: GanConfig = GanConfig()
+    published: PublishedConfig = PublishedConfig()
 
     @model_validator(mode="after")
     def _gan_rules(self) -> "Config":

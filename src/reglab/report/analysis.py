@@ -24,7 +24,7 @@ import numpy as np
 from reglab.errors import UserError
 from reglab.report.stats import (OneSEChoice, PairedComparison, Summary, holm, one_se_choice,
                                  paired_comparison, summarize)
-from reglab.report.verdicts import verdict
+from reglab.report.verdicts import best_sentence, verdict
 
 NOT_CONTEXT = ("reg", "seed", "data.fold", "optim.weight_decay")
 
@@ -163,6 +163,7 @@ class Analysis:
     comparisons: list[Comparison]
     notes: list[str]
     failed: list
+    best: str = ""
 
 
 def progress_of(records: list) -> Progress:
@@ -289,4 +290,11 @@ def analyse(spec: dict, records: list) -> Analysis:
     for comparison in comparisons:
         comparison.verdict = verdict(comparison, metric)
     failed = [r for r in records if r.status == "failed"]
-    return Analysis(spec, metric, progress, configs, selections, comparisons, notes, failed)
+    best = best_sentence(best_config(configs, metric), metric, spec.get("published")) if configs else ""
+    return Analysis(spec, metric, progress, configs, selections, comparisons, notes, failed, best)
+
+
+def best_config(configs: list[ConfigStats], metric: Metric) -> ConfigStats:
+    """The config with the best mean validation metric (never chosen on test)."""
+    sign = 1.0 if metric.direction == "maximize" else -1.0
+    return max(configs, key=lambda c: sign * c.val.mean)

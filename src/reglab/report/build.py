@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import yaml
+
 from reglab.errors import UserError
 from reglab.report.analysis import Analysis, analyse
 from reglab.report.html import render
@@ -47,7 +49,9 @@ def load_records(targets: Sequence[str | Path], storage: str | None = None) -> t
             raise UserError("report one study at a time (or run folders without a study)")
         from reglab.study.records import load_study
 
-        return load_study((storage, str(targets[0])) if storage else Path(targets[0]))
+        spec, records = load_study((storage, str(targets[0])) if storage else Path(targets[0]))
+        spec.setdefault("published", (yaml.safe_load(spec.get("recipe_yaml") or "") or {}).get("published"))
+        return spec, records
     return records_from_runs(targets)
 
 

@@ -15,6 +15,7 @@ from reglab.report.stats import Summary
 from reglab.report.verdicts import ALPHA
 
 CSS = """
+.best{font-weight:600}
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;color:#1d2430;
      max-width:1180px;margin:0 auto;padding:24px 28px 60px;background:#fff}
 h1{font-size:1.6em;margin:0 0 4px}h2{font-size:1.2em;margin:34px 0 10px;border-bottom:1px solid #d8dde6;
@@ -91,6 +92,8 @@ def verdicts(a: Analysis) -> str:
             items.append(f'<li><span class="{cls}">{escape(c.verdict)}</span>. '
                          f'<span class="note">P(improvement) = {c.result.p_improve:.2f}</span>{note}</li>')
         body = f'<ul class="verdicts">{"".join(items)}</ul>'
+    if a.best:
+        body = f'<p class="best">{escape(a.best)}.</p>' + body
     notes = "".join(f'<p class="note">{escape(n)}</p>' for n in a.notes)
     return ("<h2>Verdicts</h2>" + body + notes +
             '<p class="small">Each family\'s λ_min config against the baseline on the test metric, paired by seed '

@@ -121,6 +121,7 @@ def records_from_runs(targets: Iterable[str | Path]) -> tuple[dict[str, Any], li
         "source": "run folders", "recipe": ", ".join(names), "name": ", ".join(names),
         "metric": "val_acc" if classify else "val_loss", "direction": "maximize" if classify else "minimize",
         "seeds": sorted({r.seed for r in records}), "folds": max(folds) if folds else None,
+        "published": runs[0]["config"].get("published") if runs else None,
         "grids": [f"{k}={','.join(fmt(json.loads(v)) for v in sorted({flat[k] for flat in flats if k in flat}))}"
                   for k in sorted(varying - NOT_A_POINT)],
     }

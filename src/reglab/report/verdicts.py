@@ -11,7 +11,7 @@ metric ("raises"/"lowers"), with its size and interval as positive numbers.
 
 from __future__ import annotations
 
-from reglab.report.formatting import fmt_p, signed
+from reglab.report.formatting import fmt_p, fmt_value, signed
 
 ALPHA = 0.05
 DISPLAY = {"l1": "L1", "l2": "L2", "elastic": "Elastic net", "group": "Group lasso", "dropout": "Dropout",
@@ -50,3 +50,22 @@ def verdict(comparison, metric) -> str:
         verb, size, low, high = "lowers", -r.mean_diff, -r.high, -r.low
     return (f"{subject} {verb} {quantity} by {amount(size, metric.scale)}{unit} "
             f"[{amount(low, metric.scale)}, {amount(high, metric.scale)}] over {comparison.baseline.label} {tail}")
+
+
+def best_sentence(best, metric, published: dict | None) -> str:
+    """The config chosen on validation among all (``analysis.ConfigStats``), its test metric with
+    CI, and how it stands against a published figure when the recipe names one."""
+    t = best.test
+    text = (f"Chosen on validation among all configs: {display_label(best.label)}, test {metric.name} "
+            f"{fmt_value(t.mean, metric.scale)} [{fmt_value(t.low, metric.scale)}, {fmt_value(t.high, metric.scale)}] "
+            f"({t.n} runs)")
+    if not published or published.get("value") is None or published.get("metric") != metric.test_key:
+        return text
+    value = float(published["value"])
+    gap = t.mean - value
+    side = "above" if gap > 0 else "below"
+    if metric.direction == "minimize":
+        side = "worse than" if gap > 0 else "better than"
+    unit = " points" if metric.scale == 100 else ""
+    return (f"{text}; published: {fmt_value(value, metric.scale)} ({published.get('source', '')}), "
+            f"ours is {amount(abs(gap), metric.scale)}{unit} {side} it")
