@@ -12,6 +12,7 @@ from typing import Optional
 import typer
 from typer.exceptions import Abort, Exit, TyperException
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from reglab.errors import UserError
@@ -27,9 +28,14 @@ SHOWN_KEYS = ("status", "reason", "epochs_run", "best_epoch", "train_loss", "val
 
 
 def fmt(value) -> str:
+    """A summary value for the table: short floats, one line per string of a list, no rich markup."""
     if isinstance(value, float):
         return f"{value:.6g}"
-    return str(value)
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return "\n".join(escape(v) for v in value)
+    if isinstance(value, list):
+        return "[" + ", ".join(fmt(v) for v in value) + "]"
+    return escape(str(value))
 
 
 def summary_table(summary: dict, title: str) -> Table:
@@ -38,7 +44,7 @@ def summary_table(summary: dict, title: str) -> Table:
         if key in summary:
             table.add_row(key, fmt(summary[key]))
     for key, value in summary.items():
-        if key.startswith(("penalty/", "robust", "clean", "modes", "hq", "fid")):
+        if key.startswith(("penalty/", "robust", "clean", "modes", "hq", "fid", "reverse_kl")):
             table.add_row(key, fmt(value))
     return table
 

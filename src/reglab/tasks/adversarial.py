@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from reglab.attacks import PGD, _check_logits, _mode, check_inputs
-from reglab.attacks_eval import AUTOATTACK_INSTALL, autoattack_accuracy, robust_curve, sanity_checks
+from reglab.attacks_eval import AUTOATTACK_INSTALL, autoattack_accuracy, sanity_checks
 from reglab.errors import UserError
 from reglab.tasks.supervised import SupervisedTask
 
@@ -72,6 +72,35 @@ def trades_example(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: floa
                 x_adv = x0 + delta * (eps / d_norm).clamp_(max=1)
             x_adv = x_adv.clamp_(0, 1)
     return x_adv.detach()
+
+
+@torch.no_grad()
+def correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per example: is the model's argmax the label (in batches of EVAL_BATCH)?"""
+    return torch.cat([model(x[i : i + EVAL_BATCH]).argmax(1) == y[i : i + EVAL_BATCH]
+                      for i in range(0, len(x), EVAL_BATCH)])
+
+
+def robust_accuracy_restarts(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: PGD,
+                             restarts: int, seed: int) -> float:
+    """Fraction of examples classified correctly clean and after each of ``restarts`` runs of
+    ``attack`` (fresh random starts each): the robust accuracy of PGD with restarts, where a run
+    only attacks the examples that no earlier run has fooled (those it fools stay fooled).
+    Random starts are drawn from ``seed``; the global RNG state is left as it was.
+    """
+    if attack.eps == 0:
+        restarts = 0
+    with _mode(model, True), torch.random.fork_rng(devices=[x.device] if x.is_cuda else []):
+        torch.manual_seed(seed)
+        alive = correct(model, x, y)
+        for _ in range(restarts):
+            idx = alive.nonzero().squeeze(1)
+            if len(idx) == 0:
+                break
+            for i in range(0, len(idx), EVAL_BATCH):
+                part = idx[i : i + EVAL_BATCH]
+                alive[part] = correct(model, attack(model, x[part], y[part]), y[part])
+    return int(alive.sum()) / len(alive)
 
 
 def training_attack(adv) -> PGD | None:
@@ -153,15 +182,19 @@ class AdversarialTask(SupervisedTask):
     def robust(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_list, steps: int,
                restarts: int) -> list[tuple[float, float]]:
         """[(ε, accuracy under PGD-steps × restarts)], random starts drawn from the run's seed."""
-        return robust_curve(model, x, y, eps_list, norm=self.adv.norm, steps=steps, restarts=restarts,
-                            batch_size=EVAL_BATCH, seed=self.config.seed)
+        return [(eps, robust_accuracy_restarts(model, x, y, PGD(eps, steps=steps, norm=self.adv.norm),
+                                               restarts, self.config.seed))
+                for eps in eps_list]
+
+    def monitored(self, tensors, split: str) -> float:
+        x, y = (t[: self.adv.monitor_examples] for t in tensors[split])
+        return self.robust(self.model, x, y, [self.adv.eps], self.adv.monitor_steps, 1)[0][1]
 
     def epoch_metrics(self, tensors) -> dict[str, float]:
         """PGD-``monitor_steps`` accuracy at ε on fixed val/train batches; best/last checkpoints; guard."""
-        adv, n = self.adv, self.adv.monitor_examples
+        adv = self.adv
         self.epoch += 1
-        val = self.robust(self.model, *(t[:n] for t in tensors["val"]), [adv.eps], adv.monitor_steps, 1)[0][1]
-        train = self.robust(self.model, *(t[:n] for t in tensors["train"]), [adv.eps], adv.monitor_steps, 1)[0][1]
+        val, train = self.monitored(tensors, "val"), self.monitored(tensors, "train")
         state = state_copy(self.model)
         self.final = (self.epoch, state)
         if self.best is None or val > self.best[1]:
@@ -177,7 +210,9 @@ class AdversarialTask(SupervisedTask):
 
     def final_metrics(self, tensors) -> dict:
         """Robust test accuracy (PGD-``eval_steps`` × ``eval_restarts``) at ``adv.eps`` and along
-        ``adv.eval_eps``, the robust generalization gap, best vs final checkpoint, sanity checks."""
+        ``adv.eval_eps``, the same on validation (to choose λ, ε or a method by) and on training
+        data (the robust generalization gap), best vs final checkpoint, and the sanity checks.
+        Every split is capped at ``adv.eval_examples`` examples."""
         adv, n = self.adv, self.adv.eval_examples
         x, y = (t[:n] for t in tensors["test"])
         x_train, y_train = (t[:n] for t in tensors["train"])
@@ -185,6 +220,8 @@ class AdversarialTask(SupervisedTask):
         curve = self.robust(self.model, x, y, sorted({0.0, adv.eps, *adv.eval_eps}), steps, restarts)
         at_eps = dict(curve)[adv.eps]
         train_at_eps = self.robust(self.model, x_train, y_train, [adv.eps], steps, restarts)[0][1]
+        x_val, y_val = (t[:n] for t in tensors["val"])
+        val_at_eps = self.robust(self.model, x_val, y_val, [adv.eps], steps, restarts)[0][1]
         checks = sanity_checks(self.model, x, y, adv.eps, adv.norm, steps=steps, restarts=1,
                                batch_size=EVAL_BATCH, seed=self.config.seed)
         out = {
@@ -193,6 +230,7 @@ class AdversarialTask(SupervisedTask):
             "robust_eps": adv.eps,
             "robust_test_acc": at_eps,
             "robust_train_acc": train_at_eps,
+            "robust_val_acc": val_at_eps,
             "robust_gap": train_at_eps - at_eps,
             "robust_curve": [[e, a] for e, a in curve],
             "robust_sanity_passed": all(c.passed for c in checks),
