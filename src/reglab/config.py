@@ -264,6 +264,17 @@ class Config(Section):
         return self.model_dump(mode="json")
 
 
+def flat_keys(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config dict as dotted keys: ``{"reg": {"lam": 0.1}}`` → ``{"reg.lam": 0.1}``."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flat_keys(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
 def valid_keys(model: type[BaseModel] = Config, prefix: str = "") -> list[str]:
     """Every dotted key the schema accepts, e.g. ``reg.lam``."""
     keys = []

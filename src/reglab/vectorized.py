@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import stack_module_state, vmap
 
-from reglab.config import Config
+from reglab.config import Config, flat_keys
 from reglab.models.build import ACTIVATIONS, Net
 from reglab.penalties import GroupLasso
 from reglab.runs import RunFolder
@@ -72,23 +72,12 @@ BATCHED_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.MaxPool1d, nn.MaxPool2d, n
                   *ACTIVATIONS.values())  # fmt: skip
 
 
-def flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A nested config dict as dotted keys: ``{"reg": {"lam": 1}}`` → ``{"reg.lam": 1}``."""
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(flat(value, f"{prefix}{key}."))
-        else:
-            out[prefix + key] = value
-    return out
-
-
 def unsupported(config: Config) -> str | None:
     """Why the fast path cannot train this config, or None."""
     if wants_attacks(config):
         return "adversarial training and robust evaluation are not vectorized"
-    defaults = flat(Config().to_dict())
-    for key, value in flat(config.to_dict()).items():
+    defaults = flat_keys(Config().to_dict())
+    for key, value in flat_keys(config.to_dict()).items():
         if key not in HANDLED and not key.startswith("data.") and value != defaults.get(key):
             return f"{key} is not vectorized"
     if config.model.kind not in ("linear", "mlp", "cnn"):
@@ -112,11 +101,11 @@ def vectorizable(configs: list[Config]) -> str | None:
     """
     if len(configs) < 2:
         return "a single run"
-    first = flat(configs[0].to_dict())
+    first = flat_keys(configs[0].to_dict())
     if len({c.model.dropout > 0 for c in configs}) > 1:
         return "some runs have dropout layers and some do not"
     for config in configs[1:]:
-        keys = sorted(k for k, v in flat(config.to_dict()).items() if k not in VARYING and v != first.get(k))
+        keys = sorted(k for k, v in flat_keys(config.to_dict()).items() if k not in VARYING and v != first.get(k))
         if keys:
             return f"the runs differ in {', '.join(keys[:3])}" + (", …" if len(keys) > 3 else "")
     return unsupported(configs[0])

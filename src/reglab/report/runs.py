@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
+from reglab.config import flat_keys
 from reglab.errors import UserError
 from reglab.report.formatting import fmt_lam
 from reglab.runs import read_run
@@ -43,15 +44,9 @@ def run_folders(targets: Iterable[str | Path]) -> list[Path]:
     return list(found)
 
 
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
-    """``{"reg": {"lam": 0.1}}`` → ``{"reg.lam": "0.1"}``; leaves as JSON text, so lists compare."""
-    flat: dict[str, str] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[prefix + key] = json.dumps(value)
-    return flat
+def flatten(config: dict[str, Any]) -> dict[str, str]:
+    """A run's config as dotted keys with JSON-text leaves, so that lists compare."""
+    return {key: json.dumps(value) for key, value in flat_keys(config).items()}
 
 
 def penalty_and_lam(config: dict[str, Any]) -> tuple[str, float | None]:
