@@ -17,6 +17,8 @@ works under an outer ``torch.no_grad()``.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import contextlib
 import math
 from dataclasses import dataclass
@@ -129,14 +131,15 @@ def _bshape(x: torch.Tensor) -> tuple[int, ...]:
 # --------------------------------------------------------------------------- attacks
 
 
-class _Attack:
+class _Attack(ABC):
     """Shared call logic: validation, mode switching, restarts. Subclasses define ``_perturb``."""
 
     restarts: int = 1
     eval_mode: bool = True
 
-    def _perturb(self, model, x0, y, y_max):  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def _perturb(self, model, x0, y, y_max):
+        """One attack run from clean inputs ``x0``: the perturbed inputs."""
 
     def __call__(self, model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Adversarial inputs for (x, y): same shape, in [0, 1], within the ε-ball of x."""

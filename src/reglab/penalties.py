@@ -34,6 +34,8 @@ The penalties can carry optional hints, ``on=`` (a selection), ``mode=`` and ``s
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import math
 import numbers
 from typing import Any, Sequence
@@ -77,7 +79,7 @@ def _soft_threshold(w: Tensor, t: float) -> Tensor:
     return torch.nn.functional.softshrink(w, t)
 
 
-class Penalty:
+class Penalty(ABC):
     """Base class. Subclasses define ``value``, ``grad`` and ``prox`` for one tensor.
 
     The ``*_`` methods act in place on lists of tensors with λ given explicitly (the regularizer
@@ -102,14 +104,17 @@ class Penalty:
         return self._prox(w, step * self.lam)
 
     # -- to define: λ given, ``t`` = step·λ -----------------------------------------------------
+    @abstractmethod
     def _value(self, w: Tensor, lam: float) -> Tensor:
-        raise NotImplementedError
+        """λ·R(w)."""
 
+    @abstractmethod
     def _grad(self, w: Tensor, lam: float) -> Tensor:
-        raise NotImplementedError
+        """A (sub)gradient of λ·R at w."""
 
+    @abstractmethod
     def _prox(self, w: Tensor, t: float) -> Tensor:
-        raise NotImplementedError
+        """argmin_z ½‖z − w‖² + t·R(z)."""
 
     # -- in place, lists of tensors, used by the Regularizer -----------------------------------
     def add_grad_(self, grads: Sequence[Tensor], params: Sequence[Tensor], lam: float) -> None:

@@ -27,6 +27,7 @@ optimizer steps taken, counted by the attached optimizer (``reg.steps``; restore
 from __future__ import annotations
 
 import warnings
+from abc import ABC, abstractmethod
 from typing import Any, Callable, Iterable, Sequence
 
 import torch
@@ -50,11 +51,12 @@ def _check_mode(mode: Any) -> str:
 # -- schedules ----------------------------------------------------------------------------------
 
 
-class Schedule:
+class Schedule(ABC):
     """A factor in [0, 1] that multiplies a term's λ, as a function of optimizer steps taken."""
 
+    @abstractmethod
     def __call__(self, step: int) -> float:
-        raise NotImplementedError
+        """The factor at the step taken after ``step`` optimizer steps."""
 
 
 class _Constant(Schedule):

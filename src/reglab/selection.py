@@ -16,6 +16,8 @@ without duplicates. In config files the same is written as a string, see
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import fnmatch
 import re
 
@@ -57,12 +59,12 @@ def _own(module: nn.Module, attr: str):
             yield p
 
 
-class Selection:
+class Selection(ABC):
     """A rule that picks parameters of a model. Combine with ``|``, ``&`` and ``-``."""
 
+    @abstractmethod
     def ids(self, model: nn.Module) -> set[int]:
         """``id()`` of every selected parameter."""
-        raise NotImplementedError
 
     def resolve(self, model: nn.Module) -> list[tuple[str, nn.Parameter]]:
         """The selected ``(name, parameter)`` pairs in ``model.named_parameters()`` order."""
