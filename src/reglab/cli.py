@@ -86,7 +86,8 @@ def datasets():
 
     table = Table("dataset", "kind", "examples", "shape", "offline", "source")
     for info in list_datasets():
-        table.add_row(info.name, info.kind, str(info.n_examples), str(info.shape),
+        table.add_row(info.name, info.kind, "–" if info.n_examples is None else str(info.n_examples),
+                      "–" if info.shape is None else str(info.shape),
                       "yes" if info.offline else "first use downloads", info.source)
     console.print(table)
 
