@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from reglab.models.gan import build_gan
+from reglab.regularizer import Regularizer
 from reglab.tasks.gan_losses import discriminator_loss, generator_loss, gradient_penalty, r1_penalty
 from reglab.tasks.gan_metrics import MixtureJudge, make_judge
 from reglab.tasks.gan_plots import loss_curves, sample_grid, scatter
@@ -54,7 +55,12 @@ class JointSchedule:
 
 
 class GanTask:
+    """G and D, their two Adam optimizers and regularizers, and the judge of the samples."""
+
     def __init__(self, config, splits, device: torch.device):
+        # L2 on G drives the weights of dead ReLU units into subnormal floats, which make CPU matmuls
+        # several times slower; flushing them to zero (process-wide) changes no value above 1e-38.
+        torch.set_flush_denormal(True)
         self.config, self.gan, self.device = config, config.gan, device
         self.model = build_gan(config.gan, tuple(splits.input_shape)).to(device)
         self.g, self.d = self.model["g"], self.model["d"]
@@ -63,7 +69,7 @@ class GanTask:
         self.d_optimizer = torch.optim.Adam(self.d.parameters(), lr=self.gan.lr_d, betas=betas)
         schedules = [build_scheduler(opt, config) for opt in (self.optimizer, self.d_optimizer)]
         self.scheduler = JointSchedule(*schedules) if schedules[0] is not None else None
-        self.regularizers: dict[str, object] = {}
+        self.regularizers: dict[str, Regularizer] = {}
         self.judge = make_judge(splits, device)
         self.d_steps, self.epoch = 0, 0
         self.steps: dict[str, list[torch.Tensor]] = {"d_loss": [], "g_loss": [], "gp": [], "r1": []}
@@ -98,12 +104,14 @@ class GanTask:
     @torch.no_grad()
     def evaluate(self, x: torch.Tensor, y: torch.Tensor, batch_size: int = 4096) -> dict[str, float]:
         """D's adversarial loss on the real ``x`` and as many fakes from the fixed evaluation noise."""
+        was_training = self.model.training
         self.model.eval()
         fake = self.generate(len(x), batch_size)
         real_scores = torch.cat([self.d(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
         fake_scores = torch.cat([self.d(fake[i : i + batch_size]) for i in range(0, len(x), batch_size)])
-        self.model.train()
-        return {"loss": float(discriminator_loss(self.gan.loss, real_scores, fake_scores, self.gan.label_smoothing))}
+        self.model.train(was_training)
+        loss = discriminator_loss(self.gan.loss, real_scores, fake_scores, self.gan.label_smoothing)
+        return {"loss": float(loss)}
 
     def penalty_values(self) -> dict[str, float]:
         """Current λ·R(w) of each net's weight penalty, e.g. ``penalty/d.l1``."""
@@ -111,6 +119,7 @@ class GanTask:
                 for term, value in reg.values().items()}  # fmt: skip
 
     def epoch_metrics(self, tensors) -> dict[str, float]:
+        """The epoch's mean D/G losses and penalties; the mode metrics every ``gan.eval_every``."""
         self.epoch += 1
         out = {key: float(torch.stack(values).mean()) for key, values in self.steps.items() if values}
         self.steps = {key: [] for key in self.steps}
@@ -119,6 +128,7 @@ class GanTask:
         return out
 
     def final_metrics(self, tensors) -> dict[str, float]:
+        """The mode metrics of the trained G (and the image classifier's own test accuracy)."""
         out = self.quality()
         if self.judge is not None and hasattr(self.judge, "test_acc"):
             out["classifier_test_acc"] = self.judge.test_acc

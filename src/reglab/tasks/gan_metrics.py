@@ -39,7 +39,7 @@ from reglab.models.build import build_model
 HQ_SIGMAS = 3.0
 CONFIDENT = 0.9
 CLASSIFIER = ModelConfig(kind="cnn", channels=[16, 32], dense=[64])
-CLASSIFIER_EPOCHS, CLASSIFIER_SEED = 5, 0
+CLASSIFIER_EPOCHS, CLASSIFIER_STEPS, CLASSIFIER_SEED = 5, 1500, 0
 
 
 def reverse_kl_to_uniform(counts: np.ndarray) -> float:
@@ -67,16 +67,24 @@ def mode_metrics(samples: np.ndarray, modes: np.ndarray, sigma: float) -> dict[s
     return coverage(nearest, good, len(modes))
 
 
+def psd_sqrt(cov: np.ndarray) -> np.ndarray:
+    """The symmetric square root of a covariance (eigenvalues clipped at 0 against round-off)."""
+    w, v = scipy.linalg.eigh(cov)
+    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+
+
 def frechet_distance(mu1, cov1, mu2, cov2) -> float:
-    """‖μ₁ − μ₂‖² + Tr(Σ₁ + Σ₂ − 2(Σ₁Σ₂)^½), the 2-Wasserstein distance² between two Gaussians."""
+    """‖μ₁ − μ₂‖² + Tr(Σ₁ + Σ₂ − 2(Σ₁Σ₂)^½), the squared 2-Wasserstein distance of two Gaussians.
+
+    Tr((Σ₁Σ₂)^½) = Σᵢ √λᵢ with λᵢ the eigenvalues of the symmetric PSD Σ₁^½ Σ₂ Σ₁^½, which equal
+    those of Σ₁Σ₂; unlike a general matrix square root this stays exact for singular covariances.
+    """
     mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
     cov1, cov2 = np.atleast_2d(cov1).astype(np.float64), np.atleast_2d(cov2).astype(np.float64)
-    root = scipy.linalg.sqrtm(cov1 @ cov2)
-    if not np.all(np.isfinite(root)):
-        offset = 1e-6 * np.eye(len(cov1))
-        root = scipy.linalg.sqrtm((cov1 + offset) @ (cov2 + offset))
-    root = np.real(root)
-    return float(np.sum((mu1 - mu2) ** 2) + np.trace(cov1) + np.trace(cov2) - 2 * np.trace(root))
+    root1 = psd_sqrt(cov1)
+    eig = scipy.linalg.eigvalsh(root1 @ cov2 @ root1)
+    trace_root = float(np.sum(np.sqrt(np.clip(eig, 0, None))))
+    return float(np.sum((mu1 - mu2) ** 2) + np.trace(cov1) + np.trace(cov2) - 2 * trace_root)
 
 
 def gaussian_fit(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -122,17 +130,19 @@ class ClassifierJudge:
 
 def data_key(x: np.ndarray, y: np.ndarray) -> str:
     digest = hashlib.sha256(x.tobytes() + y.tobytes())
-    digest.update(f"{CLASSIFIER!r} {CLASSIFIER_EPOCHS} {CLASSIFIER_SEED}".encode())
+    digest.update(f"{CLASSIFIER!r} {CLASSIFIER_EPOCHS} {CLASSIFIER_STEPS} {CLASSIFIER_SEED}".encode())
     return digest.hexdigest()[:16]
 
 
 def train_classifier(x: torch.Tensor, y: torch.Tensor, n_classes: int) -> nn.Module:
-    """A seeded CNN, ``CLASSIFIER_EPOCHS`` epochs of Adam on cross-entropy, batch 64."""
+    """A seeded CNN trained by Adam on cross-entropy, batch 64, for ``CLASSIFIER_EPOCHS`` epochs or
+    ``CLASSIFIER_STEPS`` steps, whichever is more (small datasets get more epochs)."""
     torch.manual_seed(CLASSIFIER_SEED)
     net = build_model(CLASSIFIER, tuple(x.shape[1:]), n_classes).to(x.device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     order_rng = torch.Generator().manual_seed(CLASSIFIER_SEED)
-    for _ in range(CLASSIFIER_EPOCHS):
+    batches = math.ceil(len(x) / 64)
+    for _ in range(max(CLASSIFIER_EPOCHS, math.ceil(CLASSIFIER_STEPS / batches))):
         for idx in torch.randperm(len(x), generator=order_rng).split(64):
             loss = F.cross_entropy(net(x[idx]), y[idx])
             opt.zero_grad(set_to_none=True)

@@ -37,15 +37,18 @@ def scatter(samples: np.ndarray, modes: np.ndarray, sigma: float, metrics: dict,
 
 
 def sample_grid(images: np.ndarray, metrics: dict, path: Path, title: str, side: int = 8) -> None:
-    """The first side² generated images (C, H, W in [0, 1]) in a grid."""
-    n = min(side * side, len(images))
-    fig, axes = plt.subplots(side, side, figsize=(side * 0.8, side * 0.8 + 0.5))
-    for i, ax in enumerate(axes.ravel()):
-        ax.axis("off")
-        if i < n:
-            ax.imshow(images[i, 0], cmap="gray", vmin=0, vmax=1)
+    """The first side² generated images (C, H, W in [0, 1]) tiled into one picture."""
+    n, (_, h, w) = min(side * side, len(images)), images.shape[1:]
+    mosaic = np.ones((side * (h + 1), side * (w + 1)))
+    for i in range(n):
+        r, c = divmod(i, side)
+        mosaic[r * (h + 1) : r * (h + 1) + h, c * (w + 1) : c * (w + 1) + w] = images[i, 0]
+    fig, ax = plt.subplots(figsize=(5, 5.4))
+    ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1)
+    ax.axis("off")
     shown = ", ".join(f"{k} {metrics[k]:.3g}" for k in ("fid_cls", "modes_cls") if k in metrics)
-    fig.suptitle(f"{title}\n{shown}", fontsize=9)
+    ax.set_title(f"{title}\n{shown}", fontsize=9)
+    fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
