@@ -19,6 +19,14 @@ skips them. Note that the coupled gradient is added inside ``optimizer.step()``,
 any gradient clipping done before it; add ``reg.penalty()`` to the loss instead if clipping must
 see the penalty's gradient.
 
+``optimizer.step(closure)`` (LBFGS, PyTorch Lightning) is handled by wrapping the closure: after
+every evaluation of it, the coupled terms' gradient is added and their value is added to the loss it
+returns (LBFGS's line search needs the true objective); the decoupled decay is applied once, after
+the first evaluation, i.e. at the weights the gradient was taken at, exactly as without a closure.
+Param groups added to the optimizer after ``attach`` (``add_param_group``) are seen at the next
+step. ``reg.penalty()`` computed with gradients enabled between two steps of the attached optimizer
+warns once: in the loss as well, the terms would be applied twice.
+
 λ schedules (``constant()``, ``warmup(steps)``) scale a term's λ by a factor of the number of
 optimizer steps taken, counted by the attached optimizer (``reg.steps``; restore it with
 ``load_state_dict``). Schedules are per step; for ``n`` epochs pass ``n * steps_per_epoch``.
@@ -35,7 +43,16 @@ from torch import Tensor, nn
 
 from reglab.errors import UserError
 from reglab.penalties import Penalty, penalty_from_name
-from reglab.selection import Selection, biases, embeddings, norms, selection_from_string, weights
+from reglab.selection import (
+    Selection,
+    biases,
+    embeddings,
+    everything,
+    named_parameters,
+    norms,
+    selection_from_string,
+    weights,
+)
 
 __all__ = ["Regularizer", "Term", "Schedule", "constant", "warmup", "MODES"]
 
@@ -164,6 +181,10 @@ def _with_grad(params: Sequence[Tensor]) -> list[Tensor]:
     return [p for p in params if p.grad is not None]
 
 
+def _group_sizes(optimizer: torch.optim.Optimizer) -> list[tuple[int, int]]:
+    return [(id(g), len(g["params"])) for g in optimizer.param_groups]
+
+
 # -- the regularizer ----------------------------------------------------------------------------
 
 
@@ -205,7 +226,10 @@ class Regularizer:
         self._proximal = [b for b in self._bound if b.mode == "proximal"]
         self.steps = 0
         self._optimizer: torch.optim.Optimizer | None = None
+        self._groups_seen: list[tuple[int, int]] = []  # (id, size) of each param group at binding
         self._handles: list[Any] = []
+        self._penalty_with_grad = False  # reg.penalty() taken with grad enabled since the last step
+        self._warned_double = False
 
     @classmethod
     def from_spec(
@@ -235,8 +259,7 @@ class Regularizer:
         """
         self.detach()
         self._bind(optimizer)
-        if self._coupled or self._decoupled:
-            self._handles.append(optimizer.register_step_pre_hook(self._pre_hook))
+        self._handles.append(optimizer.register_step_pre_hook(self._pre_hook))
         self._handles.append(optimizer.register_step_post_hook(self._post_hook))
         return optimizer
 
@@ -275,25 +298,64 @@ class Regularizer:
                 stacklevel=3,
             )
         self._optimizer = optimizer
+        self._groups_seen = _group_sizes(optimizer)
+
+    def _rebind_if_changed(self, optimizer: torch.optim.Optimizer) -> None:
+        if optimizer is not self._optimizer or _group_sizes(optimizer) != self._groups_seen:
+            self._bind(optimizer)
 
     def _pre_hook(self, optimizer, args, kwargs):
-        self.before_step(optimizer)
+        # args is (optimizer, *positional arguments of step)
+        closure = kwargs["closure"] if "closure" in kwargs else args[1] if len(args) > 1 else None
+        if closure is None:
+            self.before_step(optimizer)
+            return None
+        self._rebind_if_changed(optimizer)
+        wrapped = self._wrap_closure(closure)
+        if "closure" in kwargs:
+            return args, {**kwargs, "closure": wrapped}
+        return (args[0], wrapped, *args[2:]), kwargs
+
+    def _wrap_closure(self, closure: Callable[[], Any]) -> Callable[[], Any]:
+        """The closure, followed by the coupled gradients (every evaluation) and the decoupled
+        decay (first evaluation only); the loss it returns includes the coupled terms' value."""
+        evaluations = 0
+
+        def closure_with_penalty():
+            nonlocal evaluations
+            loss = closure()
+            self._add_coupled_grads()
+            if evaluations == 0:
+                self._decay()
+            evaluations += 1
+            if loss is None or not self._coupled:
+                return loss
+            with torch.no_grad():
+                value = sum(b.penalty.total(b.tensors, b.lam(self.steps)) for b in self._coupled)
+            return loss + value
+
+        return closure_with_penalty
 
     def _post_hook(self, optimizer, args, kwargs):
         self.after_step(optimizer)
 
     def before_step(self, optimizer: torch.optim.Optimizer) -> None:
-        """Coupled gradients and decoupled decay. Called by the hook of :meth:`attach`."""
-        if optimizer is not self._optimizer:
-            self._bind(optimizer)
-        if not (self._coupled or self._decoupled):
-            return
+        """Coupled gradients and decoupled decay. Called by the hook of :meth:`attach` (for a step
+        without closure)."""
+        self._rebind_if_changed(optimizer)
+        self._add_coupled_grads()
+        self._decay()
+
+    def _add_coupled_grads(self) -> None:
         with torch.no_grad():
             for b in self._coupled:
                 lam = b.lam(self.steps)
                 ps = _with_grad(b.tensors)
                 if lam and ps:
                     b.penalty.add_grad_([p.grad for p in ps], ps, lam)
+
+    def _decay(self) -> None:
+        with torch.no_grad():
             for b in self._decoupled:
                 lam = b.lam(self.steps)
                 if lam:
@@ -304,10 +366,19 @@ class Regularizer:
 
     def after_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Proximal maps, then count the step. Called by the hook of :meth:`attach`."""
-        if optimizer is not self._optimizer:
-            self._bind(optimizer)
+        self._rebind_if_changed(optimizer)
         if self._proximal:
             self._prox_all()
+        if self._penalty_with_grad and not self._warned_double:
+            warnings.warn(
+                "reg.penalty() was computed with gradients enabled during a step of the optimizer the "
+                "regularizer is attached to: if it is in the loss, every term is applied twice. "
+                "Attach or add reg.penalty() to the loss, not both; log reg.values() instead.",
+                UserWarning,
+                stacklevel=2,
+            )
+            self._warned_double = True
+        self._penalty_with_grad = False
         self.steps += 1
 
     def _prox_all(self) -> None:
@@ -332,6 +403,8 @@ class Regularizer:
 
         Add it to the loss *instead of* attaching, not as well.
         """
+        if self._optimizer is not None and torch.is_grad_enabled():
+            self._penalty_with_grad = True
         values = [b.penalty.total(self._params(b, model), b.lam(self.steps)) for b in self._bound]
         if not values:
             p = next(iter(self.model.parameters()), None)
@@ -353,11 +426,16 @@ class Regularizer:
 
     def describe(self) -> str:
         """A table: each term's penalty, λ, mode, schedule and the parameters (with shapes) it
-        touches, then what no term touches."""
+        touches, then what no term touches. A tensor shared by several layers is listed once, with
+        all its names and its owners."""
         lines = [
-            "default selection weights(): the `weight` of Linear, Bilinear, Conv and ConvTranspose "
-            "layers (not biases, norms, embeddings)"
+            "default selection weights(): every weight matrix or kernel of a layer that computes with it "
+            "(Linear, Bilinear, Conv, ConvTranspose weight; MultiheadAttention in_proj_weight, "
+            "q/k/v_proj_weight; RNN/LSTM/GRU weight_ih, weight_hh); not biases, norms, embeddings"
         ]
+        aliases: dict[int, list[tuple[str, nn.Module]]] = {}
+        for n, p, owner in named_parameters(self.model):
+            aliases.setdefault(id(p), []).append((n, owner))
         if not self._bound:
             lines.append("no penalty terms")
         for b in self._bound:
@@ -365,13 +443,18 @@ class Regularizer:
                 f"term {b.name}: {b.penalty!r}  mode={b.mode}  schedule={b.schedule!r}  "
                 f"on={b.selection!r}"
             )
-            width = max(len(n) for n, _ in b.named)
-            for n, p in b.named:
-                lines.append(f"    {n:<{width}}  {tuple(p.shape)}")
+            shown = [(" = ".join(n for n, _ in aliases[id(p)]), p) for _, p in b.named]
+            width = max(len(n) for n, _ in shown)
+            for text, p in shown:
+                line = f"    {text:<{width}}  {tuple(p.shape)}"
+                if len(aliases[id(p)]) > 1:
+                    owners = ", ".join(f"{type(m).__name__} {n.rpartition('.')[0]}" for n, m in aliases[id(p)])
+                    line += f"  shared by {owners}"
+                lines.append(line)
             count = sum(p.numel() for p in b.tensors)
             lines.append(f"    = {len(b.tensors)} tensors, {count:,} values")
         touched = {id(p) for b in self._bound for p in b.tensors}
-        rest = [(n, p) for n, p in self.model.named_parameters() if id(p) not in touched]
+        rest = [(n, p) for n, p in everything().resolve(self.model) if id(p) not in touched]
         kinds = {"norms": norms(), "embeddings": embeddings(), "biases": biases(), "weights": weights()}
         sets = [(k, s.ids(self.model)) for k, s in kinds.items()]
         counts: dict[str, int] = {}

@@ -1,12 +1,38 @@
 """Selections: which parameters of a model a penalty term touches.
 
-The default rule, :func:`weights`, is the one timm and nanoGPT use, written by layer type::
+The default rule, :func:`weights`, written by layer type::
 
-    a parameter is penalized  ⇔  it is the ``weight`` of a Linear, Bilinear, Conv or ConvTranspose layer
+    a parameter is penalized  ⇔  it is a weight matrix or kernel that a layer computes with:
+        Linear, Bilinear, Conv*, ConvTranspose*       weight
+        MultiheadAttention                             in_proj_weight, q_proj_weight, k_proj_weight,
+                                                       v_proj_weight  (out_proj is a Linear)
+        RNN, LSTM, GRU                                 weight_ih_l*, weight_hh_l*, weight_hr_l*
+                                                       (every layer, ``_reverse`` included)
+        RNNCell, LSTMCell, GRUCell                     weight_ih, weight_hh
 
 so biases, normalization parameters (BatchNorm, LayerNorm, GroupNorm, InstanceNorm, RMSNorm) and
-embeddings are never penalized unless asked for. (A parametrized weight, e.g. under spectral norm,
-is selected through its underlying ``original`` tensor.)
+embeddings are never penalized unless asked for. This is not nanoGPT's rule, which decays every
+tensor with ``dim() >= 2`` (embeddings included), nor timm's (every tensor but 1-D ones and
+biases): an embedding is a lookup table, not a weight a layer computes with, and a dense penalty on
+it shrinks the rows of rare tokens at every step although their data gradient is almost always 0.
+
+Three more rules complete it:
+
+* **Tied parameters.** A selection is a set of tensors. A tensor shared by several layers (an LM
+  head tied to an ``nn.Embedding``) is selected when any of its layers selects it, so ``weights()``
+  penalizes a tied head/embedding once; ``weights() - embeddings()`` leaves it alone.
+  ``Regularizer.describe()`` lists a shared tensor once, with all its names and owners.
+* **Reparametrized weights.** Under weight norm (``torch.nn.utils.parametrizations.weight_norm``
+  or the old ``torch.nn.utils.weight_norm``) the effective weight is w = g·v/‖v‖: its size is g and
+  it does not depend on the scale of v. The weight is therefore represented by g alone (``original0``
+  / ``weight_g``): each slice of w has norm |g|, so L2 and group lasso on g equal L2 and group lasso
+  on w exactly, and v is never penalized. Under spectral norm (either API) the effective weight
+  W/σ(W) has no free scale; the weight is represented by the original W (``original`` /
+  ``weight_orig``), whose zeros are the effective weight's zeros. Any other parametrization is
+  represented by its original tensor(s).
+* **Wrapper prefixes.** Names are those of the unwrapped model: ``torch.compile``'s ``_orig_mod.``,
+  ``DataParallel``/``DistributedDataParallel``'s ``module.``, and FSDP's ``_fsdp_wrapped_module.``
+  and ``_checkpoint_wrapped_module.`` are removed before a ``named()`` pattern is matched.
 
 Selections combine like sets: ``a | b`` (union), ``a & b`` (intersection), ``a - b`` (difference).
 ``sel.resolve(model)`` returns ``[(name, parameter), ...]`` in ``model.named_parameters()`` order,
@@ -20,14 +46,20 @@ from abc import ABC, abstractmethod
 
 import fnmatch
 import re
+import warnings
+from typing import Iterator
 
 from torch import nn
+from torch.nn.parallel import DataParallel, DistributedDataParallel
+from torch.nn.utils.parametrizations import _WeightNorm
+from torch.nn.utils.spectral_norm import SpectralNorm
+from torch.nn.utils.weight_norm import WeightNorm
 
 from reglab.errors import UserError
 
 __all__ = [
     "Selection",
-    "WEIGHT_LAYERS",
+    "WEIGHT_PARAMS",
     "NORM_LAYERS",
     "weights",
     "biases",
@@ -37,26 +69,71 @@ __all__ = [
     "modules",
     "everything",
     "selection_from_string",
+    "named_parameters",
 ]
 
-WEIGHT_LAYERS: tuple[type[nn.Module], ...] = (
-    nn.Linear, nn.Bilinear,
+_CONV = (
     nn.Conv1d, nn.Conv2d, nn.Conv3d,
     nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
 )  # fmt: skip
+# layer types → the names (globs) of the weights they compute with: the default rule
+WEIGHT_PARAMS: tuple[tuple[tuple[type[nn.Module], ...], tuple[str, ...]], ...] = (
+    ((nn.Linear, nn.Bilinear) + _CONV, ("weight",)),
+    ((nn.MultiheadAttention,), ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")),
+    ((nn.RNNBase,), ("weight_ih_l*", "weight_hh_l*", "weight_hr_l*")),
+    ((nn.RNNCellBase,), ("weight_ih", "weight_hh")),
+)
 NORM_LAYERS: tuple[type[nn.Module], ...] = (
     nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm,
     nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d,
     nn.LayerNorm, nn.GroupNorm,
 ) + ((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ())  # fmt: skip
 EMBEDDING_LAYERS: tuple[type[nn.Module], ...] = (nn.Embedding, nn.EmbeddingBag)
+# attributes through which a wrapper holds the wrapped model (torch.compile, FSDP, activation checkpointing)
+_WRAPPER_ATTRS = ("_orig_mod", "_fsdp_wrapped_module", "_checkpoint_wrapped_module")
 
 
-def _own(module: nn.Module, attr: str):
-    """The parameters behind ``module.<attr>``: the plain one, or the originals of a parametrization."""
-    for local, p in module.named_parameters(recurse=True):
-        if local in (attr, f"{attr}_orig") or local.startswith(f"parametrizations.{attr}.original"):
-            yield p
+def _layer_params(module: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
+    """``(name, tensor)`` for the parameters a layer owns itself, a reparametrized weight under the
+    weight's own name through the tensor that represents it (see the module docstring)."""
+    hooks = list(module._forward_pre_hooks.values())
+    old_weight_norm = {h.name for h in hooks if isinstance(h, WeightNorm)}
+    old_spectral_norm = {h.name for h in hooks if isinstance(h, SpectralNorm)}
+    for local, p in module.named_parameters(recurse=False):
+        base, _, suffix = local.rpartition("_")
+        if base in old_weight_norm:
+            if suffix == "g":
+                yield base, p
+        elif base in old_spectral_norm and suffix == "orig":
+            yield base, p
+        else:
+            yield local, p
+    parametrizations = getattr(module, "parametrizations", None)
+    if isinstance(parametrizations, nn.ModuleDict):
+        for attr, chain in parametrizations.items():
+            weight_norm = any(isinstance(f, _WeightNorm) for f in chain)
+            for local, p in chain.named_parameters(recurse=False):
+                if not weight_norm or local == "original0":  # weight norm: g is original0
+                    yield attr, p
+
+
+def named_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter, nn.Module]]:
+    """``(name, parameter, owning module)`` of every parameter, shared ones under each of their
+    names, with wrapper prefixes removed (``_orig_mod.``, DDP's ``module.``, FSDP's)."""
+    clean = {"": ""}  # a module's path in the model → its path in the unwrapped model
+    out = []
+    for path, module in model.named_modules(remove_duplicate=False):
+        prefix = clean[path]
+        for child_name, _ in module.named_children():
+            wrapped = child_name in _WRAPPER_ATTRS or (
+                child_name == "module" and isinstance(module, (DataParallel, DistributedDataParallel))
+            )
+            clean[f"{path}.{child_name}" if path else child_name] = (
+                prefix if wrapped else f"{prefix}.{child_name}" if prefix else child_name
+            )
+        for local, p in module.named_parameters(recurse=False):
+            out.append((f"{prefix}.{local}" if prefix else local, p, module))
+    return out
 
 
 class Selection(ABC):
@@ -67,9 +144,16 @@ class Selection(ABC):
         """``id()`` of every selected parameter."""
 
     def resolve(self, model: nn.Module) -> list[tuple[str, nn.Parameter]]:
-        """The selected ``(name, parameter)`` pairs in ``model.named_parameters()`` order."""
+        """The selected ``(name, parameter)`` pairs in ``model.named_parameters()`` order, each
+        parameter once, under its first name without wrapper prefixes."""
         chosen = self.ids(model)
-        return [(n, p) for n, p in model.named_parameters() if id(p) in chosen]
+        seen: set[int] = set()
+        out = []
+        for n, p, _ in named_parameters(model):
+            if id(p) in chosen and id(p) not in seen:
+                seen.add(id(p))
+                out.append((n, p))
+        return out
 
     def __or__(self, other: Selection) -> Selection:
         return _Binary("|", self, _check(other))
@@ -93,17 +177,22 @@ def _check(other: object) -> Selection:
 
 
 class _ByModule(Selection):
-    """Parameters ``attr`` (or all of them when ``attr`` is None) of modules of given types."""
+    """By layer type: for each ``(types, names)`` rule, the parameters of layers of those types
+    whose own name matches one of the globs ``names`` (all of their parameters when None)."""
 
-    def __init__(self, types: tuple[type[nn.Module], ...], attr: str | None, text: str, label: str):
-        self.types, self.attr, self._text, self._label = types, attr, text, label
+    def __init__(self, rules: tuple[tuple[tuple[type[nn.Module], ...], tuple[str, ...] | None], ...], text: str, label: str):
+        self.rules, self._text, self._label = rules, text, label
 
     def ids(self, model):
         out: set[int] = set()
         for module in model.modules():
-            if isinstance(module, self.types):
-                params = module.parameters() if self.attr is None else _own(module, self.attr)
-                out.update(id(p) for p in params)
+            for types, names in self.rules:
+                if not isinstance(module, types):
+                    continue
+                if names is None:
+                    out.update(id(p) for p in module.parameters())
+                else:
+                    out.update(id(p) for n, p in _layer_params(module) if any(fnmatch.fnmatchcase(n, g) for g in names))
         return out
 
     def __repr__(self):
@@ -114,9 +203,13 @@ class _ByModule(Selection):
         return self._label
 
 
+def _is_bias(name: str) -> bool:
+    return name == "bias" or name.endswith("_bias") or name.startswith("bias_")
+
+
 class _Biases(Selection):
     def ids(self, model):
-        return {id(p) for n, p in model.named_parameters(remove_duplicate=False) if n.endswith("bias")}
+        return {id(p) for m in model.modules() for n, p in _layer_params(m) if _is_bias(n)}
 
     def __repr__(self):
         return "biases()"
@@ -143,11 +236,19 @@ class _Named(Selection):
         self.patterns = patterns
 
     def ids(self, model):
-        return {
-            id(p)
-            for n, p in model.named_parameters(remove_duplicate=False)
-            if any(fnmatch.fnmatchcase(n, pat) for pat in self.patterns)
-        }
+        names = [(n, p) for n, p, _ in named_parameters(model)]
+        out: set[int] = set()
+        for pattern in self.patterns:
+            hits = {id(p) for n, p in names if fnmatch.fnmatchcase(n, pattern)}
+            if not hits:
+                example = ", ".join(n for n, _ in names[:3])
+                warnings.warn(
+                    f"named({pattern!r}) matches no parameter of the model (its names look like: {example})",
+                    UserWarning,
+                    stacklevel=2,
+                )
+            out |= hits
+        return out
 
     def __repr__(self):
         return f"named({', '.join(repr(p) for p in self.patterns)})"
@@ -196,34 +297,39 @@ def _label(s: Selection) -> str:
 
 
 def weights() -> Selection:
-    """The ``weight`` of Linear, Bilinear, Conv and ConvTranspose layers (the default)."""
-    return _ByModule(WEIGHT_LAYERS, "weight", "weights()", "weights")
+    """Every weight matrix or kernel of a layer that computes with it (the default; the rule is in
+    the module docstring): Linear/Bilinear/Conv/ConvTranspose ``weight``, MultiheadAttention
+    ``in_proj_weight``/``q,k,v_proj_weight``, RNN/LSTM/GRU ``weight_ih_l*``/``weight_hh_l*``."""
+    return _ByModule(WEIGHT_PARAMS, "weights()", "weights")
 
 
 def biases() -> Selection:
-    """Every parameter whose own name ends in ``bias`` (layers' and norms' biases)."""
+    """Every bias: a parameter whose own name is ``bias``, ends in ``_bias`` (``in_proj_bias``) or
+    starts with ``bias_`` (RNN ``bias_ih_l0``, ``bias_hh_l0``), of layers and norms alike."""
     return _Biases()
 
 
 def norms() -> Selection:
     """All parameters of normalization layers (BatchNorm, LayerNorm, GroupNorm, InstanceNorm, RMSNorm)."""
-    return _ByModule(NORM_LAYERS, None, "norms()", "norms")
+    return _ByModule(((NORM_LAYERS, None),), "norms()", "norms")
 
 
 def embeddings() -> Selection:
     """All parameters of ``nn.Embedding`` / ``nn.EmbeddingBag`` layers."""
-    return _ByModule(EMBEDDING_LAYERS, None, "embeddings()", "embeddings")
+    return _ByModule(((EMBEDDING_LAYERS, None),), "embeddings()", "embeddings")
 
 
 def named(*patterns: str) -> Selection:
-    """Parameters whose qualified name (as in ``named_parameters()``) matches a glob, e.g. ``head.*``."""
+    """Parameters whose qualified name (as in ``named_parameters()``, wrapper prefixes removed)
+    matches a glob, e.g. ``head.*``. A pattern that matches nothing is warned about."""
     if not patterns or not all(isinstance(p, str) and p for p in patterns):
         raise UserError("named() needs one or more non-empty glob patterns, e.g. named('head.*')")
     return _Named(tuple(patterns))
 
 
 def modules(*types: type[nn.Module], param: str | None = None) -> Selection:
-    """All parameters of modules of these types, or only their ``param`` (e.g. ``"weight"``)."""
+    """All parameters of modules of these types, or only their ``param`` (e.g. ``"weight"``; a
+    reparametrized weight counts as its representing tensor, see the module docstring)."""
     if not types or not all(isinstance(t, type) and issubclass(t, nn.Module) for t in types):
         raise UserError("modules() needs one or more nn.Module classes, e.g. modules(nn.Conv2d)")
     names = ", ".join(t.__name__ for t in types)
@@ -231,7 +337,7 @@ def modules(*types: type[nn.Module], param: str | None = None) -> Selection:
     label = " | ".join(f"type:{t.__name__}" for t in types)
     if param is not None:
         label = f"{label}.{param}" if len(types) == 1 else f"({label}).{param}"
-    return _ByModule(tuple(types), param, text, label)
+    return _ByModule(((tuple(types), None if param is None else (param,)),), text, label)
 
 
 def everything() -> Selection:
