@@ -137,3 +137,40 @@ def test_resolve_returns_the_parameters_themselves():
     m = Net()
     ((n, p),) = rl.named("head.weight").resolve(m)
     assert p is m.head.weight and isinstance(p, torch.nn.Parameter)
+
+
+def test_attention_and_recurrent_weights_are_in_the_default():
+    m = nn.ModuleDict({
+        "attn": nn.MultiheadAttention(4, 2),
+        "cross": nn.MultiheadAttention(4, 2, kdim=3, vdim=5),  # separate q/k/v projections
+        "lstm": nn.LSTM(3, 4, proj_size=2),
+        "cell": nn.GRUCell(3, 4),
+    })  # fmt: skip
+    assert names(rl.weights(), m) == [
+        "attn.in_proj_weight", "attn.out_proj.weight",
+        "cross.q_proj_weight", "cross.k_proj_weight", "cross.v_proj_weight", "cross.out_proj.weight",
+        "lstm.weight_ih_l0", "lstm.weight_hh_l0", "lstm.weight_hr_l0",
+        "cell.weight_ih", "cell.weight_hh",
+    ]  # fmt: skip
+    assert names(rl.biases(), m) == [
+        "attn.in_proj_bias", "attn.out_proj.bias", "cross.in_proj_bias", "cross.out_proj.bias",
+        "lstm.bias_ih_l0", "lstm.bias_hh_l0", "cell.bias_ih", "cell.bias_hh",
+    ]  # fmt: skip
+    assert names(rl.weights(), nn.LSTM(3, 4)) == ["weight_ih_l0", "weight_hh_l0"]
+    rl.Regularizer(nn.LSTM(3, 4), rl.L2(1e-4))  # used to raise "selects no parameter"
+
+
+def test_weight_norm_is_selected_through_g_with_both_apis():
+    new = nn.Sequential(nn.utils.parametrizations.weight_norm(nn.Linear(3, 3)))
+    assert names(rl.weights(), new) == ["0.parametrizations.weight.original0"]
+    with pytest.warns(FutureWarning):
+        old = nn.Sequential(nn.utils.weight_norm(nn.Conv1d(2, 3, 3)))
+    assert names(rl.weights(), old) == ["0.weight_g"]
+    assert names(rl.modules(nn.Conv1d, param="weight"), old) == ["0.weight_g"]
+    assert names(rl.biases(), old) == ["0.bias"]
+
+
+def test_readme_group_lasso_example_touches_conv_kernels_only():
+    m = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.Flatten(), nn.Linear(4, 2))
+    assert names(rl.modules(nn.Conv2d, param="weight"), m) == ["0.weight", "2.weight"]
+    assert names(rl.weights() & rl.modules(nn.Conv2d), m) == ["0.weight", "2.weight"]

@@ -1,0 +1,110 @@
+"""PyTorch Lightning: a callback that regularizes a ``LightningModule``'s optimizers.
+
+    trainer = lightning.Trainer(callbacks=[RegularizationCallback(rl.L2(1e-4), mode="decoupled")])
+
+At fit start (``on_fit_start``: the first hook at which ``trainer.optimizers`` exists, after
+``configure_optimizers``) the callback attaches one :class:`~reglab.Regularizer` to each optimizer,
+each over the selected parameters that optimizer holds, so a GAN's generator and discriminator
+optimizers each regularize their own network. It works with automatic optimization (Lightning
+passes a closure to ``optimizer.step``, which the regularizer wraps) and with manual optimization
+(``self.optimizers().step()``). At the end of every training epoch it logs, through
+``pl_module.log``, for each term (named as in :meth:`Regularizer.values`):
+
+* ``reg/<term>``        the term's value λ_t·R,
+* ``reg/<term>/norm``   the L2 norm of all the tensors the term touches,
+* ``reg/<term>/zeros``  the percentage of their values that are exactly zero.
+
+This module needs the ``lightning`` package (``pip install 'reglab[lightning]'``); ``import reglab``
+does not import it.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+from torch import nn
+
+from reglab.errors import UserError
+from reglab.penalties import Penalty
+from reglab.regularizer import Regularizer, Term
+from reglab.selection import Selection, weights
+
+try:
+    from lightning.pytorch import Callback, LightningModule, Trainer
+except ImportError as e:  # pragma: no cover - exercised by a subprocess test
+    raise ImportError("reglab.lightning needs the lightning package: pip install 'reglab[lightning]'") from e
+
+__all__ = ["RegularizationCallback"]
+
+
+class _HeldBy(Selection):
+    """The parameters an optimizer holds."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, index: int):
+        self.optimizer, self.index = optimizer, index
+
+    def ids(self, model: nn.Module) -> set[int]:
+        return {id(p) for g in self.optimizer.param_groups for p in g["params"]}
+
+    def __repr__(self) -> str:
+        return f"optimizer {self.index}"
+
+
+class RegularizationCallback(Callback):
+    """Attach ``terms`` (a penalty, a :class:`~reglab.Term` or a list, as for
+    :class:`~reglab.Regularizer`) to the module's optimizer(s) at fit start; ``mode`` is the default
+    mode of terms that set none."""
+
+    def __init__(self, terms: Penalty | Term | Iterable[Penalty | Term], mode: str = "coupled"):
+        self.terms, self.mode = terms, mode
+        self.regularizers: list[Regularizer] = []  # one per optimizer that holds selected parameters
+        self._term_index: list[list[int]] = []  # for each of them: the index of each of its terms
+        self._names: list[str] = []
+        self._tensors: list[list[torch.Tensor]] = []
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._detach()
+        whole = Regularizer(pl_module, self.terms, mode=self.mode)  # validates terms, names them
+        self._names = list(whole.values())
+        selections = [t.on if t.on is not None else weights() for t in whole.terms]
+        self._tensors = [[p for _, p in s.resolve(pl_module)] for s in selections]
+        held: set[int] = set()
+        for k, optimizer in enumerate(trainer.optimizers):
+            mine = _HeldBy(optimizer, k)
+            held |= mine.ids(pl_module)
+            terms, index = [], []
+            for i, (term, selection) in enumerate(zip(whole.terms, selections)):
+                if (selection & mine).ids(pl_module):
+                    terms.append(Term(term.penalty, on=selection & mine, mode=term.mode, schedule=term.schedule))
+                    index.append(i)
+            if terms:
+                reg = Regularizer(pl_module, terms, mode=self.mode)
+                reg.attach(optimizer)
+                self.regularizers.append(reg)
+                self._term_index.append(index)
+        for name, tensors in zip(self._names, self._tensors):
+            orphans = [p for p in tensors if p.requires_grad and id(p) not in held]
+            if orphans:
+                raise UserError(f"term '{name}' touches {len(orphans)} trainable parameter(s) that no optimizer holds")
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        values = [0.0] * len(self._names)
+        for reg, index in zip(self.regularizers, self._term_index):
+            for i, value in zip(index, reg.values().values()):
+                values[i] += value
+        with torch.no_grad():
+            for name, value, tensors in zip(self._names, values, self._tensors):
+                norm = torch.sqrt(sum(p.detach().pow(2).sum() for p in tensors)).item()
+                zeros = sum(int((p == 0).sum()) for p in tensors) / sum(p.numel() for p in tensors)
+                pl_module.log(f"reg/{name}", value)
+                pl_module.log(f"reg/{name}/norm", norm)
+                pl_module.log(f"reg/{name}/zeros", 100.0 * zeros)
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._detach()
+
+    def _detach(self) -> None:
+        for reg in self.regularizers:
+            reg.detach()
+        self.regularizers, self._term_index = [], []
