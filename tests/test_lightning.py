@@ -6,6 +6,7 @@ import copy
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -168,3 +169,15 @@ def test_import_reglab_works_without_lightning():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "pip install 'reglab[lightning]'" in out
+
+
+def test_readme_with_lightning_block_runs(capsys):
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("## With Lightning", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace = {}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        exec(compile(code, "README.md", "exec"), namespace)
+    assert "reg/l2" in namespace["trainer"].callback_metrics
+    assert "tensor(" in capsys.readouterr().out
