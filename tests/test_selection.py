@@ -174,3 +174,11 @@ def test_readme_group_lasso_example_touches_conv_kernels_only():
     m = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.Flatten(), nn.Linear(4, 2))
     assert names(rl.modules(nn.Conv2d, param="weight"), m) == ["0.weight", "2.weight"]
     assert names(rl.weights() & rl.modules(nn.Conv2d), m) == ["0.weight", "2.weight"]
+
+
+def test_a_module_registered_under_two_names_keeps_both_names():
+    shared = nn.Linear(2, 2)
+    m = nn.Module()
+    m.a, m.b = shared, shared
+    assert [n for n, _, _ in rl.selection.named_parameters(m)] == ["a.weight", "a.bias", "b.weight", "b.bias"]
+    assert names(rl.named("b.weight"), m) == ["a.weight"]  # one tensor, listed under its first name

@@ -259,7 +259,8 @@ class Regularizer:
         """
         self.detach()
         self._bind(optimizer)
-        self._handles.append(optimizer.register_step_pre_hook(self._pre_hook))
+        if self._coupled or self._decoupled:
+            self._handles.append(optimizer.register_step_pre_hook(self._pre_hook))
         self._handles.append(optimizer.register_step_post_hook(self._post_hook))
         return optimizer
 

@@ -124,7 +124,7 @@ def named_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter, nn.Modul
     out = []
     for path, module in model.named_modules(remove_duplicate=False):
         prefix = clean[path]
-        for child_name, _ in module.named_children():
+        for child_name in module._modules:  # every name, also a second name of the same child
             wrapped = child_name in _WRAPPER_ATTRS or (
                 child_name == "module" and isinstance(module, (DataParallel, DistributedDataParallel))
             )
