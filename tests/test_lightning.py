@@ -181,3 +181,10 @@ def test_readme_with_lightning_block_runs(capsys):
         exec(compile(code, "README.md", "exec"), namespace)
     assert "reg/l2" in namespace["trainer"].callback_metrics
     assert "tensor(" in capsys.readouterr().out
+
+
+def test_callback_refuses_a_term_on_parameters_no_optimizer_holds():
+    net = make_model()
+    module = Module(net, lambda ps: torch.optim.SGD(list(ps)[-2:], lr=0.05))  # the head only
+    with pytest.raises(rl.UserError, match="no optimizer holds"):
+        fit(module, [RegularizationCallback(L2(0.1))])
