@@ -31,7 +31,8 @@ CASES = {  # mode → (penalty, optimizer)
 
 def dataset():
     g = torch.Generator().manual_seed(3)
-    return TensorDataset(torch.randn(32, 2, 6, generator=g, dtype=torch.float64), torch.randn(32, 2, generator=g, dtype=torch.float64))
+    x = torch.randn(32, 2, 6, generator=g, dtype=torch.float64)
+    return TensorDataset(x, torch.randn(32, 2, generator=g, dtype=torch.float64))
 
 
 def plain_loop(model, optimizer):

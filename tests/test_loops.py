@@ -75,12 +75,14 @@ def test_lbfgs_with_coupled_l2_reaches_sklearn_ridge():
     g = torch.Generator().manual_seed(0)
     n, d, lam = 60, 5, 0.5
     x = torch.randn(n, d, generator=g, dtype=torch.float64)
-    y = x @ torch.tensor([2.0, -1.0, 0.5, 0.0, 3.0], dtype=torch.float64) + 0.3 * torch.randn(n, generator=g, dtype=torch.float64)
+    noise = 0.3 * torch.randn(n, generator=g, dtype=torch.float64)
+    y = x @ torch.tensor([2.0, -1.0, 0.5, 0.0, 3.0], dtype=torch.float64) + noise
     model = nn.Linear(d, 1).double()
     reg = Regularizer(model, L2(lam))  # weights only: the intercept is free, as in Ridge
-    opt = reg.attach(
-        torch.optim.LBFGS(model.parameters(), lr=1, max_iter=200, tolerance_grad=1e-12, tolerance_change=1e-14, line_search_fn="strong_wolfe")
+    lbfgs = torch.optim.LBFGS(
+        model.parameters(), lr=1, max_iter=200, tolerance_grad=1e-12, tolerance_change=1e-14, line_search_fn="strong_wolfe"
     )
+    opt = reg.attach(lbfgs)
 
     def closure():
         opt.zero_grad()
@@ -209,7 +211,8 @@ def check_wrapped(wrapped):
 def plain_and_reference():
     plain = make_model()
     reference = copy.deepcopy(plain)
-    train(reference, Regularizer(reference, L2(0.5, on=SELECTION)).attach(torch.optim.SGD(reference.parameters(), lr=0.1)), 3)
+    reg = Regularizer(reference, L2(0.5, on=SELECTION))
+    train(reference, reg.attach(torch.optim.SGD(reference.parameters(), lr=0.1)), 3)
     return plain, reference
 
 

@@ -65,7 +65,8 @@ ZOO = {
     "transformer": (
         TiedTransformerLM,
         TOKENS,
-        ["emb.weight"] + [f"encoder.layers.0.{n}" for n in ["self_attn.in_proj_weight", "self_attn.out_proj.weight", "linear1.weight", "linear2.weight"]],
+        ["emb.weight"]
+        + [f"encoder.layers.0.{n}" for n in ["self_attn.in_proj_weight", "self_attn.out_proj.weight", "linear1.weight", "linear2.weight"]],
     ),
     "lstm": (
         lambda: RecurrentLM(nn.LSTM, num_layers=2, bidirectional=True),
@@ -143,7 +144,9 @@ def build(kind):
     make, shape, _ = ZOO[kind]
     torch.manual_seed(0)
     model = make().double()
-    x = shape if isinstance(shape, torch.Tensor) else torch.randn(*shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    if isinstance(shape, torch.Tensor):
+        return model, shape
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     return model, x
 
 

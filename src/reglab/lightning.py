@@ -86,7 +86,9 @@ class RegularizationCallback(Callback):
         for name, tensors in zip(self._names, self._tensors):
             orphans = [p for p in tensors if p.requires_grad and id(p) not in held]
             if orphans:
-                raise UserError(f"term '{name}' touches {len(orphans)} trainable parameter(s) that no optimizer holds")
+                raise UserError(
+                    f"term '{name}' touches {len(orphans)} trainable parameter(s) that no optimizer holds"
+                )
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         values = [0.0] * len(self._names)

@@ -76,8 +76,10 @@ _CONV = (
     nn.Conv1d, nn.Conv2d, nn.Conv3d,
     nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
 )  # fmt: skip
+# (layer types, globs of parameter names, or None for all of them)
+Rule = tuple[tuple[type[nn.Module], ...], tuple[str, ...] | None]
 # layer types → the names (globs) of the weights they compute with: the default rule
-WEIGHT_PARAMS: tuple[tuple[tuple[type[nn.Module], ...], tuple[str, ...]], ...] = (
+WEIGHT_PARAMS: tuple[Rule, ...] = (
     ((nn.Linear, nn.Bilinear) + _CONV, ("weight",)),
     ((nn.MultiheadAttention,), ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")),
     ((nn.RNNBase,), ("weight_ih_l*", "weight_hh_l*", "weight_hr_l*")),
@@ -180,7 +182,7 @@ class _ByModule(Selection):
     """By layer type: for each ``(types, names)`` rule, the parameters of layers of those types
     whose own name matches one of the globs ``names`` (all of their parameters when None)."""
 
-    def __init__(self, rules: tuple[tuple[tuple[type[nn.Module], ...], tuple[str, ...] | None], ...], text: str, label: str):
+    def __init__(self, rules: tuple[Rule, ...], text: str, label: str):
         self.rules, self._text, self._label = rules, text, label
 
     def ids(self, model):
@@ -192,7 +194,8 @@ class _ByModule(Selection):
                 if names is None:
                     out.update(id(p) for p in module.parameters())
                 else:
-                    out.update(id(p) for n, p in _layer_params(module) if any(fnmatch.fnmatchcase(n, g) for g in names))
+                    params = _layer_params(module)
+                    out.update(id(p) for n, p in params if any(fnmatch.fnmatchcase(n, g) for g in names))
         return out
 
     def __repr__(self):
