@@ -189,3 +189,15 @@ def test_callback_refuses_a_term_on_parameters_no_optimizer_holds():
     module = Module(net, lambda ps: torch.optim.SGD(list(ps)[-2:], lr=0.05))  # the head only
     with pytest.raises(rl.UserError, match="no optimizer holds"):
         fit(module, [RegularizationCallback(L2(0.1))])
+
+
+class PenaltyInLoss(Module):
+    def training_step(self, batch, batch_idx):
+        return super().training_step(batch, batch_idx) + self.reg.penalty()
+
+
+def test_penalty_in_the_loss_and_attached_warns_under_lightning():
+    net = make_model()
+    module = PenaltyInLoss(net, lambda ps: torch.optim.SGD(ps, lr=0.05), reg=Regularizer(net, L2(0.1)))
+    with pytest.warns(UserWarning, match="applied twice"):
+        fit(module)
