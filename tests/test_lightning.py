@@ -201,3 +201,33 @@ def test_penalty_in_the_loss_and_attached_warns_under_lightning():
     module = PenaltyInLoss(net, lambda ps: torch.optim.SGD(ps, lr=0.05), reg=Regularizer(net, L2(0.1)))
     with pytest.warns(UserWarning, match="applied twice"):
         fit(module)
+
+
+def test_callback_resumes_its_warmup_from_a_checkpoint(tmp_path):
+    """One epoch, a checkpoint, one more epoch from it == two epochs in one go."""
+    penalty = lambda: L2(0.3, schedule=rl.warmup(6))  # noqa: E731  (4 steps per epoch)
+    make_opt = CASES["decoupled"][1]
+    start = make_model()
+    whole = copy.deepcopy(start)
+    fit(Module(whole, make_opt), [RegularizationCallback(penalty(), mode="decoupled")])
+
+    first = copy.deepcopy(start)
+    checkpoint = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True)
+    trainer = L.Trainer(
+        max_epochs=1, accelerator="cpu", devices=1, precision="64-true", logger=False, enable_progress_bar=False,
+        enable_model_summary=False, callbacks=[RegularizationCallback(penalty(), mode="decoupled"), checkpoint],
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        trainer.fit(Module(first, make_opt))
+    resumed = copy.deepcopy(first)
+    callback = RegularizationCallback(penalty(), mode="decoupled")
+    trainer = L.Trainer(
+        max_epochs=EPOCHS, accelerator="cpu", devices=1, precision="64-true", logger=False, enable_progress_bar=False,
+        enable_model_summary=False, enable_checkpointing=False, callbacks=[callback],
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        warnings.filterwarnings("ignore", ".*callbacks used to create the checkpoint.*")  # ModelCheckpoint
+        trainer.fit(Module(resumed, make_opt), ckpt_path=tmp_path / "last.ckpt")
+    assert_same(resumed, whole, atol=1e-12)

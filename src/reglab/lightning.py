@@ -7,7 +7,8 @@ At fit start (``on_fit_start``: the first hook at which ``trainer.optimizers`` e
 each over the selected parameters that optimizer holds, so a GAN's generator and discriminator
 optimizers each regularize their own network. It works with automatic optimization (Lightning
 passes a closure to ``optimizer.step``, which the regularizer wraps) and with manual optimization
-(``self.optimizers().step()``). At the end of every training epoch it logs, through
+(``self.optimizers().step()``). Its state in a checkpoint is each regularizer's step count, so
+that λ schedules go on where they were on resume. At the end of every training epoch it logs, through
 ``pl_module.log``, for each term (named as in :meth:`Regularizer.values`):
 
 * ``reg/<term>``        the term's value λ_t·R,
@@ -20,7 +21,7 @@ does not import it.
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable
 
 import torch
 from torch import nn
@@ -62,6 +63,7 @@ class RegularizationCallback(Callback):
         self._term_index: list[list[int]] = []  # for each of them: the index of each of its terms
         self._names: list[str] = []
         self._tensors: list[list[torch.Tensor]] = []
+        self._restored_steps: list[int] | None = None  # from a checkpoint, for the λ schedules
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._detach()
@@ -89,6 +91,7 @@ class RegularizationCallback(Callback):
                 raise UserError(
                     f"term '{name}' touches {len(orphans)} trainable parameter(s) that no optimizer holds"
                 )
+        self._restore_steps()
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         values = [0.0] * len(self._names)
@@ -105,6 +108,21 @@ class RegularizationCallback(Callback):
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._detach()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The step count of each regularizer (their λ schedules go on from it on resume)."""
+        return {"steps": [reg.steps for reg in self.regularizers]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # Lightning restores callbacks before or after on_fit_start, depending on the strategy
+        self._restored_steps = list(state_dict["steps"])
+        self._restore_steps()
+
+    def _restore_steps(self) -> None:
+        if self._restored_steps is not None and self.regularizers:
+            for reg, steps in zip(self.regularizers, self._restored_steps, strict=True):
+                reg.load_state_dict({"steps": steps})
+            self._restored_steps = None
 
     def _detach(self) -> None:
         for reg in self.regularizers:
