@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,27 +28,40 @@ from reglab.errors import UserError
 
 RECIPE_DIR = Path(__file__).parent / "recipes"
 PENALTY_SHORTHANDS = ("l1", "l2", "elastic", "group")
+FACTORY_PATTERN = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 
 
 class Section(BaseModel):
     """A config section: unknown keys are rejected, assignments are validated."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
 
 
 class DataConfig(Section):
     name: str = "mnist1d"
+    """dataset name (reglab datasets lists them); csv or npz for your own file in data.path"""
     path: str | None = None
+    """your own data file (with data.name=csv or npz)"""
     target: str | None = None
+    """the CSV column that holds the label or target"""
     kind: Literal["auto", "classification", "regression"] = "auto"
+    """classification or regression; auto decides from the targets"""
     n_samples: int | None = Field(None, gt=0)
+    """examples to generate or load (null: the dataset's own size)"""
     n_train: int | None = Field(None, gt=0)
+    """keep only this many training examples (null: all)"""
     noise: float | None = Field(None, ge=0)
+    """noise level of a generated dataset (null: its default)"""
     val_fraction: float = Field(0.15, gt=0, lt=1)
+    """fraction of the examples held out for validation (chooses λ, early stopping)"""
     test_fraction: float = Field(0.15, gt=0, lt=1)
+    """fraction of the examples held out for the final test"""
     n_folds: int | None = Field(None, ge=2)
+    """K for K-fold cross-validation (null: one train/val split)"""
     fold: int | None = Field(None, ge=0)
+    """which fold (0..K-1) is the validation fold"""
     split_seed: int = 0
+    """seed of the train/val/test split (kept apart from the training seed)"""
 
     @model_validator(mode="after")
     def _fold_in_range(self) -> "DataConfig":
@@ -59,50 +73,100 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
-    kind: Literal["linear", "mlp", "cnn"] = "mlp"
+    kind: Literal["linear", "mlp", "cnn", "custom"] = "mlp"
+    """linear, mlp, cnn (1-D or 2-D by the input shape) or custom (model.factory builds it)"""
+    factory: str | None = None
+    """with kind=custom: package.module:function, called as function(input_shape, n_outputs) -> nn.Module"""
     hidden: list[int] = [256, 128]
+    """widths of the mlp's hidden layers"""
     activation: Literal["relu", "tanh", "gelu", "leaky_relu", "elu"] = "relu"
+    """activation after each hidden or conv layer"""
     dropout: float = Field(0.0, ge=0, lt=1)
+    """dropout probability after each hidden layer (0: none)"""
     channels: list[int] = [32, 64]
+    """output channels of the cnn's conv layers"""
     kernel_size: int = Field(3, ge=1)
+    """conv kernel size (same padding)"""
     pool: bool = True
+    """max-pool by 2 after each conv layer"""
     dense: list[int] = [128]
+    """widths of the dense layers after the cnn's conv layers"""
     batchnorm: bool = False
+    """batch normalization after each hidden or conv layer"""
+
+    @model_validator(mode="after")
+    def _factory_for_custom(self) -> "ModelConfig":
+        if self.kind == "custom" and not self.factory:
+            raise PydanticCustomError("factory", "model.kind=custom needs model.factory=package.module:function")
+        if self.factory is not None and self.kind != "custom":
+            raise PydanticCustomError("factory", "model.factory applies only to model.kind=custom")
+        if self.factory is not None and not FACTORY_PATTERN.fullmatch(self.factory):
+            raise PydanticCustomError("factory", "model.factory={factory} is not of the form package.module:function",
+                                      {"factory": self.factory})
+        return self
 
 
 class RegConfig(Section):
     penalty: Literal["none", "l1", "l2", "elastic", "group", "dropout"] = "none"
+    """the weight penalty: l2 is λ/2·‖w‖², l1 λ·‖w‖₁, elastic λ·(α‖w‖₁ + (1−α)/2·‖w‖²), group λ·Σ‖w_g‖₂"""
     lam: float = Field(0.0, ge=0)
+    """the penalty's strength λ"""
     l1_ratio: float = Field(0.5, ge=0, le=1)
+    """α of the elastic net: the share of L1"""
     mode: Literal["coupled", "decoupled", "proximal"] = "coupled"
+    """coupled (gradient added), decoupled (applied before the step, like AdamW) or proximal (exact zeros)"""
     on: str = "weights"
+    """which parameters the penalty touches: weights, biases, norms, all, type:Conv2d, a name glob; | & - combine"""
     dropout: float = Field(0.2, ge=0, lt=1)
+    """with reg=dropout: the dropout probability under study"""
     warmup_epochs: int = Field(0, ge=0)
+    """epochs over which λ ramps up linearly from 0"""
 
 
 class OptimConfig(Section):
     name: Literal["sgd", "adam", "adamw"] = "adam"
+    """the optimizer; adam's weight_decay is coupled L2, adamw's is decoupled"""
     lr: float = Field(1e-3, gt=0)
+    """learning rate"""
     momentum: float = Field(0.0, ge=0, lt=1)
+    """sgd momentum"""
     weight_decay: float = Field(0.0, ge=0)
+    """the optimizer's own weight_decay (on every parameter it updates)"""
     betas: tuple[float, float] = (0.9, 0.999)
+    """adam/adamw moment decay rates (β1, β2)"""
 
 
 class TrainConfig(Section):
     epochs: int = Field(20, ge=1)
+    """passes over the training data"""
     batch_size: int = Field(128, ge=0)
+    """examples per step (0: full-batch gradient descent)"""
     schedule: Literal["none", "plateau", "cosine", "step"] = "none"
+    """learning-rate schedule: none, plateau (on the monitored value), cosine or step"""
     plateau_factor: float = Field(0.5, gt=0, lt=1)
+    """plateau: multiply the LR by this when the monitored value stalls"""
     plateau_patience: int = Field(3, ge=0)
+    """plateau: epochs without improvement before the LR drops"""
     step_size: int = Field(10, ge=1)
+    """step: epochs between LR drops"""
     step_gamma: float = Field(0.5, gt=0, le=1)
+    """step: multiply the LR by this at each drop"""
     clip_norm: float | None = Field(None, gt=0)
+    """clip the gradient's total norm to this (null: no clipping)"""
     clip_value: float | None = Field(None, gt=0)
+    """clip each gradient entry to ±this (null: no clipping)"""
     early_stopping: int | None = Field(None, ge=1)
+    """stop after this many epochs without improvement (null: never)"""
     monitor: Literal["val_loss", "val_acc", "val_robust_acc"] = "val_loss"
+    """the validation value for early stopping, restore-best and the plateau schedule"""
     restore_best: bool = True
+    """end with the weights of the best epoch by train.monitor"""
     save_weights: bool = True
+    """write weights.pt to the run folder"""
     plots: bool = True
+    """write the run's plots to plots/"""
+    tensorboard: bool = False
+    """also write per-epoch scalars and the config as hparams as TensorBoard event files (needs reglab[tensorboard])"""
 
 
 class AdvConfig(Section):
@@ -113,23 +177,41 @@ class AdvConfig(Section):
     """
 
     method: Literal["none", "pgd", "trades", "fgsm-rs", "weighted"] = "none"
+    """adversarial training: none, pgd, trades, fgsm-rs or weighted (clean and adversarial loss mixed)"""
     norm: Literal["linf", "l2"] = "linf"
+    """the attack's norm ball: linf or l2"""
     eps: float = Field(0.1, ge=0, allow_inf_nan=False)
+    """training attack budget ε on the [0, 1] input scale"""
     alpha: float | None = Field(None, gt=0, allow_inf_nan=False)
+    """attack step size (null: 2.5·ε/steps, 1.25·ε for fgsm-rs)"""
     steps: int = Field(7, ge=1)
+    """attack steps during training"""
     restarts: int = Field(1, ge=1)
+    """random restarts of the training attack"""
     attack_mode: Literal["eval", "train"] = "eval"
+    """the model's mode while it is attacked: eval or train"""
     beta: float = Field(6.0, ge=0, allow_inf_nan=False)
+    """trades: weight of the robustness (KL) term"""
     weight: float = Field(0.5, ge=0, le=1)
+    """weighted: share of the clean loss (the rest is the adversarial loss)"""
     guard: bool = True
+    """stop a run whose robust accuracy collapses (catastrophic overfitting)"""
     guard_drop: float = Field(0.2, gt=0, le=1)
+    """guard: the fall of val_robust_acc below its best that counts as collapse"""
     monitor_examples: int = Field(256, ge=1)
+    """validation examples attacked each epoch to monitor robust accuracy"""
     monitor_steps: int = Field(10, ge=1)
+    """PGD steps of that per-epoch monitor"""
     eval_eps: list[float] = []
+    """ε values of the final robust evaluation (empty: none)"""
     eval_steps: int = Field(20, ge=1)
+    """PGD steps of the final robust evaluation"""
     eval_restarts: int = Field(5, ge=1)
+    """random restarts of the final robust evaluation"""
     eval_examples: int | None = Field(None, ge=1)
+    """test examples attacked in the final evaluation (null: all)"""
     autoattack: bool = False
+    """also evaluate with AutoAttack (needs the autoattack package)"""
 
     @model_validator(mode="after")
     def _eps_in_range(self) -> "AdvConfig":
@@ -153,23 +235,41 @@ class GanConfig(Section):
     """
 
     loss: Literal["ns", "hinge", "wasserstein"] = "ns"
+    """GAN loss: ns (non-saturating), hinge or wasserstein"""
     n_critic: int = Field(1, ge=1)
+    """D steps per G step"""
     latent_dim: int = Field(2, ge=1)
+    """size of G's latent input"""
     g_hidden: list[int] = [128, 128, 128]
+    """widths of G's hidden layers"""
     d_hidden: list[int] = [128, 128, 128]
+    """widths of D's hidden layers"""
     lr_g: float = Field(1e-3, gt=0)
+    """G's Adam learning rate"""
     lr_d: float = Field(1e-3, gt=0)
+    """D's Adam learning rate"""
     betas: tuple[float, float] = (0.5, 0.999)
+    """Adam's (β1, β2) for G and D"""
     reg_on: Literal["g", "d", "both"] = "both"
+    """which nets the reg.* weight penalty is put on: g, d or both"""
     gp: float = Field(0.0, ge=0)
+    """gradient-penalty weight on D (0: off)"""
     r1: float = Field(0.0, ge=0)
+    """R1 penalty weight on D's gradient at real data (0: off)"""
     spectral_norm: bool = False
+    """spectral normalization of D's layers"""
     clip: float | None = Field(None, gt=0)
+    """clip D's weights to ±this (null: no clipping)"""
     label_smoothing: float = Field(0.0, ge=0, lt=0.5)
+    """one-sided label smoothing of D's real targets (ns loss only)"""
     regularizer: Literal["custom", "none", "l1", "l2", "gp", "r1", "sn"] = "custom"
+    """a preset for studies (none, l1, l2, gp, r1, sn) or custom (set the keys yourself)"""
     strength: float = Field(1.0, gt=0)
+    """multiplies the preset's reference λ"""
     eval_every: int = Field(5, ge=1)
+    """epochs between mode-coverage evaluations"""
     n_eval_samples: int = Field(2500, ge=10)
+    """samples drawn from G for each evaluation"""
 
 
 # What each gan.regularizer preset sets; a number is the reference λ that gan.strength multiplies.
@@ -233,27 +333,44 @@ class PublishedConfig(Section):
     """A published figure that the recipe's result is read against (the report quotes it)."""
 
     value: float | None = None
+    """the published figure (null: none)"""
     metric: Literal["test_acc", "test_loss"] = "test_acc"
+    """which of the run's numbers it is read against"""
     source: str = ""
+    """where the figure is published"""
 
 
 class Config(Section):
     """One experiment. ``train.batch_size=0`` means full-batch gradient descent."""
 
     name: str = "run"
+    """the run's name: runs go to <out>/<name>/"""
     description: str = ""
+    """what the recipe shows"""
     seed: int = 0
+    """seed of the initialization, batches and dropout"""
     device: str = "auto"
+    """auto (CUDA when present, else CPU), cpu or cuda[:N]"""
     out: str = "runs"
+    """root folder of run folders"""
     data: DataConfig = DataConfig()
+    """the dataset and its split"""
     model: ModelConfig = ModelConfig()
+    """the network"""
     reg: RegConfig = RegConfig()
+    """the weight penalty (or dropout) under study"""
     optim: OptimConfig = OptimConfig()
+    """the optimizer"""
     train: TrainConfig = TrainConfig()
+    """the training loop"""
     adv: AdvConfig = AdvConfig()
+    """adversarial training and robust evaluation"""
     task: Literal["supervised", "gan"] = "supervised"
+    """supervised (classify or regress) or gan"""
     gan: GanConfig = GanConfig()
+    """the GAN task"""
     published: PublishedConfig = PublishedConfig()
+    """a published figure to compare with"""
 
     @model_validator(mode="after")
     def _gan_rules(self) -> "Config":
@@ -297,10 +414,19 @@ def closest_key(key: str) -> str | None:
     return matches[0] if matches else None
 
 
+def section_keys(key: str) -> list[str]:
+    """The valid keys beside ``key``: those of its section (``reg.*`` for ``reg.lamda``), or the
+    top-level ones."""
+    section = key.rsplit(".", 1)[0] + "." if "." in key else ""
+    while section and not any(k.startswith(section) for k in valid_keys()):
+        section = section[:-1].rsplit(".", 1)[0] + "." if "." in section[:-1] else ""
+    return [k for k in valid_keys() if k.startswith(section) and "." not in k[len(section):]]
+
+
 def unknown_key_error(key: str) -> UserError:
     suggestion = closest_key(key)
     hint = f"; did you mean '{suggestion}'?" if suggestion else ""
-    return UserError(f"unknown config key '{key}'{hint}")
+    return UserError(f"unknown config key '{key}'{hint} (valid: {', '.join(section_keys(key))})")
 
 
 def parse_value(text: str) -> Any:

@@ -4,6 +4,11 @@ It holds ``config.yaml``, ``env.json``, ``metrics.jsonl`` (one JSON object per e
 ``summary.json``, ``weights.pt`` and ``plots/``. ``summary.json`` says ``"status": "running"``
 from the first moment, so a folder whose run was killed never looks complete; a finished run says
 ``"ok"``, a failed one ``"failed"`` with the reason and the step.
+
+With ``train.tensorboard=true`` the folder also holds TensorBoard event files: every number of an
+epoch's record as a scalar at that epoch (losses, accuracies, ``penalty/*``, weight norms, zeros,
+robust accuracy), and at the end the config as hparams with the summary's numbers as their
+metrics (``final/*``). ``tensorboard --logdir runs/`` then shows each run folder as one run.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import os
 import platform
 import sys
 import time
+import subprocess
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -22,7 +28,7 @@ from typing import Any
 import torch
 import yaml
 
-from reglab.config import Config, save_config
+from reglab.config import Config, flat_keys, save_config
 from reglab.errors import UserError
 
 
@@ -52,15 +58,76 @@ def environment(config: Config, device: torch.device) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "seed": config.seed,
         "command": sys.argv,
+        "git_commit": git_commit(),
     }
+
+
+def git_commit() -> str | None:
+    """The commit of the reglab code being run, when it runs from a git checkout (else None);
+    ``-dirty`` is appended when the checkout has uncommitted changes."""
+    source = Path(__file__).parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True,
+                                timeout=10)
+        if commit.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "."], cwd=source,
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+class TensorBoardLog:
+    """TensorBoard event files in the run folder: per-epoch scalars, then the config as hparams."""
+
+    def __init__(self, path: Path, config: Config):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.config = config
+        self.writer = SummaryWriter(log_dir=str(path))
+
+    @staticmethod
+    def check_installed() -> None:
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError:
+            raise UserError("train.tensorboard=true needs TensorBoard: pip install 'reglab[tensorboard]'") from None
+
+    def epoch(self, record: dict[str, Any]) -> None:
+        epoch = record.get("epoch")
+        for key, value in record.items():
+            if key != "epoch" and is_number(value):
+                self.writer.add_scalar(key, value, epoch)
+        self.writer.flush()
+
+    def close(self, summary: dict[str, Any]) -> None:
+        """Write the config as hparams, the summary's numbers (``final/*``) as their metrics."""
+        from torch.utils.tensorboard.summary import hparams
+
+        metrics = {f"final/{k}": v for k, v in summary.items() if is_number(v)}
+        params = {k: v if isinstance(v, (bool, int, float, str)) else str(v)
+                  for k, v in flat_keys(self.config.to_dict()).items()}
+        for part in hparams(params, metrics):
+            self.writer.file_writer.add_summary(part)
+        for key, value in metrics.items():
+            self.writer.add_scalar(key, value)
+        self.writer.close()
 
 
 @dataclass
 class RunFolder:
     path: Path
+    tensorboard: TensorBoardLog | None = None
 
     @classmethod
     def create(cls, config: Config, device: torch.device, root: str | Path | None = None) -> "RunFolder":
+        if config.train.tensorboard:
+            TensorBoardLog.check_installed()
         stamp = time.strftime("%Y%m%d-%H%M%S")
         base = Path(root if root is not None else config.out) / config.name
         path = base / f"{stamp}_{config_hash(config)}_s{config.seed}"
@@ -69,7 +136,7 @@ class RunFolder:
             suffix += 1
             path = base / f"{stamp}_{config_hash(config)}_s{config.seed}-{suffix}"
         (path / "plots").mkdir(parents=True)
-        folder = cls(path)
+        folder = cls(path, TensorBoardLog(path, config) if config.train.tensorboard else None)
         save_config(config, path / "config.yaml")
         write_json(path / "env.json", environment(config, device))
         write_json(path / "summary.json", {"status": "running"})
@@ -78,11 +145,16 @@ class RunFolder:
     def log(self, record: dict[str, Any]) -> None:
         with open(self.path / "metrics.jsonl", "a") as fh:
             fh.write(json.dumps(record, default=float) + "\n")
+        if self.tensorboard is not None:
+            self.tensorboard.epoch(record)
 
     def save_weights(self, model: torch.nn.Module) -> None:
         torch.save(model.state_dict(), self.path / "weights.pt")
 
     def finish(self, summary: dict[str, Any]) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.close(summary)
+            self.tensorboard = None
         write_json(self.path / "summary.json", summary)
 
 

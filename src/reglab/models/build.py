@@ -1,7 +1,17 @@
-"""Build a classifier or regressor from a :class:`~reglab.config.ModelConfig` and the data shape."""
+"""Build a classifier or regressor from a :class:`~reglab.config.ModelConfig` and the data shape.
+
+``model.kind=custom`` calls the user's ``model.factory=package.module:function`` as
+``function(input_shape, n_outputs)``; it must return an ``nn.Module`` mapping a batch shaped
+``(N, *input_shape)`` to ``(N, n_outputs)``. The module is imported as Python would import it, with
+the current directory on the path (as ``python -m`` has it).
+"""
 
 from __future__ import annotations
 
+import importlib
+import os
+import sys
+from typing import Callable
 
 import torch
 from torch import nn
@@ -72,8 +82,36 @@ def conv_stack(cfg: ModelConfig, input_shape: tuple[int, ...]) -> tuple[nn.Seque
     return stack, width
 
 
+def load_factory(text: str) -> Callable[..., nn.Module]:
+    """The function named by ``package.module:function``; a name that does not resolve is a UserError."""
+    module_name, _, function_name = text.partition(":")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UserError(f"model.factory={text}: cannot import '{module_name}' ({exc})") from None
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise UserError(f"model.factory={text}: '{module_name}' has no function '{function_name}'")
+    return function
+
+
+def custom_model(cfg: ModelConfig, input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
+    factory = load_factory(cfg.factory)
+    if cfg.dropout > 0:
+        raise UserError(f"model.dropout={cfg.dropout} (or reg=dropout) does not apply to model.kind=custom: "
+                        "set model.dropout=0 and put dropout layers in your factory's model")
+    model = factory(tuple(input_shape), n_outputs)
+    if not isinstance(model, nn.Module):
+        raise UserError(f"model.factory={cfg.factory} returned a {type(model).__name__}, not a torch nn.Module")
+    return model
+
+
 def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
     """A fresh model for inputs of ``input_shape`` (one example) and ``n_outputs`` outputs."""
+    if cfg.kind == "custom":
+        return custom_model(cfg, input_shape, n_outputs)
     flat = 1
     for size in input_shape:
         flat *= int(size)
