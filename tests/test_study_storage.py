@@ -104,7 +104,8 @@ def claim_all(url, name, out):
     study_id = storage.get_study_id_from_name(name)
     won = []
     while waiting := storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
-        won += [t.number for t in waiting[:4] if claim(storage, t._trial_id)]
+        won += [t.number for t in waiting[:4]
+                if claim(storage, storage.get_trial_id_from_study_id_trial_number(study_id, t.number))]
     out.put(won)
 
 
@@ -177,9 +178,9 @@ def test_heartbeat_settings(monkeypatch):
 
 def run_sweep(tmp_path, grids, seeds="0-1", cv=None, **kw):
     lines = []
-    finished = sweep("ridge-gd", TINY, list(grids), seeds, cv, studies_dir=tmp_path / "studies",
-                     echo=lines.append, **kw)
-    return finished, lines
+    result = sweep("ridge-gd", TINY, list(grids), seeds, cv, studies_dir=tmp_path / "studies",
+                   echo=lines.append, **kw)
+    return result.finished, lines
 
 
 def test_a_diverging_trial_fails_with_its_reason_and_the_study_goes_on(tmp_path):

@@ -121,9 +121,9 @@ def sweep(
     """Run a grid (or TPE search) over overrides × seeds × folds as a resumable study."""
     from reglab.study.sweep import sweep as run_sweep
 
-    finished = run_sweep(recipe, overrides or [], grid or [], seeds, cv, search, trials, storage, workers, name,
-                         studies_dir, batch, heartbeat, grace, echo=lambda line: print(line, flush=True))
-    if not finished and workers != 0:
+    result = run_sweep(recipe, overrides or [], grid or [], seeds, cv, search, trials, storage, workers, name,
+                       studies_dir, batch, heartbeat, grace, echo=lambda line: print(line, flush=True))
+    if not result.finished and workers != 0:
         raise typer.Exit(1)
 
 

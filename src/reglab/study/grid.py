@@ -18,10 +18,12 @@ Seeds: ``5`` is the single seed 5, ``0-9`` the ten seeds 0 … 9, ``0,3,7`` a li
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
 
 from reglab.config import PENALTY_SHORTHANDS, closest_key, parse_value, valid_keys
 from reglab.errors import UserError
@@ -58,6 +60,19 @@ class Grid:
                 if value not in out:
                     out.append(value)
         return out
+
+    def distribution(self) -> BaseDistribution:
+        """The grid as an Optuna distribution: a single range is a float on its scale (log or
+        linear) between its ends; anything else a choice among the values (see :func:`param_value`)."""
+        if len(self.tokens) == 1 and isinstance(self.tokens[0], Range):
+            r = self.tokens[0]
+            return FloatDistribution(min(r.start, r.stop), max(r.start, r.stop), log=r.scale == "log")
+        return CategoricalDistribution(list(dict.fromkeys(param_value(v) for v in self.values())))
+
+
+def param_value(value: Any) -> Any:
+    """A grid value as an Optuna param value: scalars as they are, lists and mappings as JSON text."""
+    return json.dumps(value, separators=(",", ":")) if isinstance(value, (list, dict)) else value
 
 
 def split_tokens(text: str) -> list[str]:

@@ -1,7 +1,9 @@
 """Creating, resuming and opening a study in its storage.
 
 A grid study holds one trial per point × seed × fold, put in the queue (state WAITING) once, when
-the study is created. Creation is guarded by the storage itself: the study is created with
+the study is created. Each trial carries its point as real Optuna params with the grid's
+distributions (so optuna-dashboard and ``study.trials[i].params`` show them); the trial's user
+attributes hold the rest (seed, fold, label, the run's outcome). Creation is guarded by the storage itself: the study is created with
 ``load_if_exists=False``, so of several ``reglab sweep`` commands started at once exactly one
 creates it and fills the queue; the others find it, check that its spec is theirs, and resume.
 The creator marks the queue complete (the study attribute ``enqueued``) when every trial is in.
@@ -13,11 +15,13 @@ import time
 from typing import Any
 
 import optuna
+from optuna.distributions import BaseDistribution
 from optuna.exceptions import DuplicatedStudyError
 from optuna.storages import RDBStorage
-from optuna.trial import TrialState
+from optuna.trial import TrialState, create_trial
 
 from reglab.errors import UserError
+from reglab.study.grid import param_value, parse_grid
 from reglab.study.points import trial_plan
 from reglab.study.spec import differences, spec_hash
 from reglab.study.storage import shown_url
@@ -46,10 +50,23 @@ def create_or_resume(storage: RDBStorage, name: str, spec: dict[str, Any]) -> tu
     study.set_user_attr("spec_hash", spec_hash(spec))
     plan = trial_plan(spec) if spec["search"] == "grid" else []
     study.set_user_attr("total", len(plan) if plan else spec["trials"])
+    space = point_space(spec)
     for attrs in plan:
-        study.enqueue_trial(params={}, user_attrs=attrs)
+        enqueue(study, space, attrs)
     study.set_user_attr("enqueued", True)
     return study, True
+
+
+def point_space(spec: dict[str, Any]) -> dict[str, BaseDistribution]:
+    """Each grid key's Optuna distribution."""
+    return {grid.key: grid.distribution() for grid in map(parse_grid, spec["grids"])}
+
+
+def enqueue(study: optuna.Study, space: dict[str, BaseDistribution], attrs: dict[str, Any]) -> None:
+    """Add one planned grid trial to the queue: its point as params, ``attrs`` as user attributes."""
+    params = {key: param_value(value) for key, value in attrs["point"].items()}
+    study.add_trial(create_trial(state=TrialState.WAITING, params=params,
+                                 distributions={key: space[key] for key in params}, user_attrs=attrs))
 
 
 def wait_for_spec(study: optuna.Study) -> dict[str, Any]:
@@ -77,9 +94,10 @@ def finish_queue(study: optuna.Study, spec: dict[str, Any]) -> None:
         if now != count:
             count, quiet_since = now, time.monotonic()
     present = {t.user_attrs.get("key") for t in study.get_trials(deepcopy=False)}
+    space = point_space(spec)
     for attrs in trial_plan(spec):
         if attrs["key"] not in present:
-            study.enqueue_trial(params={}, user_attrs=attrs)
+            enqueue(study, space, attrs)
     study.set_user_attr("enqueued", True)
 
 

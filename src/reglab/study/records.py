@@ -11,7 +11,8 @@ one per seed × fold of its point). Status is ``ok``, ``failed`` (with the reaso
 
 λ is chosen on validation data only: :func:`choose_point` takes the point with the best mean
 validation objective over seeds (and CV folds), never a test metric, and never a point that
-failed on some seed.
+failed on some seed. :func:`store_point_means` keeps each point's mean in a study user attribute
+(``mean <metric>: <label>``), where optuna-dashboard shows it beside the per-seed trials.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from optuna.storages import RDBStorage
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from reglab.errors import UserError
 from reglab.study.queue import open_study
-from reglab.study.storage import default_url, open_storage
+from reglab.study.storage import default_url, open_storage, quiet_optuna
 
 STATES = {TrialState.COMPLETE: "ok", TrialState.FAIL: "failed", TrialState.RUNNING: "running",
           TrialState.WAITING: "waiting"}
@@ -51,7 +53,8 @@ class TrialRecord:
 
 def superseded(trials: list[FrozenTrial]) -> set[int]:
     """Numbers of the stale trials that were put back in the queue as a retry."""
-    return {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    with quiet_optuna():
+        return {n for t in trials for n in RetryHeartbeatStaleTrialCallback.retry_history(t)}
 
 
 def current_trials(trials: list[FrozenTrial]) -> list[FrozenTrial]:
@@ -110,20 +113,39 @@ def progress(storage: RDBStorage, study_id: int, spec: dict[str, Any], total: in
     return {**counts, "total": max(total, sum(counts.values()))}
 
 
+def objective_values(spec: dict[str, Any], records: list[TrialRecord]) -> dict[str, list[float]]:
+    """Each point's validation objectives (``spec['metric']``) of its finished runs, by label."""
+    values: dict[str, list[float]] = defaultdict(list)
+    for record in records:
+        if record.status == "ok" and spec["metric"] in record.summary:
+            values[record.label].append(record.summary[spec["metric"]])
+    return values
+
+
 def choose_point(spec: dict[str, Any], records: list[TrialRecord]) -> tuple[str, float, int] | None:
     """``(label, mean objective, number of runs)`` of the best point by its mean validation
     objective (``spec['metric']``) over its finished runs (seeds, and CV folds). A point with a
     failed run (one that diverged on some seed) is not chosen. None when no point qualifies."""
     failed = {r.label for r in records if r.status == "failed"}
-    values: dict[str, list[float]] = defaultdict(list)
-    for record in records:
-        if record.status == "ok" and record.label not in failed and spec["metric"] in record.summary:
-            values[record.label].append(record.summary[spec["metric"]])
+    values = {label: v for label, v in objective_values(spec, records).items() if label not in failed}
     if not values:
         return None
     sign = 1 if spec["direction"] == "maximize" else -1
     label = max(values, key=lambda k: sign * sum(values[k]) / len(values[k]))
     return label, sum(values[label]) / len(values[label]), len(values[label])
+
+
+def store_point_means(study: optuna.Study, spec: dict[str, Any], labels: set[str] | None = None) -> None:
+    """Set the study user attribute ``mean <metric>: <label>`` = ``{"mean", "runs", "failed"}`` of
+    the points in ``labels`` (all when None), read from the storage: the mean over the point's
+    finished runs (seeds, and CV folds), how many there are, and how many failed."""
+    records = study_records(study.get_trials(deepcopy=False), spec)
+    values = objective_values(spec, records)
+    for label in labels if labels is not None else {r.label for r in records}:
+        runs = values.get(label, [])
+        failed = sum(r.status == "failed" for r in records if r.label == label)
+        study.set_user_attr(f"mean {spec['metric']}: {label}", {
+            "mean": sum(runs) / len(runs) if runs else None, "runs": len(runs), "failed": failed})
 
 
 def locate(target: str | Path | tuple[str, str]) -> tuple[str, str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -27,6 +28,16 @@ from reglab.vectorized import vectorizable
 
 Echo = Callable[[str], None]
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+@dataclass
+class SweepResult:
+    """Where the study is (its folder holds the runs and the report's input) and whether every
+    trial is finished."""
+
+    name: str
+    folder: Path
+    finished: bool
 
 
 def check_name(name: str) -> str:
@@ -62,8 +73,8 @@ def training_path(spec: dict[str, Any], batch: int) -> str:
 def sweep(recipe: str, overrides: list[str], grids: list[str], seeds: str = "0", cv: int | None = None,
           search: str = "grid", trials: int | None = None, storage_url: str | None = None, workers: int = 1,
           name: str | None = None, studies_dir: Path = Path("studies"), batch: int = 16,
-          heartbeat: int | None = None, grace: int | None = None, echo: Echo = print) -> bool:
-    """Create or resume the study and work on it; True when every trial is finished."""
+          heartbeat: int | None = None, grace: int | None = None, echo: Echo = print) -> SweepResult:
+    """Create or resume the study and work on it."""
     if workers < 0:
         raise UserError(f"--workers must be 0 or more, got {workers}")
     if batch < 1:
@@ -93,7 +104,7 @@ def sweep(recipe: str, overrides: list[str], grids: list[str], seeds: str = "0",
     if workers == 0:
         where = f"--storage '{shown_url(storage_url)}'" if storage_url else f"--dir {studies_dir}"
         echo(f"no local workers; start them with: reglab worker {where} --study {name}")
-        return False
+        return SweepResult(name, folder, False)
     try:
         if workers == 1:
             Worker(storage, name, folder / "runs", batch, echo).run()
@@ -107,7 +118,7 @@ def sweep(recipe: str, overrides: list[str], grids: list[str], seeds: str = "0",
     except KeyboardInterrupt:
         echo("stopped; the running trials went back to the queue: rerun the same command to resume")
         raise
-    return report_end(storage, study, spec, folder, echo)
+    return SweepResult(name, folder, report_end(storage, study, spec, folder, echo))
 
 
 def report_end(storage, study, spec: dict[str, Any], folder: Path, echo: Echo) -> bool:

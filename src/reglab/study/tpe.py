@@ -17,7 +17,7 @@ import warnings
 from typing import Any
 
 import optuna
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
+from optuna.distributions import BaseDistribution
 
 from reglab.errors import UserError
 from reglab.study.grid import Range, parse_grid
@@ -29,13 +29,9 @@ def distributions(spec: dict[str, Any]) -> dict[str, BaseDistribution]:
         ranges = [t for t in grid.tokens if isinstance(t, Range)]
         if ranges and len(grid.tokens) > 1:
             raise UserError(f"--search tpe: --grid '{grid.text}' must be one range or a list of values, not both")
-        if ranges:
-            r = ranges[0]
-            space[grid.key] = FloatDistribution(min(r.start, r.stop), max(r.start, r.stop), log=r.scale == "log")
-        elif any(isinstance(v, (list, dict)) for v in grid.values()):
+        if not ranges and any(isinstance(v, (list, dict)) for v in grid.values()):
             raise UserError(f"--search tpe: --grid '{grid.text}' holds lists; TPE chooses among scalars only")
-        else:
-            space[grid.key] = CategoricalDistribution(grid.values())
+        space[grid.key] = grid.distribution()
     if not space:
         raise UserError("--search tpe needs at least one --grid to search over")
     return space

@@ -9,7 +9,9 @@ Each loop iteration
    before the claim, so a worker killed right after claiming is still detected as stale;
 3. trains them (up to ``batch`` trials of one group at once when they can be vectorized) while a
    background thread records their heartbeats, stores each outcome in its trial's user attributes
-   and finishes it: COMPLETE with the objective, or FAIL with the reason (the study goes on);
+   and its per-epoch validation objective as intermediate values, and finishes it: COMPLETE with
+   the objective, or FAIL with the reason (the study goes on); the point's mean over seeds is
+   updated in a study user attribute (see ``records.store_point_means``);
 4. with ``--search tpe``, asks the sampler for a new point when the queue is empty and fewer than
    N trials exist.
 
@@ -38,7 +40,7 @@ from reglab.errors import UserError
 from reglab.study.execute import train_all
 from reglab.study.points import describe
 from reglab.study.queue import open_study, release
-from reglab.study.records import current_trials
+from reglab.study.records import current_trials, store_point_means
 from reglab.study.spec import config_for, fold_list
 from reglab.study.storage import quiet_optuna
 from reglab.study import tpe
@@ -100,12 +102,25 @@ def identity() -> dict[str, Any]:
     return {"host": socket.gethostname(), "pid": os.getpid()}
 
 
-def finish(storage: RDBStorage, trial_id: int, attrs: dict[str, Any], value: float | None) -> bool:
-    """Store the outcome and finish the trial; False if it was given up as stale meanwhile
-    (its retry runs it again)."""
+def learning_curve(outcomes: list[dict[str, Any]], metric: str) -> dict[int, float]:
+    """Per epoch, the mean of ``metric`` over the outcomes' histories that reached that epoch."""
+    by_epoch: dict[int, list[float]] = {}
+    for out in outcomes:
+        for record in out.get("history", []):
+            if metric in record and math.isfinite(record[metric]):
+                by_epoch.setdefault(int(record["epoch"]), []).append(record[metric])
+    return {epoch: sum(v) / len(v) for epoch, v in sorted(by_epoch.items())}
+
+
+def finish(storage: RDBStorage, trial_id: int, attrs: dict[str, Any], value: float | None,
+           curve: dict[int, float]) -> bool:
+    """Store the outcome and the per-epoch objective (``curve``) and finish the trial; False if it
+    was given up as stale meanwhile (its retry runs it again)."""
     try:
         for key, item in attrs.items():
             storage.set_trial_user_attr(trial_id, key, item)
+        for epoch, item in curve.items():
+            storage.set_trial_intermediate_value(trial_id, epoch, item)
         if value is None:
             storage.set_trial_state_values(trial_id, TrialState.FAIL)
         else:
@@ -139,31 +154,39 @@ class Worker:
             elif self.trials(TrialState.RUNNING):
                 time.sleep(POLL_SECONDS)
             else:
+                store_point_means(self.study, self.spec)  # all points, now that no trial is left
                 return self.finished
 
     def trials(self, *states: TrialState) -> list[FrozenTrial]:
         return self.storage.get_all_trials(self.study_id, deepcopy=False, states=states or None)
 
+    def trial_id(self, number: int) -> int:
+        """The storage's id of the study's trial ``number``."""
+        return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
+
     def run_waiting(self, waiting: list[FrozenTrial]) -> None:
         if self.spec["search"] == "tpe":
-            if claim(self.storage, waiting[0]._trial_id):
-                self.run_tpe_trial(waiting[0]._trial_id, waiting[0].params)
+            trial_id = self.trial_id(waiting[0].number)
+            if claim(self.storage, trial_id):
+                self.run_tpe_trial(trial_id, waiting[0].params)
             return
         group = waiting[0].user_attrs["group"]
         chosen = [t for t in waiting if t.user_attrs["group"] == group][: self.batch]
-        configs = {t._trial_id: config_for(self.spec, t.user_attrs["point"], t.user_attrs["seed"],
-                                           t.user_attrs["fold"]) for t in chosen}
+        configs = {t.number: config_for(self.spec, t.user_attrs["point"], t.user_attrs["seed"],
+                                        t.user_attrs["fold"]) for t in chosen}
         reason = vectorizable(list(configs.values())) if len(chosen) > 1 else None
         if reason is not None:
             chosen = chosen[:1]
-        claimed = [t for t in chosen if claim(self.storage, t._trial_id)]
+        ids = {t.number: self.trial_id(t.number) for t in chosen}
+        claimed = [t for t in chosen if claim(self.storage, ids[t.number])]
         if not claimed:
             return
         self.say_path(len(claimed), reason)
-        with holding(self.storage, [t._trial_id for t in claimed]):
-            outcomes = train_all([configs[t._trial_id] for t in claimed], self.root, len(claimed) > 1)
+        with holding(self.storage, [ids[t.number] for t in claimed]):
+            outcomes = train_all([configs[t.number] for t in claimed], self.root, len(claimed) > 1)
         for trial, out in zip(claimed, outcomes):
-            self.complete(trial._trial_id, trial.user_attrs, out)
+            self.complete(ids[trial.number], trial.user_attrs, out)
+        store_point_means(self.study, self.spec, {t.user_attrs["label"] for t in claimed})
 
     def train_group(self, configs: list) -> list[dict[str, Any]]:
         """Train the seeds of one fold: at once when they can be vectorized."""
@@ -187,7 +210,7 @@ class Worker:
         value = self.objective(out)
         if out["status"] == "ok" and value is None:
             out = {**out, "status": "failed", "reason": f"the run reported no finite {self.spec['metric']}"}
-        if not finish(self.storage, trial_id, out, value):
+        if not finish(self.storage, trial_id, out, value, learning_curve([out], self.spec["metric"])):
             self.echo(f"{attrs['label']} seed {attrs['seed']}: given up as stale while running; it runs again")
             return
         self.finished += 1
@@ -203,9 +226,10 @@ class Worker:
 
     def run_new_tpe_trial(self) -> None:
         trial = tpe.ask(self.study, self.spec, len(self.trials()))
-        self.storage.record_heartbeat(trial._trial_id)
-        self.storage.set_trial_user_attr(trial._trial_id, "worker", identity())
-        self.run_tpe_trial(trial._trial_id, trial.params)
+        trial_id = self.trial_id(trial.number)
+        self.storage.record_heartbeat(trial_id)
+        self.storage.set_trial_user_attr(trial_id, "worker", identity())
+        self.run_tpe_trial(trial_id, trial.params)
 
     def run_tpe_trial(self, trial_id: int, params: dict[str, Any]) -> None:
         """Train one proposed point on every seed × fold; its value is the mean objective."""
@@ -231,7 +255,8 @@ class Worker:
         reason = error or (f"seed {failed['seed']}: {failed['reason']}" if failed else None)
         value = None if reason else sum(values) / len(values)
         status = {"status": "failed" if reason else "ok", "reason": reason}
-        if not finish(self.storage, trial_id, {**attrs, **status, "runs": outcomes}, value):
+        curve = learning_curve(outcomes, self.spec["metric"])
+        if not finish(self.storage, trial_id, {**attrs, **status, "runs": outcomes}, value, curve):
             self.echo(f"{attrs['label']}: given up as stale while running; it runs again")
             return
         self.finished += 1

@@ -1,0 +1,41 @@
+"""What optuna-dashboard reads: a grid study seen through Optuna's public API only."""
+
+import json
+import statistics
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.trial import TrialState
+
+from reglab.study.storage import default_url
+from reglab.study.sweep import sweep
+
+TINY = ["train.epochs=6", "train.plots=false", "train.save_weights=false"]
+
+
+def test_grid_trials_carry_params_learning_curves_and_point_means(tmp_path):
+    result = sweep("ridge-gd", TINY, ["reg.l2=1e-3:1e-1:log:3", "reg.mode=coupled,decoupled"], "0-1",
+                   studies_dir=tmp_path, name="dash", echo=lambda line: None)
+    assert result.finished and result.folder == tmp_path / "dash"
+    study = optuna.load_study(study_name="dash", storage=default_url(tmp_path / "dash"))
+    trials = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(trials) == 3 * 2 * 2
+    for trial in trials:
+        assert trial.params == {"reg.l2": trial.user_attrs["point"]["reg.l2"],
+                                "reg.mode": trial.user_attrs["point"]["reg.mode"]}
+        assert trial.distributions["reg.l2"] == FloatDistribution(1e-3, 1e-1, log=True)
+        assert trial.distributions["reg.mode"] == CategoricalDistribution(["coupled", "decoupled"])
+        run_dir = trial.user_attrs["run_dir"]
+        metrics = [json.loads(line) for line in open(f"{run_dir}/metrics.jsonl").read().splitlines()]
+        assert trial.intermediate_values == pytest.approx({m["epoch"]: m["val_loss"] for m in metrics})
+    assert sorted({t.params["reg.l2"] for t in trials}) == pytest.approx([1e-3, 1e-2, 1e-1])
+    for point in {(t.params["reg.l2"], t.params["reg.mode"]) for t in trials}:
+        seeds = [t for t in trials if (t.params["reg.l2"], t.params["reg.mode"]) == point]
+        label = seeds[0].user_attrs["label"]
+        stored = study.user_attrs[f"mean val_loss: {label}"]
+        assert stored["runs"] == 2 and stored["failed"] == 0
+        assert stored["mean"] == pytest.approx(statistics.mean(t.value for t in seeds))
+    # the params make Optuna's own analysis work: importance of each grid key for the objective
+    importance = optuna.importance.get_param_importances(study)
+    assert set(importance) == {"reg.l2", "reg.mode"}
