@@ -6,6 +6,11 @@ any training loop::
     import reglab as rl
     reg = rl.Regularizer(model, rl.L2(1e-4))              # weights only, coupled
     opt = reg.attach(torch.optim.Adam(model.parameters()))
+
+The lab (runs, studies, reports) is there from Python too, imported on first use::
+
+    run = rl.run("mlp-l2", "reg.l2=1e-3")
+    study = rl.sweep("mlp-l2", grid={"reg.l2": "1e-5:1e-1:log:5"}, seeds="0-2")
 """
 
 from reglab.errors import UserError
@@ -37,6 +42,19 @@ from reglab.selection import (
 
 __version__ = "0.1.0"
 
+LAB = ("run", "sweep", "Run", "Study")
+
+
+def __getattr__(name: str):
+    """``reglab.run``, ``reglab.sweep``: the lab's API (:mod:`reglab.api`), imported on first use
+    so that the core stays light and free of the rest of reglab."""
+    if name in LAB:
+        from reglab import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'reglab' has no attribute '{name}'")
+
+
 __all__ = [
     "UserError",
     "Penalty", "L1", "L2", "ElasticNet", "GroupLasso", "penalty_from_name",
@@ -44,4 +62,5 @@ __all__ = [
     "Regularizer", "Term", "constant", "warmup",
     "Selection", "weights", "biases", "norms", "embeddings", "named", "modules", "everything",
     "selection_from_string",
+    *LAB,
 ]  # fmt: skip

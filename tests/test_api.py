@@ -1,0 +1,84 @@
+"""The lab from Python (``reglab.run``, ``reglab.sweep``) and on a user's own model
+(``model.kind=custom``). The README's "From Python / a notebook" and "Your own model" sections are
+copied from these tests."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pandas as pd
+import pytest
+import torch
+
+import reglab as rl
+
+TINY = ["data.n_train=300", "train.epochs=3", "train.plots=false"]
+
+MY_MODELS = '''
+from torch import nn
+
+
+def small_mlp(input_shape, n_classes):
+    """Any nn.Module: called with one example's shape and the number of classes."""
+    width = 1
+    for size in input_shape:
+        width *= size
+    return nn.Sequential(nn.Flatten(), nn.Linear(width, 32), nn.ReLU(), nn.Linear(32, n_classes))
+'''
+
+
+@pytest.fixture
+def in_project(tmp_path, monkeypatch):
+    """A working directory holding the user's own module ``my_models.py``."""
+    (tmp_path / "my_models.py").write_text(textwrap.dedent(MY_MODELS))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path
+    sys.modules.pop("my_models", None)
+
+
+def test_run_from_python(tmp_path):
+    run = rl.run("mlp-l2", "reg.l2=1e-3", "model.hidden=[32]", *TINY, out=tmp_path / "runs")
+    assert run.ok and run.path.parent == tmp_path / "runs" / "mlp-l2"
+    metrics = run.metrics()
+    assert list(metrics["epoch"]) == [1, 2, 3]
+    assert run.summary["test_acc"] == json.loads((run.path / "summary.json").read_text())["test_acc"]
+    with pytest.raises(rl.UserError, match="unknown config key 'reg.lamda'"):
+        rl.run("mlp-l2", "reg.lamda=1e-3")
+
+
+def test_your_own_model_gets_the_whole_lab(in_project):
+    # From Python: a run, then a study over seeds with its table and report
+    run = rl.run("mlp-l2", "model.kind=custom", "model.factory=my_models:small_mlp", "model.dropout=0",
+                 "reg.l2=1e-3", *TINY, out="runs")
+    assert run.ok
+    weights = torch.load(run.path / "weights.pt", weights_only=True)
+    assert [tuple(w.shape) for w in weights.values()] == [(32, 40), (32,), (10, 32), (10,)]  # mnist1d: 40 → 10
+    study = rl.sweep("mlp-l2", "model.kind=custom", "model.factory=my_models:small_mlp", "model.dropout=0",
+                     *TINY, grid={"reg": ["none", "l2"], "reg.lam": [1e-3, 1e-1]}, seeds="0-1", echo=None)
+    trials = study.trials()
+    assert isinstance(trials, pd.DataFrame) and study.finished
+    assert len(trials) == 3 * 2 and set(trials["status"]) == {"ok"}
+    assert set(trials["label"]) == {"none", "l2 λ=0.001", "l2 λ=0.1"}
+    means = trials.groupby("label")["val_acc"].mean()  # a classifier's study chooses on val_acc
+    label, value, runs = study.chosen()
+    assert (label, runs) == (means.idxmax(), 2) and value == pytest.approx(means.max())
+    index = study.report("report")
+    assert index == in_project / "report" / "index.html" and "l2 λ=0.1" in index.read_text()
+
+
+def test_bad_factory_is_one_line_and_exit_2(in_project):
+    def reglab(*args):
+        return subprocess.run([sys.executable, "-m", "reglab.cli", "run", "mlp-l2", "model.kind=custom",
+                               "model.dropout=0", *args], capture_output=True, text=True, cwd=in_project)
+
+    for factory, message in [("my_models:nope", "'my_models' has no function 'nope'"),
+                             ("no_such_module:net", "cannot import 'no_such_module'"),
+                             ("my_models", "is not of the form package.module:function")]:
+        proc = reglab(f"model.factory={factory}")
+        assert proc.returncode == 2 and proc.stdout == ""
+        assert proc.stderr.startswith("error: ") and message in proc.stderr and proc.stderr.count("\n") == 1
+    assert not (in_project / "runs").exists()
+    proc = reglab()  # no factory
+    assert proc.returncode == 2 and "model.kind=custom needs model.factory" in proc.stderr
