@@ -68,17 +68,26 @@ def test_your_own_model_gets_the_whole_lab(in_project):
     assert index == in_project / "report" / "index.html" and "l2 λ=0.1" in index.read_text()
 
 
-def test_bad_factory_is_one_line_and_exit_2(in_project):
+def test_bad_factory_is_one_line_and_exit_2(in_project, monkeypatch, capsys):
+    from reglab.cli import main
+
     def reglab(*args):
-        return subprocess.run([sys.executable, "-m", "reglab.cli", "run", "mlp-l2", "model.kind=custom",
-                               "model.dropout=0", *args], capture_output=True, text=True, cwd=in_project)
+        monkeypatch.setattr(sys, "argv", ["reglab", "run", "mlp-l2", "model.kind=custom", "model.dropout=0", *args])
+        with pytest.raises(SystemExit) as exit:
+            main()
+        out, err = capsys.readouterr()
+        return exit.value.code, out, err
 
     for factory, message in [("my_models:nope", "'my_models' has no function 'nope'"),
                              ("no_such_module:net", "cannot import 'no_such_module'"),
                              ("my_models", "is not of the form package.module:function")]:
-        proc = reglab(f"model.factory={factory}")
-        assert proc.returncode == 2 and proc.stdout == ""
-        assert proc.stderr.startswith("error: ") and message in proc.stderr and proc.stderr.count("\n") == 1
+        code, out, err = reglab(f"model.factory={factory}")
+        assert code == 2 and out == ""
+        assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    code, _, err = reglab()  # no factory
+    assert code == 2 and "model.kind=custom needs model.factory" in err
     assert not (in_project / "runs").exists()
-    proc = reglab()  # no factory
-    assert proc.returncode == 2 and "model.kind=custom needs model.factory" in proc.stderr
+    # and through a real process: no traceback, exit code 2
+    proc = subprocess.run([sys.executable, "-m", "reglab.cli", "run", "mlp-l2", "model.kind=custom",
+                           "model.factory=my_models:nope"], capture_output=True, text=True, cwd=in_project)
+    assert proc.returncode == 2 and proc.stderr == "error: model.factory=my_models:nope: 'my_models' has no function 'nope'\n"
