@@ -2,6 +2,7 @@
 the run folder, read back here with TensorBoard's own reader."""
 
 import json
+import sys
 
 import pytest
 
@@ -43,3 +44,21 @@ def test_off_by_default(tmp_path):
     config = load_config("mlp-l2", ["data.n_train=200", "train.epochs=1", "model.hidden=[8]", "train.plots=false"])
     result = run(config, root=tmp_path, progress=False)
     assert not list(result.path.glob("events.out.tfevents.*"))
+
+
+def test_sweep_tensorboard_flag_reaches_every_run_batched_or_not(tmp_path, monkeypatch, capsys):
+    from reglab.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["reglab", "sweep", "mlp-l2", "data.n_train=200", "train.epochs=2",
+                                      "model.hidden=[8]", "model.dropout=0", "train.plots=false",
+                                      "--grid", "reg.l2=1e-3,1e-1", "--seeds", "0-1", "--tensorboard",
+                                      "--dir", str(tmp_path), "--name", "tb"])
+    main()
+    assert "training 4 models at once (vectorized)" in capsys.readouterr().out
+    folders = [p.parent for p in (tmp_path / "tb" / "runs").glob("*/*/summary.json")]
+    assert len(folders) == 4
+    for folder in folders:
+        records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+        events = EventAccumulator(str(folder))
+        events.Reload()
+        assert [s.value for s in events.Scalars("val_loss")] == pytest.approx([r["val_loss"] for r in records])

@@ -17,8 +17,7 @@ from rich.table import Table
 
 from reglab.errors import UserError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0],
-                  pretty_exceptions_enable=False)
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
 # Wide, uncoloured tables when the output goes to a file or a pipe.
 console = Console(width=None if sys.stdout.isatty() else 200)
 
@@ -49,6 +48,20 @@ def summary_table(summary: dict, title: str) -> Table:
     return table
 
 
+def show_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"reglab {version('reglab')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def options(version: bool = typer.Option(False, "--version", callback=show_version, is_eager=True,
+                                         help="print reglab's version and exit")):
+    """reglab: regularization for PyTorch, from one run to an honest choice of λ over seeds."""
+
+
 @app.command()
 def run(
     recipe: str = typer.Argument(..., help="a built-in recipe name or a YAML file"),
@@ -66,6 +79,17 @@ def run(
         print(f"run failed: {result.summary.get('reason')}; results in {result.path}")
         raise typer.Exit(1)
     print(f"results in {result.path}")
+
+
+@app.command()
+def config(
+    recipe: str = typer.Argument(..., help="a built-in recipe name or a YAML file"),
+    overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. reg.l2=1e-3"),
+):
+    """Print the resolved config as YAML, each key with its type, default and meaning."""
+    from reglab.config import annotated_yaml, load_config
+
+    sys.stdout.write(annotated_yaml(load_config(recipe, overrides)))
 
 
 @app.command()
@@ -117,11 +141,13 @@ def sweep(
     batch: int = typer.Option(16, help="most runs trained at once when they can be vectorized"),
     heartbeat: Optional[int] = typer.Option(None, help="seconds between heartbeats (env REGLAB_HEARTBEAT, default 5)"),
     grace: Optional[int] = typer.Option(None, help="seconds without heartbeat before a trial is rerun (env REGLAB_GRACE, default 20)"),
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="every run also writes TensorBoard event files (train.tensorboard=true)"),
 ):
     """Run a grid (or TPE search) over overrides × seeds × folds as a resumable study."""
     from reglab.study.sweep import sweep as run_sweep
 
-    result = run_sweep(recipe, overrides or [], grid or [], seeds, cv, search, trials, storage, workers, name,
+    overrides = [*(overrides or []), *(["train.tensorboard=true"] if tensorboard else [])]
+    result = run_sweep(recipe, overrides, grid or [], seeds, cv, search, trials, storage, workers, name,
                        studies_dir, batch, heartbeat, grace, echo=lambda line: print(line, flush=True))
     if not result.finished and workers != 0:
         raise typer.Exit(1)

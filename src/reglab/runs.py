@@ -63,13 +63,16 @@ def environment(config: Config, device: torch.device) -> dict[str, Any]:
 
 
 def git_commit() -> str | None:
-    """The commit of the reglab code being run, when it runs from a git checkout (else None);
-    ``-dirty`` is appended when the checkout has uncommitted changes."""
+    """The commit of the reglab code being run, when it runs from a git checkout of reglab (else
+    None: an installed copy inside some other repository is not tracked by it); ``-dirty`` is
+    appended when the checkout has uncommitted changes."""
     source = Path(__file__).parent
     try:
+        tracked = subprocess.run(["git", "ls-files", "--error-unmatch", Path(__file__).name], cwd=source,
+                                 capture_output=True, text=True, timeout=10)
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True,
                                 timeout=10)
-        if commit.returncode != 0:
+        if tracked.returncode != 0 or commit.returncode != 0:
             return None
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "."], cwd=source,
                                capture_output=True, text=True, timeout=10)

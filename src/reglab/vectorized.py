@@ -63,7 +63,8 @@ HANDLED = {
     "train.epochs", "train.batch_size", "train.schedule", "train.plateau_factor",
     "train.plateau_patience", "train.step_size", "train.step_gamma", "train.clip_norm",
     "train.clip_value", "train.early_stopping", "train.monitor", "train.restore_best",
-    "train.save_weights", "train.plots", "published.value", "published.metric", "published.source",
+    "train.save_weights", "train.plots", "train.tensorboard", "published.value", "published.metric",
+    "published.source",
 }  # fmt: skip
 """The keys the fast path implements (and every ``data.*`` key); any other key must keep its default."""
 
