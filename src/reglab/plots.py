@@ -1,4 +1,4 @@
-"""The run's own plots: the learning curve and the weight histogram (matplotlib, no display)."""
+"""The run's own plots: the learning curve (with zeros per layer) and the weights (matplotlib, no display)."""
 
 from __future__ import annotations
 
@@ -9,41 +9,93 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
 
-def learning_curve(metrics: list[dict], path: Path, title: str) -> None:
-    """Train/val loss (and accuracy) per epoch, with the generalization gap visible."""
+def epoch_axis(ax) -> None:
+    """Whole epochs on the x axis; plain numbers (0.5, 2, not 10⁻¹ powers) on a log y axis."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if ax.get_yscale() == "log":
+        for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
+            axis(FuncFormatter(lambda value, _: f"{value:g}"))
+
+
+def layer_zeros(metrics: list[dict]) -> dict[str, list[float]]:
+    """Per layer, its share of exact zeros at each epoch (``zeros/<name>``), when some layer has any."""
+    layers = {k.removeprefix("zeros/"): [m.get(k, np.nan) for m in metrics]
+              for k in metrics[0] if k.startswith("zeros/")}
+    return layers if any(v > 0 for values in layers.values() for v in values) else {}
+
+
+def learning_curve_figure(metrics: list[dict], title: str) -> plt.Figure:
+    """Train/val loss (and accuracy) per epoch, with the generalization gap visible; when the
+    weights have exact zeros (proximal L1), the percentage of zeros per layer over time."""
     epochs = [m["epoch"] for m in metrics]
     has_acc = "train_acc" in metrics[0]
-    fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(10 if has_acc else 5.5, 3.8), squeeze=False)
-    ax = axes[0][0]
+    zeros = layer_zeros(metrics)
+    panels = 1 + has_acc + bool(zeros)
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels + 0.5 * (panels == 1), 3.8), squeeze=False)
+    axes = list(axes[0])
+    ax = axes.pop(0)
     ax.plot(epochs, [m["train_loss"] for m in metrics], label="train")
     ax.plot(epochs, [m["val_loss"] for m in metrics], label="validation")
     ax.set(xlabel="epoch", ylabel="loss (without penalty)", title="loss")
     if min(m["train_loss"] for m in metrics) > 0:
         ax.set_yscale("log")
     ax.legend()
+    epoch_axis(ax)
     if has_acc:
-        ax = axes[0][1]
+        ax = axes.pop(0)
         ax.plot(epochs, [m["train_acc"] for m in metrics], label="train")
         ax.plot(epochs, [m["val_acc"] for m in metrics], label="validation")
         ax.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
         ax.legend()
+        epoch_axis(ax)
+    if zeros:
+        ax = axes.pop(0)
+        for layer, values in zeros.items():
+            ax.plot(epochs, [100 * v for v in values], label=layer)
+        ax.set(xlabel="epoch", ylabel="exact zeros (%)", title="exact zeros per layer", ylim=(-2, 102))
+        ax.legend(fontsize="small")
+        epoch_axis(ax)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
+
+
+def learning_curve(metrics: list[dict], path: Path, title: str) -> None:
+    save(learning_curve_figure(metrics, title), path)
+
+
+FEW_WEIGHTS = 40  # up to this many weights, each is drawn as a bar rather than a histogram
+
+
+def weight_figure(named_weights: dict[str, np.ndarray], title: str) -> plt.Figure:
+    """The weights and their share of exact zeros: each weight as a bar when there are few (a
+    linear model's coefficients), else a histogram of all entries (log counts)."""
+    values = np.concatenate([w.ravel() for w in named_weights.values()]) if named_weights else np.zeros(0)
+    zeros = float(np.mean(values == 0)) if values.size else 0.0
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    if values.size <= FEW_WEIGHTS:
+        names = [f"{name}[{i}]" for name, w in named_weights.items() for i in range(w.size)]
+        bars = ax.bar(range(values.size), values, width=0.6, color="#4466aa")
+        ax.bar_label(bars, fmt="%.4g", fontsize="small")
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_xticks(range(values.size), names, rotation=90 if values.size > 6 else 0, fontsize="small")
+        ax.set(ylabel="weight value", title=f"{title}: weights (exact zeros {zeros:.1%})")
+    else:
+        ax.hist(values, bins=120, color="#4466aa")
+        ax.set_yscale("log")
+        ax.set(xlabel="weight value", ylabel="count (log)", title=f"{title}: exact zeros {zeros:.1%}")
+    fig.tight_layout()
+    return fig
 
 
 def weight_histogram(named_weights: dict[str, np.ndarray], path: Path, title: str) -> None:
-    """Histogram of every weight matrix's entries (log counts), with the share of exact zeros."""
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    values = np.concatenate([w.ravel() for w in named_weights.values()]) if named_weights else np.zeros(1)
-    zeros = float(np.mean(values == 0))
-    ax.hist(values, bins=120, color="#4466aa")
-    ax.set_yscale("log")
-    ax.set(xlabel="weight value", ylabel="count (log)", title=f"{title}: exact zeros {zeros:.1%}")
-    fig.tight_layout()
+    save(weight_figure(named_weights, title), path)
+
+
+def save(fig: plt.Figure, path: Path) -> None:
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -64,5 +116,4 @@ def robustness(metrics: list[dict], summary: dict, path: Path, title: str) -> No
     right.set(xlabel="ε", ylabel="test accuracy", ylim=(0, 1.02), title=summary["robust_attack"].split(",")[0])
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
