@@ -87,3 +87,13 @@ def test_env_json_records_the_git_commit_of_a_checkout(tmp_path):
     config = load_config("ridge-gd", ["train.epochs=2", "train.plots=false"])
     env = json.loads((run(config, root=tmp_path, progress=False).path / "env.json").read_text())
     assert env["git_commit"].removesuffix("-dirty") == head.stdout.strip()
+
+
+def test_show_prints_a_long_folder_name_whole(tmp_path, monkeypatch, capsys):
+    from reglab.train import run
+
+    config = load_config("ridge-gd", ["train.epochs=2", "train.plots=false", "name=" + "a-very-long-run-name" * 4])
+    folder = run(config, root=tmp_path, progress=False).path
+    code, out, _ = reglab(monkeypatch, capsys, "show", str(folder))
+    assert code == 0 and out.splitlines()[0] == str(folder)
+    assert "status" in out and "ok" in out

@@ -37,7 +37,7 @@ def fmt(value) -> str:
     return escape(str(value))
 
 
-def summary_table(summary: dict, title: str) -> Table:
+def summary_table(summary: dict, title: str | None) -> Table:
     table = Table(title=title, show_header=False)
     for key in SHOWN_KEYS:
         if key in summary:
@@ -122,7 +122,8 @@ def show(run_dir: Path = typer.Argument(..., help="a run folder")):
     from reglab.runs import read_run
 
     data = read_run(run_dir)
-    console.print(summary_table(data["summary"], str(run_dir)))
+    print(run_dir)  # on a line of its own: a table title would wrap a long path mid-word
+    console.print(summary_table(data["summary"], None))
 
 
 @app.command()
