@@ -212,3 +212,16 @@ def test_a_bad_grid_through_a_real_process(tmp_path):
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr == ("error: bad grid token '1e-5:1e-1:lug:9' (value 2) in --grid 'reg.l2=0,1e-5:1e-1:lug:9': "
                            "expected START:STOP:log|lin:COUNT; 'lug' is neither log nor lin\n")
+
+
+def test_two_local_workers_share_one_group_of_trials(tmp_path):
+    """Four runs that could be trained as one batch are split between the two workers, so that
+    neither waits while the other trains them all."""
+    proc = reglab("sweep", "ridge-gd", "train.epochs=300", "train.plots=false", "train.save_weights=false",
+                  "--grid", GRID, "--seeds", "0-1", "--workers", "2", "--name", "share", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "training 2 models at once (vectorized)" in proc.stdout
+    storage = open_storage(default_url(tmp_path / "studies" / "share"))
+    study, _ = open_study(storage, "share")
+    pids = Counter(t.user_attrs["worker"]["pid"] for t in study.get_trials(states=(TrialState.COMPLETE,)))
+    assert sorted(pids.values()) == [2, 2]

@@ -9,6 +9,7 @@ spec, hence the same name and storage), then trains its trials with ``--workers`
 from __future__ import annotations
 
 import json
+import math
 import re
 import signal
 from dataclasses import dataclass
@@ -70,6 +71,12 @@ def training_path(spec: dict[str, Any], batch: int) -> str:
     return f"training {len(configs)} models at once (vectorized)" if reason is None else f"one after another: {reason}"
 
 
+def shared_batch(batch: int, total: int, workers: int) -> int:
+    """The batch of each of ``workers`` local workers: at most an equal share of the trials, so
+    that the first worker does not claim the whole study while the others wait."""
+    return max(1, min(batch, math.ceil(total / workers)))
+
+
 def sweep(recipe: str, overrides: list[str], grids: list[str], seeds: str = "0", cv: int | None = None,
           search: str = "grid", trials: int | None = None, storage_url: str | None = None, workers: int = 1,
           name: str | None = None, studies_dir: Path = Path("studies"), batch: int = 16,
@@ -109,6 +116,7 @@ def sweep(recipe: str, overrides: list[str], grids: list[str], seeds: str = "0",
         if workers == 1:
             Worker(storage, name, folder / "runs", batch, echo).run()
         else:
+            batch = shared_batch(batch, total, workers)
             echo(training_path(spec, batch))
             command = worker_command(storage.url, name, Path(studies_dir), batch, heartbeat, grace)
             exits = run_workers(workers, command, folder / "workers", storage, study_id, spec, total, echo)

@@ -47,6 +47,7 @@ from reglab.study import tpe
 from reglab.vectorized import vectorizable
 
 POLL_SECONDS = 1.0
+CURVE_POINTS = 50  # most intermediate values stored per trial
 
 
 class Heartbeats:
@@ -103,13 +104,18 @@ def identity() -> dict[str, Any]:
 
 
 def learning_curve(outcomes: list[dict[str, Any]], metric: str) -> dict[int, float]:
-    """Per epoch, the mean of ``metric`` over the outcomes' histories that reached that epoch."""
+    """Per epoch, the mean of ``metric`` over the outcomes' histories that reached that epoch; of a
+    long run, at most ``CURVE_POINTS`` evenly spaced epochs (the last one included), as each value
+    is one write to the storage."""
     by_epoch: dict[int, list[float]] = {}
     for out in outcomes:
         for record in out.get("history", []):
             if metric in record and math.isfinite(record[metric]):
                 by_epoch.setdefault(int(record["epoch"]), []).append(record[metric])
-    return {epoch: sum(v) / len(v) for epoch, v in sorted(by_epoch.items())}
+    epochs = sorted(by_epoch)
+    if len(epochs) > CURVE_POINTS:
+        epochs = [epochs[round(i * (len(epochs) - 1) / (CURVE_POINTS - 1))] for i in range(CURVE_POINTS)]
+    return {epoch: sum(by_epoch[epoch]) / len(by_epoch[epoch]) for epoch in epochs}
 
 
 def finish(storage: RDBStorage, trial_id: int, attrs: dict[str, Any], value: float | None,
@@ -184,8 +190,8 @@ class Worker:
         self.say_path(len(claimed), reason)
         with holding(self.storage, [ids[t.number] for t in claimed]):
             outcomes = train_all([configs[t.number] for t in claimed], self.root, len(claimed) > 1)
-        for trial, out in zip(claimed, outcomes):
-            self.complete(ids[trial.number], trial.user_attrs, out)
+            for trial, out in zip(claimed, outcomes):  # beating on, so no trial waiting here looks stale
+                self.complete(ids[trial.number], trial.user_attrs, out)
         store_point_means(self.study, self.spec, {t.user_attrs["label"] for t in claimed})
 
     def train_group(self, configs: list) -> list[dict[str, Any]]:
