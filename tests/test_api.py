@@ -3,9 +3,11 @@
 copied from these tests."""
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -91,3 +93,27 @@ def test_bad_factory_is_one_line_and_exit_2(in_project, monkeypatch, capsys):
     proc = subprocess.run([sys.executable, "-m", "reglab.cli", "run", "mlp-l2", "model.kind=custom",
                            "model.factory=my_models:nope"], capture_output=True, text=True, cwd=in_project)
     assert proc.returncode == 2 and proc.stderr == "error: model.factory=my_models:nope: 'my_models' has no function 'nope'\n"
+
+
+def readme_blocks(section: str, language: str) -> list[str]:
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    body = text.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(rf"```{language}\n(.*?)```", body, flags=re.S)
+
+
+def test_the_readme_python_sections_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (from_python,) = readme_blocks("From Python / a notebook", "python")
+    module, own_sweep = readme_blocks("Your own model", "python")
+    (tmp_path / "my_models.py").write_text(module)
+    try:
+        space = {}
+        exec(from_python, space)
+        assert space["run"].ok and (tmp_path / "report" / "index.html").is_file()
+        assert space["label"] in set(space["study"].trials()["label"])
+        exec(own_sweep, space)
+        assert set(space["study"].trials()["status"]) == {"ok"}
+        assert "model.factory=my_models:small_mlp" in " ".join(space["study"].records()[0]["overrides"])
+    finally:
+        sys.modules.pop("my_models", None)
