@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pandas as pd
+import yaml
 import pytest
 import torch
 
@@ -68,6 +69,8 @@ def test_your_own_model_gets_the_whole_lab(in_project):
     assert (label, runs) == (means.idxmax(), 2) and value == pytest.approx(means.max())
     index = study.report("report")
     assert index == in_project / "report" / "index.html" and "l2 λ=0.1" in index.read_text()
+    for run_dir in trials["run_dir"]:  # every run trained the user's model
+        assert yaml.safe_load(open(f"{run_dir}/config.yaml"))["model"]["factory"] == "my_models:small_mlp"
 
 
 def test_bad_factory_is_one_line_and_exit_2(in_project, monkeypatch, capsys):
