@@ -171,9 +171,21 @@ def test_run_many_trains_one_after_another_when_it_cannot_vectorize(tmp_path):
     assert not any("vectorized" in r.summary for r in results)
 
 
-def test_user_error_surfaces_before_any_run_folder(tmp_path):
-    configs = [load_config("ridge-gd", ["model.kind=cnn", f"seed={s}"]) for s in (0, 1)]  # x is (n, 1)
-    assert vectorizable(configs) is None
-    with pytest.raises(UserError, match="model.kind=cnn"):
-        run_many(configs, tmp_path / "runs", progress=False)
-    assert not (tmp_path / "runs").exists()
+def test_a_config_that_cannot_be_built_fails_alone_without_a_run_folder(tmp_path):
+    configs = [load_config("ridge-gd", ["train.epochs=5", "train.plots=false", f"seed={s}"]) for s in (0, 1)]
+    configs.insert(1, load_config("ridge-gd", ["model.kind=cnn"]))  # x is (n, 1): no cnn fits
+    results = run_many(configs, tmp_path / "runs", progress=False)
+    assert [r.ok for r in results] == [True, False, True]
+    assert results[1].path is None and "model.kind=cnn" in results[1].summary["reason"]
+    assert len(list((tmp_path / "runs").glob("*/*/summary.json"))) == 2
+
+
+def test_a_diverging_model_leaves_its_batch_alone(tmp_path):
+    # λ = 10⁴ with lr 0.5 explodes within a few steps; its weights, huge but finite before the
+    # loss turns inf, cannot be drawn as a histogram. The λ = 0.01 runs finish as they would alone.
+    variants = [[f"seed={s}", f"reg.lam={lam}"] for s in (0, 1) for lam in ("1e-2", "1e4")]
+    separate, together = train_both("ridge-gd", ["train.epochs=50"], variants, tmp_path)
+    assert [r.summary["status"] for r in together] == ["ok", "failed"] * 2
+    for r in together[1::2]:
+        assert r.summary["reason"].startswith("diverged: loss became inf")
+    assert_same(separate, together)

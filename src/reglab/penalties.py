@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+import copy
 import math
 import numbers
 from typing import Any, Sequence
@@ -74,8 +75,11 @@ def _check_ratio(ratio: Any) -> float:
     return float(ratio)
 
 
-def _soft_threshold(w: Tensor, t: float) -> Tensor:
-    """sign(w)·max(|w| − t, 0), exactly 0 where |w| ≤ t (torch's ``softshrink``)."""
+def _soft_threshold(w: Tensor, t: float | Tensor) -> Tensor:
+    """sign(w)·max(|w| − t, 0) = w − clamp(w, −t, t), exactly 0 where |w| ≤ t (torch's
+    ``softshrink`` for a number t; the clamp form for a tensor t, e.g. one per model)."""
+    if isinstance(t, Tensor):
+        return w - w.clamp(-t, t)
     return torch.nn.functional.softshrink(w, t)
 
 
@@ -88,6 +92,8 @@ class Penalty(ABC):
     """
 
     name = "penalty"
+    settings: tuple[str, ...] = ()
+    """The numeric settings besides λ (ElasticNet: ``l1_ratio``); stacked operations take them per model."""
 
     def __init__(self, lam: float, *, on: Any = None, mode: str | None = None, schedule: Any = None):
         self.lam = _check_lam(lam)
@@ -137,6 +143,26 @@ class Penalty(ABC):
         lam = self.lam if lam is None else lam
         values = [self._value(p, lam) for p in params]
         return sum(values[1:], values[0]) if values else torch.zeros(())
+
+    # -- K models at once: tensors stacked on dim 0, λ and the settings one value per model ------
+    def stacked_grad(self, w: Tensor, lam: Tensor, settings: dict[str, Tensor] | None = None) -> Tensor:
+        """[∇(λ_k·R_k)(w_k)]_k for K models' tensors stacked as ``w`` [K, …]; ``lam`` is [K] and
+        ``settings`` maps each name of :attr:`settings` to its K values (default: this penalty's)."""
+        return self._per_model(type(self)._grad)(w, lam, settings or {})
+
+    def stacked_prox(self, w: Tensor, t: Tensor, settings: dict[str, Tensor] | None = None) -> Tensor:
+        """[prox_k(w_k, t_k)]_k with t = step·λ per model ([K]); see :meth:`stacked_grad`."""
+        return self._per_model(type(self)._prox)(w, t, settings or {})
+
+    def _per_model(self, method):
+        """``method`` of this penalty with model k's λ (or t) and settings, mapped over k (``vmap``)."""
+
+        def one(w, lam, settings):
+            penalty = copy.copy(self)
+            penalty.__dict__.update(settings)
+            return method(penalty, w, lam)
+
+        return torch.vmap(one)
 
     # -- display -------------------------------------------------------------------------------
     def _args(self) -> str:
@@ -225,6 +251,7 @@ class ElasticNet(Penalty):
     """
 
     name = "elastic"
+    settings = ("l1_ratio",)
 
     def __init__(self, lam: float, l1_ratio: float = 0.5, **hints: Any):
         super().__init__(lam, **hints)

@@ -201,12 +201,20 @@ class Progress:
 
 @dataclass
 class RunResult:
-    path: Path
+    """A run's folder (None when it failed before one was created) and its summary."""
+
+    path: Path | None
     summary: dict[str, Any]
 
     @property
     def ok(self) -> bool:
         return self.summary.get("status") == "ok"
+
+    @classmethod
+    def failed(cls, exc: Exception) -> "RunResult":
+        """The result of a run that raised before or while training (no folder when before)."""
+        reason = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+        return cls(None, {"status": "failed", "reason": reason})
 
 
 def fit(exp: Experiment, folder: RunFolder | None, progress: bool | None = None,
@@ -268,14 +276,26 @@ def summarize(exp: Experiment, folder: RunFolder | None, status: dict[str, Any],
         summary.update(exp.task.final_metrics(exp.tensors))
         summary.update(reference_summary(exp))
     if folder is not None and history and cfg.train.plots:
-        learning_curve(history, folder.path / "plots" / "learning_curve.png", cfg.name)
-        weights = {n: p.detach().cpu().numpy() for n, p in exp.model.named_parameters() if p.dim() >= 2}
-        weight_histogram(weights, folder.path / "plots" / "weights.png", cfg.name)
-        if "robust_curve" in summary:
-            robustness(history, summary, folder.path / "plots" / "robustness.png", cfg.name)
-        if hasattr(exp.task, "write_plots"):
-            exp.task.write_plots(folder.path / "plots", history)
+        try:
+            write_plots(exp, folder.path / "plots", history, summary)
+        except Exception as exc:
+            if status["status"] == "ok":
+                raise
+            # a failed run keeps its own reason: the weights that made it fail may not be plottable
+            summary["plots"] = f"not drawn: {type(exc).__name__}: {exc}"
     return summary
+
+
+def write_plots(exp: Experiment, plots: Path, history: list[dict], summary: dict[str, Any]) -> None:
+    """The learning curve, the weight histogram and the task's own plots."""
+    name = exp.config.name
+    learning_curve(history, plots / "learning_curve.png", name)
+    weights = {n: p.detach().cpu().numpy() for n, p in exp.model.named_parameters() if p.dim() >= 2}
+    weight_histogram(weights, plots / "weights.png", name)
+    if "robust_curve" in summary:
+        robustness(history, summary, plots / "robustness.png", name)
+    if hasattr(exp.task, "write_plots"):
+        exp.task.write_plots(plots, history)
 
 
 def run(config: Config, root: str | Path | None = None, progress: bool | None = None) -> RunResult:
@@ -292,3 +312,11 @@ def run(config: Config, root: str | Path | None = None, progress: bool | None = 
     summary["path"] = str(folder.path)
     folder.finish(summary)
     return RunResult(folder.path, summary)
+
+
+def run_or_fail(config: Config, root: str | Path | None = None, progress: bool | None = None) -> RunResult:
+    """:func:`run`, with an exception turned into a failed result: one run's failure is its own."""
+    try:
+        return run(config, root, progress)
+    except Exception as exc:
+        return RunResult.failed(exc)

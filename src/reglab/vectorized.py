@@ -43,11 +43,11 @@ from torch.func import stack_module_state, vmap
 
 from reglab.config import Config, flat_keys
 from reglab.models.build import ACTIVATIONS, Net
-from reglab.penalties import GroupLasso
+from reglab.penalties import Penalty
 from reglab.runs import RunFolder
 from reglab.tasks import wants_attacks
 from reglab.train import (Diverged, Experiment, Progress, RunResult, add_gaps, epoch_record, is_better,
-                          prepare, resolve_device, run, step_schedule, summarize)
+                          prepare, resolve_device, run_or_fail, step_schedule, summarize)
 
 VARYING = {"seed", "reg.lam", "reg.l1_ratio", "optim.lr", "optim.weight_decay", "model.dropout", "reg.dropout",
            "name", "description", "out"}
@@ -280,74 +280,46 @@ class StackedOptimizer:
                 w.add_(torch.mul(exp_avg, col(neg_step, w)).div_(denom))
 
 
-class StackedPenalty:
-    """The config's penalty term, λ_m·R, on the selected stacked weights, applied as the Regularizer
-    applies it (``reglab.penalties`` states each R, its gradient and its prox):
+class StackedTerm:
+    """The config's penalty term on the selected stacked weights, with λ_m (and the penalty's
+    settings, e.g. l1_ratio) per model, applied as the Regularizer applies it:
 
     * coupled:   g ← g + ∇(λ·R)(w)         before the optimizer step;
-    * decoupled: w ← w − lr·∇(λ·R)(w)      before the optimizer step (L2: w ← w·(1 − lr·λ));
+    * decoupled: w ← w − lr·∇(λ·R)(w)      before the optimizer step;
     * proximal:  w ← prox(w, lr·λ)         after it.
 
-    L1, L2 and elastic net share one form with α = 1, 0 and ``l1_ratio``: ∇(λ·R) = λα·sign(w) +
-    λ(1 − α)·w and prox(w, t) = soft_threshold(w, tα) / (1 + t(1 − α)), where
-    soft_threshold(w, s) = w − clamp(w, −s, s). Group lasso runs its own math per model (``vmap``).
+    The math is the penalty's own (``Penalty.stacked_grad`` / ``stacked_prox``).
     """
 
-    def __init__(self, config: Config, names: list[str], ratio: Tensor, schedule: Callable[[int], float]):
-        self.kind, self.mode = config.reg.penalty, config.reg.mode
-        self.names, self.schedule = names, schedule
-        self.alpha = {"l1": torch.ones_like(ratio), "l2": torch.zeros_like(ratio)}.get(self.kind, ratio)
-        self.group_lasso = GroupLasso(0.0)  # its λ is unused: the math below passes λ_m
+    def __init__(self, penalty: Penalty, mode: str, names: list[str], settings: dict[str, Tensor],
+                 schedule: Callable[[int], float]):
+        self.penalty, self.mode, self.names = penalty, mode, names
+        self.settings, self.schedule = settings, schedule
 
     def select(self, keep: Tensor) -> None:
-        self.alpha = self.alpha[keep]
+        self.settings = {name: values[keep] for name, values in self.settings.items()}
 
     def before_step(self, params: dict[str, Tensor], grads: dict[str, Tensor], lr: Tensor,
                     lam: Tensor) -> None:
         if self.mode == "coupled":
             for name in self.names:
-                self.add_grad_(grads[name], params[name], lam)
+                grads[name].add_(self.grad(params[name], lam))
         elif self.mode == "decoupled":
             for name in self.names:
-                self.decay_(params[name], lr, lam)
+                w = params[name]
+                w.sub_(self.grad(w, lam).mul_(col(lr, w)))
 
     def after_step(self, params: dict[str, Tensor], lr: Tensor, lam: Tensor) -> None:
         if self.mode == "proximal":
             for name in self.names:
-                self.prox_(params[name], lr * lam)
+                w = params[name]
+                w.copy_(self.penalty.stacked_prox(w, (lr * lam).to(w.dtype), self.cast(w)))
 
-    def add_grad_(self, g: Tensor, w: Tensor, lam: Tensor) -> None:
-        """g ← g + ∇(λ·R)(w)."""
-        if self.kind == "group":
-            g.add_(vmap(self.group_lasso._grad)(w, lam))
-            return
-        if self.kind != "l2":
-            g.addcmul_(torch.sign(w), col(lam * self.alpha, w))
-        if self.kind != "l1":
-            g.addcmul_(w, col(lam * (1 - self.alpha), w))
+    def grad(self, w: Tensor, lam: Tensor) -> Tensor:
+        return self.penalty.stacked_grad(w, lam.to(w.dtype), self.cast(w))
 
-    def decay_(self, w: Tensor, lr: Tensor, lam: Tensor) -> None:
-        """w ← w − lr·∇(λ·R)(w)."""
-        if self.kind == "group":
-            w.addcmul_(vmap(self.group_lasso._grad)(w, lam), col(-lr, w))
-        elif self.kind == "l2":
-            w.mul_(col(1 - lr * lam, w))
-        elif self.kind == "l1":
-            w.addcmul_(torch.sign(w), col(-(lr * lam), w))
-        else:
-            step = torch.sign(w).mul_(col(self.alpha, w)).addcmul_(w, col(1 - self.alpha, w))
-            w.addcmul_(step, col(-(lr * lam), w))
-
-    def prox_(self, w: Tensor, t: Tensor) -> None:
-        """w ← prox(w, t) with t = lr·λ."""
-        if self.kind == "group":
-            w.copy_(vmap(self.group_lasso._prox)(w, t))
-            return
-        if self.kind != "l2":
-            threshold = col(t * self.alpha, w)
-            w.sub_(w.clamp(-threshold, threshold))
-        if self.kind != "l1":
-            w.div_(col(1 + t * (1 - self.alpha), w))
+    def cast(self, w: Tensor) -> dict[str, Tensor]:
+        return {name: values.to(w.dtype) for name, values in self.settings.items()}
 
 
 # -- the group --------------------------------------------------------------------------------------
@@ -406,6 +378,14 @@ class Member:
             return True
         return False
 
+    def fail(self, reason: str, epoch: int | None) -> None:
+        """End this model's run as failed, leaving the rest of the group to train on."""
+        summary = {"status": "failed", "reason": reason, "path": str(self.folder.path)}
+        if epoch is not None:
+            summary["epoch"] = epoch
+        self.folder.finish(summary)
+        self.result = RunResult(self.folder.path, summary)
+
     def finish(self, seconds: float, group_size: int) -> None:
         """Restore the best weights, write the summary (and weights) as ``reglab.train.run`` does."""
         exp, ok = self.exp, self.status["status"] == "ok"
@@ -433,15 +413,16 @@ class Group:
         self.penalty = self.build_penalty(first)
         self.steps = 0
 
-    def build_penalty(self, first: Experiment) -> StackedPenalty | None:
+    def build_penalty(self, first: Experiment) -> StackedTerm | None:
         regularizer = first.task.regularizer
         if regularizer is None:
             return None
         term = regularizer.terms[0]
         names = {id(p): n for n, p in first.model.named_parameters()}
         selected = [names[id(p)] for _, p in term.on.resolve(first.model)]
-        ratio = self.vector(lambda m: m.exp.config.reg.l1_ratio)
-        return StackedPenalty(self.config, selected, ratio, term.schedule)
+        settings = {name: self.vector(lambda m: getattr(m.exp.task.regularizer.terms[0].penalty, name))
+                    for name in term.penalty.settings}
+        return StackedTerm(term.penalty, term.mode, selected, settings, term.schedule)
 
     def vector(self, value: Callable[[Member], float]) -> Tensor:
         """A per-model float64 vector over the members still training."""
@@ -536,14 +517,17 @@ class Group:
                 step = self.steps
                 keep = []
                 for i, member in enumerate(self.members):
-                    self.load(i, member.exp.model)
-                    if member.exp.task.regularizer is not None:
-                        member.exp.task.regularizer.load_state_dict({"steps": step})
-                    ended = member.end_epoch(epoch, step, losses[i], metrics[i])
-                    if ended or epoch == self.config.train.epochs:
-                        member.finish(time.perf_counter() - started, self.size)
-                    else:
-                        keep.append(i)
+                    try:
+                        self.load(i, member.exp.model)
+                        if member.exp.task.regularizer is not None:
+                            member.exp.task.regularizer.load_state_dict({"steps": step})
+                        ended = member.end_epoch(epoch, step, losses[i], metrics[i])
+                        if ended or epoch == self.config.train.epochs:
+                            member.finish(time.perf_counter() - started, self.size)
+                        else:
+                            keep.append(i)
+                    except Exception as exc:  # this model's failure ends this model only
+                        member.fail(f"{type(exc).__name__}: {exc}", epoch)
                 bar.update(f"{len(keep)} of {self.size} training")
                 if not keep:
                     break
@@ -556,25 +540,42 @@ class Group:
 def run_many(configs: list[Config], root: str | Path | None = None,
              progress: bool | None = None) -> list[RunResult]:
     """Train ``configs`` and write their run folders: the results of
-    ``[reglab.train.run(c, root) for c in configs]``, trained as one batched computation when
-    :func:`vectorizable` allows it (each summary then says ``"vectorized": true`` and the
-    ``group_size``; its ``seconds`` are the group's), else one after another."""
+    ``[reglab.train.run_or_fail(c, root) for c in configs]``, trained as one batched computation
+    when :func:`vectorizable` allows it (each summary then says ``"vectorized": true`` and the
+    ``group_size``; its ``seconds`` are the group's), else one after another.
+
+    A config that fails (it cannot be built, it diverges, or anything it alone does raises) gives a
+    failed result with its reason, and the others train on as they would alone."""
     if vectorizable(configs) is not None:
-        return [run(c, root, progress) for c in configs]
-    members = []
-    for config in configs:
-        exp = prepare(config)
+        return [run_or_fail(c, root, progress) for c in configs]
+    results: list[RunResult | None] = [None] * len(configs)
+    members: list[tuple[int, Member]] = []
+    for i, config in enumerate(configs):
+        try:
+            exp = prepare(config)
+        except Exception as exc:
+            results[i] = RunResult.failed(exc)
+            continue
         generator = torch.Generator()
         generator.set_state(torch.get_rng_state())  # where the run's dropout would start drawing
-        members.append(Member(exp, generator))
+        members.append((i, Member(exp, generator)))
+    if members:
+        train_group([m for _, m in members], root, progress)
+    for i, member in members:
+        results[i] = member.result
+    return results
+
+
+def train_group(members: list[Member], root: str | Path | None, progress: bool | None) -> None:
+    """Create the members' run folders and train them together; each member ends with its result."""
     group = Group(members)
     for member in members:
         member.folder = RunFolder.create(member.exp.config, member.exp.device, root)
     try:
         group.fit(progress)
-    except BaseException as exc:
+    except BaseException as exc:  # what the whole group raised ends the models still training
         for member in members:
             if member.result is None:
-                member.folder.finish({"status": "failed", "reason": f"{type(exc).__name__}: {exc}"})
-        raise
-    return [m.result for m in members]
+                member.fail(f"{type(exc).__name__}: {exc}", None)
+        if not isinstance(exc, Exception):
+            raise

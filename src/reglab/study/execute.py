@@ -17,16 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from reglab.config import Config
-from reglab.errors import UserError
-from reglab.train import RunResult, run
+from reglab.train import RunResult, run_or_fail
 from reglab.vectorized import run_many
 
 HISTORY_KEYS = ("epoch", "train_loss", "val_loss", "train_acc", "val_acc")
 
 
-def history_of(run_dir: Path) -> list[dict[str, float]]:
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
+def history_of(run_dir: Path | None) -> list[dict[str, float]]:
+    path = run_dir / "metrics.jsonl" if run_dir is not None else None
+    if path is None or not path.is_file():
         return []
     records = [json.loads(line) for line in path.read_text().splitlines() if line]
     return [{k: r[k] for k in HISTORY_KEYS if k in r} for r in records]
@@ -36,27 +35,13 @@ def outcome(result: RunResult) -> dict[str, Any]:
     summary = result.summary
     numbers = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     return {"status": summary.get("status", "failed"), "reason": summary.get("reason"), "summary": numbers,
-            "history": history_of(result.path), "run_dir": str(result.path)}
-
-
-def failure(exc: Exception) -> dict[str, Any]:
-    reason = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
-    return {"status": "failed", "reason": reason, "summary": {}, "history": [], "run_dir": None}
-
-
-def train_one(config: Config, root: Path) -> dict[str, Any]:
-    try:
-        return outcome(run(config, root=root, progress=False))
-    except Exception as exc:  # a broken run is a result of the study, not the end of it
-        return failure(exc)
+            "history": history_of(result.path), "run_dir": str(result.path) if result.path else None}
 
 
 def train_all(configs: list[Config], root: Path, vectorize: bool) -> list[dict[str, Any]]:
-    """One outcome per config, in order."""
-    if not vectorize:
-        return [train_one(c, root) for c in configs]
-    try:
+    """One outcome per config, in order; a failing run fails alone."""
+    if vectorize:
         results = run_many(configs, root, progress=False)
-    except Exception as exc:
-        return [failure(exc)] * len(configs)
+    else:
+        results = [run_or_fail(c, root, progress=False) for c in configs]
     return [outcome(r) for r in results]
