@@ -13,7 +13,12 @@ The lab (runs, studies, reports) is there from Python too, imported on first use
     study = rl.sweep("mlp-l2", grid={"reg.l2": "1e-5:1e-1:log:5"}, seeds="0-2")
 """
 
-from reglab.errors import UserError
+import os
+
+# Idle OpenMP threads sleep instead of spinning: read once, when torch loads OpenMP (reglab.train.threads).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from reglab.errors import UserError  # noqa: E402
 from reglab.penalties import (
     L1,
     L2,

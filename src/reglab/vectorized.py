@@ -46,6 +46,7 @@ from reglab.models.build import ACTIVATIONS, Net
 from reglab.penalties import Penalty
 from reglab.runs import RunFolder
 from reglab.tasks import wants_attacks
+from reglab.train.threads import cores, free_cores, use_free_cores
 from reglab.train import (Diverged, Experiment, Progress, RunResult, add_gaps, epoch_record, is_better,
                           prepare, resolve_device, run_or_fail, step_schedule, summarize)
 
@@ -110,6 +111,13 @@ def vectorizable(configs: list[Config]) -> str | None:
         if keys:
             return f"the runs differ in {', '.join(keys[:3])}" + (", …" if len(keys) > 3 else "")
     return unsupported(configs[0])
+
+
+def batched_message(n: int) -> str:
+    """How a batch of n runs trains here: at once, in this process, on the free cores' threads."""
+    threads = use_free_cores()
+    return (f"training {n} models at once (vectorized) in this process on {threads} thread"
+            f"{'s' * (threads > 1)} ({free_cores()} of {cores()} cores free)")
 
 
 def col(values: Tensor, like: Tensor) -> Tensor:
@@ -548,6 +556,7 @@ def run_many(configs: list[Config], root: str | Path | None = None,
     failed result with its reason, and the others train on as they would alone."""
     if vectorizable(configs) is not None:
         return [run_or_fail(c, root, progress) for c in configs]
+    use_free_cores()
     results: list[RunResult | None] = [None] * len(configs)
     members: list[tuple[int, Member]] = []
     for i, config in enumerate(configs):

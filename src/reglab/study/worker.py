@@ -44,7 +44,7 @@ from reglab.study.records import current_trials, store_point_means
 from reglab.study.spec import config_for, fold_list
 from reglab.study.storage import quiet_optuna
 from reglab.study import tpe
-from reglab.vectorized import vectorizable
+from reglab.vectorized import batched_message, vectorizable
 
 POLL_SECONDS = 1.0
 CURVE_POINTS = 50  # most intermediate values stored per trial
@@ -201,7 +201,7 @@ class Worker:
         return train_all(configs, self.root, reason is None)
 
     def say_path(self, n: int, reason: str | None) -> None:
-        message = f"training {n} models at once (vectorized)" if n > 1 else f"one after another: {reason}"
+        message = batched_message(n) if n > 1 else f"one after another: {reason}"
         if n == 1 and reason is None:
             return
         if message != self.path_message:

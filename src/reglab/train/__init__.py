@@ -28,6 +28,7 @@ from reglab.plots import learning_curve, robustness, weight_histogram
 from reglab.runs import RunFolder
 from reglab.tasks import make_task
 from reglab.tasks.reference import reference_summary
+from reglab.train.threads import use_free_cores
 
 
 class Diverged(Exception):
@@ -300,6 +301,7 @@ def write_plots(exp: Experiment, plots: Path, history: list[dict], summary: dict
 
 def run(config: Config, root: str | Path | None = None, progress: bool | None = None) -> RunResult:
     """Train one config and write its run folder. User errors surface before any folder exists."""
+    use_free_cores()
     exp = prepare(config)
     folder = RunFolder.create(config, exp.device, root)
     try:
