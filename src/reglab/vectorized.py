@@ -11,8 +11,8 @@ Model m sees what its separate run (:func:`reglab.train.run`) sees, in the same 
 
 * its initial weights: ``seed_everything(seed)``, then the same builder (``reglab.train.prepare``);
 * its batches: its own shuffle ``torch.Generator().manual_seed(seed)``, one permutation per epoch;
-* its dropout masks (on CPU): m ← m_p / (1 − p) with m_p ~ Bernoulli(1 − p) drawn by ``bernoulli_``
-  from a generator that starts where the separate run's global generator stands after the build;
+* its dropout masks, on any device: they are a function of (its seed, step, layer)
+  (``reglab.models.dropout``), drawn for all models in one call per dropout layer;
 * one step: loss → backward → clip (g ← g·min(1, c / (‖g‖ + 10⁻⁶)) with ‖g‖ the model's own global
   norm, then g ← clamp(g, −v, v)) → coupled penalty g ← g + ∇(λ_m·R)(w) → decoupled decay
   w ← w − lr_m·∇(λ_m·R)(w) → the optimizer step as torch writes it (SGD with momentum, Adam, AdamW)
@@ -24,7 +24,7 @@ taken on contiguous views, and every per-model scalar is computed in float64 and
 torch rounds its Python scalars. On CPU an MLP is then trained bit for bit as in its separate run;
 where a kernel sums in another order (batched convolutions under ``vmap``, a 1×1 weight) the results
 agree to float rounding. The per-step Python work grows with the number of parameter tensors, not
-with M, except for the dropout masks: one draw per model and dropout layer, from its own generator.
+with M.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from torch.func import stack_module_state, vmap
 
 from reglab.config import Config, flat_keys
 from reglab.models.build import ACTIVATIONS, Net
+from reglab.models.dropout import CountedDropout, dropout_masks
 from reglab.penalties import Penalty
 from reglab.runs import RunFolder
 from reglab.tasks import wants_attacks
@@ -70,7 +71,7 @@ HANDLED = {
 """The keys the fast path implements (and every ``data.*`` key); any other key must keep its default."""
 
 EVAL_BATCH = 2048  # the chunk size of SupervisedTask.evaluate, so that the losses add up alike
-BATCHED_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.MaxPool1d, nn.MaxPool2d, nn.Dropout,
+BATCHED_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.MaxPool1d, nn.MaxPool2d, CountedDropout,
                   *ACTIVATIONS.values())  # fmt: skip
 
 
@@ -88,8 +89,6 @@ def unsupported(config: Config) -> str | None:
         return "batch normalization (running statistics per model) is not vectorized"
     if config.reg.on != "weights":
         return f"only the default selection reg.on=weights is vectorized, not '{config.reg.on}'"
-    if config.model.dropout > 0 and resolve_device(config.device).type != "cpu":
-        return "dropout draws its masks from a shared random stream on this device"
     return None
 
 
@@ -99,7 +98,7 @@ def vectorizable(configs: list[Config]) -> str | None:
     They can when they differ only in :data:`VARYING` (seed, λ, l1_ratio, lr, weight decay, name)
     and the fast path implements the rest: supervised linear/mlp/cnn models without batchnorm, any
     penalty and mode on the default weight selection, sgd/adam/adamw, any LR schedule, clipping,
-    early stopping and restore-best, and dropout on CPU.
+    early stopping and restore-best, and dropout.
     """
     if len(configs) < 2:
         return "a single run"
@@ -173,8 +172,9 @@ class BatchedNet:
         self.plan = layer_plan(model)
 
     def __call__(self, params: dict[str, Tensor], x: Tensor,
-                 dropout: Callable[[torch.Size], Tensor] | None = None) -> Tensor:
-        """``dropout(shape)`` gives each model's scaled masks in training; None means eval mode."""
+                 dropout: Callable[[CountedDropout, Tensor], Tensor] | None = None) -> Tensor:
+        """``dropout(layer, h)`` gives each model's scaled masks for ``h`` in training; None means
+        eval mode."""
         h = x
         for name, layer in self.plan:
             if layer is None:
@@ -188,9 +188,9 @@ class BatchedNet:
                     return conv(xm, wm, bm, layer.stride, layer.padding, layer.dilation, layer.groups)
 
                 h = vmap(one)(h, params[f"{name}.weight"], params[f"{name}.bias"])
-            elif isinstance(layer, nn.Dropout):
+            elif isinstance(layer, CountedDropout):
                 if dropout is not None:
-                    h = h * dropout(h.shape)
+                    h = h * dropout(layer, h)
             elif isinstance(layer, (nn.MaxPool1d, nn.MaxPool2d)):
                 h = layer(h.flatten(0, 1)).unflatten(0, h.shape[:2])
             else:
@@ -330,6 +330,11 @@ class StackedTerm:
         return {name: values.to(w.dtype) for name, values in self.settings.items()}
 
 
+def dropout_seed(model: nn.Module) -> int:
+    """The seed of a model's dropout masks (0 for a model without dropout)."""
+    return next((m.seed for m in model.modules() if isinstance(m, CountedDropout)), 0)
+
+
 # -- the group --------------------------------------------------------------------------------------
 
 
@@ -338,7 +343,6 @@ class Member:
     """One config of the group: its experiment and run folder, its random streams and its history."""
 
     exp: Experiment
-    dropout: torch.Generator
     folder: RunFolder | None = None
     shuffle: torch.Generator = field(init=False)
     history: list[dict] = field(default_factory=list)
@@ -420,6 +424,9 @@ class Group:
         self.optimizer = StackedOptimizer(self.config.optim.name, first.task.optimizer.param_groups[0])
         self.penalty = self.build_penalty(first)
         self.steps = 0
+        self.dropout_seeds = torch.tensor([dropout_seed(m.exp.model) for m in members], dtype=torch.int32,
+                                          device=self.device)
+        self.keep = self.vector(lambda m: 1 - m.exp.config.model.dropout)
 
     def build_penalty(self, first: Experiment) -> StackedTerm | None:
         regularizer = first.task.regularizer
@@ -436,14 +443,10 @@ class Group:
         """A per-model float64 vector over the members still training."""
         return torch.tensor([value(m) for m in self.members], dtype=torch.float64, device=self.device)
 
-    def draw_dropout(self, shape: torch.Size) -> Tensor:
-        """Each model's mask from its own generator with its own rate ``model.dropout`` (every
-        dropout layer of a model has that rate), as ``F.dropout`` draws it on CPU."""
-        masks = torch.empty(shape)
-        for row, member in zip(masks, self.members):
-            keep = 1 - member.exp.config.model.dropout
-            row.bernoulli_(keep, generator=member.dropout).div_(keep)
-        return masks.to(self.device)
+    def draw_dropout(self, layer: CountedDropout, h: Tensor) -> Tensor:
+        """Every model's masks for ``layer`` at this step, in one call: each with its own seed and
+        rate (the rate of every dropout layer of a model is its ``model.dropout``)."""
+        return dropout_masks(self.dropout_seeds, self.steps, layer.layer, h.shape[1:], self.keep, h.dtype)
 
     def train_step(self, x: Tensor, y: Tensor, lr: Tensor, lam: Tensor, wd: Tensor | None) -> Tensor:
         """One step of every model on its batch; returns the batch losses [M]."""
@@ -511,6 +514,7 @@ class Group:
         self.members = [self.members[i] for i in keep]
         self.params = {n: p.detach()[index].requires_grad_() for n, p in self.params.items()}
         self.optimizer.select(index)
+        self.dropout_seeds, self.keep = self.dropout_seeds[index], self.keep[index]
         if self.penalty is not None:
             self.penalty.select(index)
 
@@ -565,9 +569,7 @@ def run_many(configs: list[Config], root: str | Path | None = None,
         except Exception as exc:
             results[i] = RunResult.failed(exc)
             continue
-        generator = torch.Generator()
-        generator.set_state(torch.get_rng_state())  # where the run's dropout would start drawing
-        members.append((i, Member(exp, generator)))
+        members.append((i, Member(exp)))
     if members:
         train_group([m for _, m in members], root, progress)
     for i, member in members:

@@ -18,6 +18,7 @@ from torch import nn
 
 from reglab.config import ModelConfig
 from reglab.errors import UserError
+from reglab.models.dropout import CountedDropout
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -43,13 +44,13 @@ class Net(nn.Module):
 
 def dense_stack(sizes: list[int], width_in: int, cfg: ModelConfig) -> tuple[nn.Sequential, int]:
     layers: list[nn.Module] = []
-    for width in sizes:
+    for index, width in enumerate(sizes):
         layers.append(nn.Linear(width_in, width))
         if cfg.batchnorm:
             layers.append(nn.BatchNorm1d(width))
         layers.append(ACTIVATIONS[cfg.activation]())
         if cfg.dropout > 0:
-            layers.append(nn.Dropout(cfg.dropout))
+            layers.append(CountedDropout(cfg.dropout, layer=index))
         width_in = width
     return nn.Sequential(*layers), width_in
 
