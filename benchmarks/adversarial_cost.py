@@ -46,13 +46,13 @@ def bench(exps: dict, repeats: int) -> dict[str, float]:
     names = list(exps)
     generators = {name: torch.Generator().manual_seed(0) for name in names}
     for name in names:  # warm-up: one epoch each
-        train_epoch(exps[name], generators[name], 0)
+        train_epoch(exps[name], generators[name])
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(repeats):
         k = r % len(names)
         for name in names[k:] + names[:k]:
             t0 = time.perf_counter()
-            train_epoch(exps[name], generators[name], 0)
+            train_epoch(exps[name], generators[name])
             times[name].append(time.perf_counter() - t0)
     return {name: statistics.median(ts) for name, ts in times.items()}
 

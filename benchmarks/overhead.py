@@ -15,12 +15,18 @@ For an MLP on mnist1d-shaped data (40 → 256 → 128 → 10) and a small CNN on
 A last table times ``optimizer.step()`` alone (fixed random gradients, no forward/backward) for
 ``plain``, ``coupled L2`` and ``torch wd``: the hooks' own cost, without the noise of the rest.
 
+Then a whole run: ``reglab.train.run`` of ``mlp-l2`` (40-512-256-128-10, dropout 0.2, coupled L2,
+Adam, clipping by norm 1, plateau LR, per-epoch evaluation of train and validation, run folder
+without plots) against a bare PyTorch loop doing the same training and per-epoch evaluation on the
+same tensors with ``nn.Dropout``, and no run folder (target ≤ 1.5×; runs alternate, medians).
+
 Variants are interleaved step by step (round robin, the order rotating), so that drift and load
 from other processes hit all of them alike; the median of each variant's single-step times is
 reported with its ratio to ``plain``.
 
     python benchmarks/overhead.py               # 1 thread
     python benchmarks/overhead.py --threads 2 --repeats 40
+    python benchmarks/overhead.py --run-epochs 10 --run-repeats 5
 """
 
 from __future__ import annotations
@@ -169,6 +175,63 @@ def table(title: str, med: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
+def bare_mlp_l2_loop(exp, epochs: int) -> None:
+    """``mlp-l2`` as people write it in PyTorch, on ``exp``'s tensors: the loop the engine is held to."""
+    cfg = exp.config
+    widths = [exp.tensors["train"][0][0].numel(), *cfg.model.hidden]
+    layers: list[nn.Module] = [nn.Flatten()]
+    for w_in, w_out in zip(widths, widths[1:]):
+        layers += [nn.Linear(w_in, w_out), nn.ReLU(), nn.Dropout(cfg.model.dropout)]
+    model = nn.Sequential(*layers, nn.Linear(widths[-1], 10))
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr)
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=cfg.train.plateau_patience)
+    weights = [p for p in model.parameters() if p.dim() >= 2]
+    x, y = exp.tensors["train"]
+    loss_fn = nn.CrossEntropyLoss()
+    for _ in range(epochs):
+        model.train()
+        for idx in torch.randperm(len(x)).split(cfg.train.batch_size):
+            opt.zero_grad(set_to_none=True)
+            loss_fn(model(x[idx]), y[idx]).backward()
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip_norm)
+            for w in weights:
+                w.grad.add_(w, alpha=cfg.reg.lam)  # coupled L2
+            opt.step()
+        model.eval()
+        with torch.no_grad():
+            metrics = {}
+            for split in ("train", "val"):
+                xs, ys = exp.tensors[split]
+                out = torch.cat([model(xs[i : i + 2048]) for i in range(0, len(xs), 2048)])
+                metrics[split] = (float(loss_fn(out, ys)), float((out.argmax(1) == ys).float().mean()))
+        plateau.step(metrics["val"][0])
+
+
+def run_vs_bare_loop(epochs: int, repeats: int) -> str:
+    """Seconds of a whole ``mlp-l2`` run and of the bare loop, alternating; their ratio."""
+    import tempfile
+
+    from reglab.config import load_config
+    from reglab.train import prepare, run
+
+    config = load_config("mlp-l2", [f"train.epochs={epochs}", "train.plots=false", "train.early_stopping=null",
+                                    "device=cpu"])
+    exp = prepare(config)
+    times: dict[str, list[float]] = {"reglab run": [], "bare loop": []}
+    with tempfile.TemporaryDirectory() as root:
+        for r in range(repeats + 1):  # the first pair warms up
+            for name in (list(times) if r % 2 else list(times)[::-1]):
+                t0 = time.perf_counter()
+                run(config, root, progress=False) if name == "reglab run" else bare_mlp_l2_loop(exp, epochs)
+                if r:
+                    times[name].append(time.perf_counter() - t0)
+    med = {name: statistics.median(ts) for name, ts in times.items()}
+    ratio = med["reglab run"] / med["bare loop"]
+    return (f"mlp-l2, {epochs} epochs, threads={torch.get_num_threads()}, median of {repeats}: "
+            f"reglab run {med['reglab run']:.2f} s, bare loop {med['bare loop']:.2f} s, "
+            f"ratio {ratio:.2f}× (target ≤ 1.5: {'ok' if ratio <= 1.5 else 'MISSED'})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
@@ -176,6 +239,8 @@ def main() -> None:
     ap.add_argument("--block", type=int, default=30, help="batches per pass")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--random-data", action="store_true", help="random data of mnist1d's shape")
+    ap.add_argument("--run-epochs", type=int, default=5, help="epochs of the whole-run comparison")
+    ap.add_argument("--run-repeats", type=int, default=3, help="whole runs per side")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -198,6 +263,8 @@ def main() -> None:
             f"{title}: plain {1e6 * med['plain']:.1f}, coupled L2 {1e6 * med['coupled L2']:.1f}, "
             f"torch wd {1e6 * med['torch wd']:.1f}; coupled L2 / torch wd = {ratio:.3f}"
         )
+    print()
+    print(run_vs_bare_loop(args.run_epochs, args.run_repeats))
 
 
 if __name__ == "__main__":

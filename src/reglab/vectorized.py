@@ -29,7 +29,6 @@ with M.
 
 from __future__ import annotations
 
-import copy
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -48,8 +47,7 @@ from reglab.penalties import Penalty
 from reglab.runs import RunFolder
 from reglab.tasks import wants_attacks
 from reglab.train.threads import cores, free_cores, use_free_cores
-from reglab.train import (Diverged, Experiment, Progress, RunResult, add_gaps, epoch_record, is_better,
-                          prepare, resolve_device, run_or_fail, step_schedule, summarize)
+from reglab.train import Experiment, Progress, RunResult, Tracker, add_gaps, close, prepare, run_or_fail
 
 VARYING = {"seed", "reg.lam", "reg.l1_ratio", "optim.lr", "optim.weight_decay", "model.dropout", "reg.dropout",
            "name", "description", "out"}
@@ -340,21 +338,21 @@ def dropout_seed(model: nn.Module) -> int:
 
 @dataclass
 class Member:
-    """One config of the group: its experiment and run folder, its random streams and its history."""
+    """One config of the group: its experiment, its tracker (run folder, history, best epoch,
+    status), its shuffle and, once it has ended, its result."""
 
     exp: Experiment
-    folder: RunFolder | None = None
+    tracker: Tracker = field(init=False)
     shuffle: torch.Generator = field(init=False)
-    history: list[dict] = field(default_factory=list)
-    best_value: float | None = None
-    best_state: dict | None = None
-    best_epoch: int = 0
-    bad_epochs: int = 0
-    status: dict[str, Any] = field(default_factory=lambda: {"status": "ok"})
     result: RunResult | None = None
 
     def __post_init__(self):
+        self.tracker = Tracker(self.exp, None)
         self.shuffle = torch.Generator().manual_seed(self.exp.config.seed)
+
+    @property
+    def folder(self) -> RunFolder:
+        return self.tracker.folder
 
     @property
     def lr(self) -> float:
@@ -362,33 +360,12 @@ class Member:
 
     def end_epoch(self, epoch: int, step: int, losses: Tensor, split_metrics: dict[str, float]) -> bool:
         """The separate run's end of an epoch (its model holds this model's weights); True when this
-        model's training ends: early stopping or divergence (then ``status`` says failed)."""
-        cfg = self.exp.config.train
-        try:
-            finite = torch.isfinite(losses)
-            if not bool(finite.all()):
-                bad = int((~finite).nonzero()[0])
-                raise Diverged(step - len(losses) + bad + 1, float(losses[bad]))
-            record = epoch_record(self.exp, epoch, step, float(losses.mean()), split_metrics)
-        except Diverged as exc:
-            self.status = {"status": "failed", "reason": f"diverged: {exc}", "step": exc.step,
-                           "epoch": len(self.history) + 1}
+        model's training ends."""
+        if self.tracker.diverged(losses, step):
             return True
-        self.history.append(record)
-        self.folder.log(record)
-        monitored = record[cfg.monitor]
-        if is_better(monitored, self.best_value, cfg.monitor):
-            self.best_value, self.best_epoch, self.bad_epochs = monitored, epoch, 0
-            self.best_state = copy.deepcopy(self.exp.model.state_dict()) if cfg.restore_best else None
-        else:
-            self.bad_epochs += 1
         with warnings.catch_warnings():  # the schedule steps an optimizer that the group stands in for
             warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
-            step_schedule(self.exp, monitored)
-        if cfg.early_stopping is not None and self.bad_epochs >= cfg.early_stopping:
-            self.status["stopped_early"] = True
-            return True
-        return False
+            return self.tracker.end_epoch(epoch, step, float(losses.mean()), split_metrics)
 
     def fail(self, reason: str, epoch: int | None) -> None:
         """End this model's run as failed, leaving the rest of the group to train on."""
@@ -400,15 +377,9 @@ class Member:
 
     def finish(self, seconds: float, group_size: int) -> None:
         """Restore the best weights, write the summary (and weights) as ``reglab.train.run`` does."""
-        exp, ok = self.exp, self.status["status"] == "ok"
-        if ok and exp.config.train.restore_best and self.best_state is not None:
-            exp.model.load_state_dict(self.best_state)
-        summary = summarize(exp, self.folder, self.status, self.history, self.best_epoch, seconds)
-        if ok and exp.config.train.save_weights:
-            self.folder.save_weights(exp.model)
-        summary.update(vectorized=True, group_size=group_size, path=str(self.folder.path))
-        self.folder.finish(summary)
-        self.result = RunResult(self.folder.path, summary)
+        summary = self.tracker.summary(seconds)
+        summary.update(vectorized=True, group_size=group_size)
+        self.result = close(self.exp, self.folder, summary)
 
 
 class Group:
@@ -581,7 +552,7 @@ def train_group(members: list[Member], root: str | Path | None, progress: bool |
     """Create the members' run folders and train them together; each member ends with its result."""
     group = Group(members)
     for member in members:
-        member.folder = RunFolder.create(member.exp.config, member.exp.device, root)
+        member.tracker.folder = RunFolder.create(member.exp.config, member.exp.device, root)
     try:
         group.fit(progress)
     except BaseException as exc:  # what the whole group raised ends the models still training

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from reglab.config import Config
 from reglab.data import Splits, load_dataset, make_splits
@@ -127,8 +127,8 @@ def add_gaps(out: dict[str, float]) -> dict[str, float]:
     return out
 
 
-def train_epoch(exp: Experiment, generator: torch.Generator, first_step: int) -> float:
-    """One pass over the shuffled training set; returns the mean batch loss."""
+def train_epoch(exp: Experiment, generator: torch.Generator) -> Tensor:
+    """One pass over the shuffled training set; returns the batch losses."""
     x, y = exp.tensors["train"]
     n = len(x)
     batch = exp.config.train.batch_size or n
@@ -138,12 +138,7 @@ def train_epoch(exp: Experiment, generator: torch.Generator, first_step: int) ->
     for start in range(0, n, batch):
         idx = order[start : start + batch]
         losses.append(exp.task.train_step(x[idx], y[idx]))
-    stacked = torch.stack(losses)
-    finite = torch.isfinite(stacked)
-    if not bool(finite.all()):
-        bad = int((~finite).nonzero()[0])
-        raise Diverged(first_step + bad + 1, float(stacked[bad]))
-    return float(stacked.mean())
+    return torch.stack(losses)
 
 
 def epoch_record(exp: Experiment, epoch: int, step: int, batch_loss: float,
@@ -218,49 +213,96 @@ class RunResult:
         return cls(None, {"status": "failed", "reason": reason})
 
 
+@dataclass
+class Tracker:
+    """One model's course through its epochs, the same whether it trains alone or in a batch:
+    divergence, its metrics.jsonl lines, the best epoch (its weights kept for restore-best), the LR
+    schedule, early stopping and the task's own stop."""
+
+    exp: Experiment
+    folder: RunFolder | None
+    on_epoch: Callable[[dict], None] | None = None
+    history: list[dict] = field(default_factory=list)
+    best_value: float | None = None
+    best_state: dict | None = None
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    status: dict[str, Any] = field(default_factory=lambda: {"status": "ok"})
+
+    def diverged(self, losses: Tensor, step: int) -> bool:
+        """True (and the status says failed) when a batch loss of the epoch that ended at global
+        step ``step`` is NaN or infinite."""
+        finite = torch.isfinite(losses)
+        if bool(finite.all()):
+            return False
+        bad = int((~finite).nonzero()[0])
+        self.fail(Diverged(step - len(losses) + bad + 1, float(losses[bad])))
+        return True
+
+    def fail(self, exc: Diverged) -> None:
+        self.status = {"status": "failed", "reason": f"diverged: {exc}", "step": exc.step,
+                       "epoch": len(self.history) + 1}
+
+    def end_epoch(self, epoch: int, step: int, batch_loss: float, split_metrics: dict[str, float]) -> bool:
+        """Record the epoch (the model holds its weights); True when its training ends here."""
+        cfg = self.exp.config.train
+        try:
+            record = epoch_record(self.exp, epoch, step, batch_loss, split_metrics)
+        except Diverged as exc:
+            self.fail(exc)
+            return True
+        self.history.append(record)
+        if self.folder is not None:
+            self.folder.log(record)
+        if self.on_epoch is not None:
+            self.on_epoch(record)
+        monitored = record[cfg.monitor]
+        if is_better(monitored, self.best_value, cfg.monitor):
+            self.best_value, self.best_epoch, self.bad_epochs = monitored, epoch, 0
+            self.best_state = copy.deepcopy(self.exp.model.state_dict()) if cfg.restore_best else None
+        else:
+            self.bad_epochs += 1
+        step_schedule(self.exp, monitored)
+        if cfg.early_stopping is not None and self.bad_epochs >= cfg.early_stopping:
+            self.status["stopped_early"] = True
+            return True
+        stop_reason = getattr(self.exp.task, "stop_reason", None)
+        if stop_reason is not None:
+            self.status.update(stopped_early=True, stop_reason=stop_reason)
+            return True
+        return False
+
+    def summary(self, seconds: float) -> dict[str, Any]:
+        """Restore the best weights (when the run is ok) and summarize the run."""
+        if self.status["status"] == "ok" and self.exp.config.train.restore_best and self.best_state is not None:
+            self.exp.model.load_state_dict(self.best_state)
+        return summarize(self.exp, self.folder, self.status, self.history, self.best_epoch, seconds)
+
+
 def fit(exp: Experiment, folder: RunFolder | None, progress: bool | None = None,
         on_epoch: Callable[[dict], None] | None = None) -> dict[str, Any]:
     """Train to the end (or early stop / divergence) and return the summary."""
     cfg = exp.config
     generator = torch.Generator().manual_seed(cfg.seed)
-    best_value, best_state, best_epoch, bad_epochs = None, None, 0, 0
-    history: list[dict] = []
+    tracker = Tracker(exp, folder, on_epoch)
     step, started = 0, time.perf_counter()
     bar = Progress(progress, cfg.train.epochs, cfg.name)
-    status: dict[str, Any] = {"status": "ok"}
     try:
         for epoch in range(1, cfg.train.epochs + 1):
-            batch_loss = train_epoch(exp, generator, step)
-            step += exp.steps_per_epoch
-            record = epoch_record(exp, epoch, step, batch_loss, evaluate_splits(exp))
-            history.append(record)
-            if folder is not None:
-                folder.log(record)
-            if on_epoch is not None:
-                on_epoch(record)
-            monitored = record[cfg.train.monitor]
-            if is_better(monitored, best_value, cfg.train.monitor):
-                best_value, best_epoch, bad_epochs = monitored, epoch, 0
-                best_state = copy.deepcopy(exp.model.state_dict()) if cfg.train.restore_best else None
-            else:
-                bad_epochs += 1
-            bar.update(f"val_loss {record['val_loss']:.4g}" + (f" val_acc {record['val_acc']:.3f}" if "val_acc" in record else ""))
-            step_schedule(exp, monitored)
-            if cfg.train.early_stopping is not None and bad_epochs >= cfg.train.early_stopping:
-                status["stopped_early"] = True
+            losses = train_epoch(exp, generator)
+            step += len(losses)
+            if tracker.diverged(losses, step):
                 break
-            stop_reason = getattr(exp.task, "stop_reason", None)
-            if stop_reason is not None:
-                status.update(stopped_early=True, stop_reason=stop_reason)
+            ended = tracker.end_epoch(epoch, step, float(losses.mean()), evaluate_splits(exp))
+            if tracker.history and tracker.history[-1]["epoch"] == epoch:
+                record = tracker.history[-1]
+                bar.update(f"val_loss {record['val_loss']:.4g}"
+                           + (f" val_acc {record['val_acc']:.3f}" if "val_acc" in record else ""))
+            if ended:
                 break
-    except Diverged as exc:
-        status = {"status": "failed", "reason": f"diverged: {exc}", "step": exc.step,
-                  "epoch": len(history) + 1}
     finally:
         bar.close()
-    if status["status"] == "ok" and cfg.train.restore_best and best_state is not None:
-        exp.model.load_state_dict(best_state)
-    return summarize(exp, folder, status, history, best_epoch, time.perf_counter() - started)
+    return tracker.summary(time.perf_counter() - started)
 
 
 def summarize(exp: Experiment, folder: RunFolder | None, status: dict[str, Any], history: list[dict],
@@ -309,7 +351,12 @@ def run(config: Config, root: str | Path | None = None, progress: bool | None = 
     except BaseException as exc:
         folder.finish({"status": "failed", "reason": f"{type(exc).__name__}: {exc}"})
         raise
-    if summary["status"] == "ok" and config.train.save_weights:
+    return close(exp, folder, summary)
+
+
+def close(exp: Experiment, folder: RunFolder, summary: dict[str, Any]) -> RunResult:
+    """Finish a trained run's folder: its weights (when the run is ok and keeps them), its summary."""
+    if summary["status"] == "ok" and exp.config.train.save_weights:
         folder.save_weights(exp.model)
     summary["path"] = str(folder.path)
     folder.finish(summary)
