@@ -4,7 +4,9 @@ model what the penalty gives it alone."""
 import pytest
 import torch
 
-from reglab.penalties import L1, L2, ElasticNet, GroupLasso
+from reglab.penalties import L1, L2, ElasticNet, GroupLasso, Penalty
+from reglab.regularizer import constant
+from reglab.vectorized import StackedTerm
 
 LAMS = [0.0, 0.05, 0.3]
 RATIOS = [0.2, 0.5, 1.0]
@@ -37,3 +39,43 @@ def test_proximal_l1_gives_exact_zeros_per_model():
     w = torch.tensor([[0.1, -0.2, 0.5], [0.1, -0.2, 0.5]])
     out = L1(1.0).stacked_prox(w, torch.tensor([0.15, 0.6]))
     assert out.tolist() == [[0.0, pytest.approx(-0.05), pytest.approx(0.35)], [0.0, 0.0, 0.0]]
+
+
+class Quartic(Penalty):
+    """A penalty the batched trainer has never heard of: λ/4·Σw⁴, gradient λ·w³."""
+
+    name = "quartic"
+
+    def _value(self, w, lam):
+        return lam / 4 * w.pow(4).sum()
+
+    def _grad(self, w, lam):
+        return lam * w.pow(3)
+
+    def _prox(self, w, t):
+        raise NotImplementedError("no closed form")
+
+
+class NotBatchable(Quartic):
+    def _grad(self, w, lam):
+        return float(lam) * w.pow(3)  # a host sync on λ: has no form for a stack of models
+
+
+def test_the_batched_trainer_applies_a_new_penalty_with_its_own_math():
+    w = torch.randn(3, 4, 5, generator=torch.Generator().manual_seed(1))
+    grads = {"w": torch.zeros_like(w)}
+    lam, lr = torch.tensor([0.0, 0.1, 2.0], dtype=torch.float64), torch.full((3,), 0.5, dtype=torch.float64)
+    StackedTerm(Quartic(0.0), "coupled", ["w"], {}, constant()).before_step({"w": w}, grads, lr, lam)
+    for k in range(3):
+        torch.testing.assert_close(grads["w"][k], Quartic(float(lam[k])).grad(w[k]))
+    decayed = w.clone()
+    StackedTerm(Quartic(0.0), "decoupled", ["w"], {}, constant()).before_step({"w": decayed}, {}, lr, lam)
+    for k in range(3):
+        torch.testing.assert_close(decayed[k], w[k] - 0.5 * Quartic(float(lam[k])).grad(w[k]))
+
+
+def test_a_penalty_without_a_batched_form_is_refused_loudly():
+    w = torch.randn(2, 3)
+    term = StackedTerm(NotBatchable(0.0), "coupled", ["w"], {}, constant())
+    with pytest.raises(RuntimeError):
+        term.before_step({"w": w}, {"w": torch.zeros_like(w)}, torch.ones(2), torch.ones(2))

@@ -16,15 +16,19 @@ Model m sees what its separate run (:func:`reglab.train.run`) sees, in the same 
 * one step: loss → backward → clip (g ← g·min(1, c / (‖g‖ + 10⁻⁶)) with ‖g‖ the model's own global
   norm, then g ← clamp(g, −v, v)) → coupled penalty g ← g + ∇(λ_m·R)(w) → decoupled decay
   w ← w − lr_m·∇(λ_m·R)(w) → the optimizer step as torch writes it (SGD with momentum, Adam, AdamW)
-  → proximal map w ← prox(w, lr_m·λ_m), λ_m scaled by the warm-up schedule of the step;
-* its own epoch metrics, early stopping, restore-best and LR schedule (its own torch scheduler).
+  → proximal map w ← prox(w, lr_m·λ_m), λ_m scaled by the warm-up schedule of the step; the
+  penalty's math is its own (``Penalty.stacked_grad`` / ``stacked_prox``), for any penalty;
+* its own epoch metrics, early stopping, restore-best and LR schedule (``reglab.train.Tracker``,
+  as in its separate run).
 
 Linear layers are ``baddbmm``, the batched twin of the ``addmm`` a single model runs, the losses are
 taken on contiguous views, and every per-model scalar is computed in float64 and rounded once, as
-torch rounds its Python scalars. On CPU an MLP is then trained bit for bit as in its separate run;
-where a kernel sums in another order (batched convolutions under ``vmap``, a 1×1 weight) the results
-agree to float rounding. The per-step Python work grows with the number of parameter tensors, not
-with M.
+torch rounds its Python scalars. On CPU an MLP without a penalty is then trained bit for bit as in
+its separate run, dropout included (tests/test_dropout.py). With a penalty (the separate run
+applies it with the Regularizer's foreach kernels and a Python λ, the batch with the penalty's
+stacked math and a λ tensor), and where a kernel sums in another order (batched convolutions under
+``vmap``, a 1×1 weight), the results agree to float rounding (tests/test_vectorized.py: 1e-5).
+A model that fails (diverges, or raises in its own end of epoch) ends alone; the others train on.
 """
 
 from __future__ import annotations
