@@ -4,6 +4,10 @@ gradient clipping, a divergence guard, per-epoch metrics, progress, and the run 
 One step is: loss → backward → clip → ``optimizer.step()``. The regularizer is attached to the
 optimizer (coupled gradients and decoupled decay before the step, proximal maps after it), so the
 loop itself never mentions the penalty.
+
+A model's course through its epochs (divergence, metrics lines, best epoch, schedule, early
+stopping) is one :class:`Tracker`, the same when ``reglab.vectorized`` trains it in a batch.
+``reglab.train.threads`` holds the thread policy: never more compute threads than free cores.
 """
 
 from __future__ import annotations
