@@ -79,6 +79,7 @@ def _soft_threshold(w: Tensor, t: float | Tensor) -> Tensor:
     """sign(w)·max(|w| − t, 0) = w − clamp(w, −t, t), exactly 0 where |w| ≤ t (torch's
     ``softshrink`` for a number t; the clamp form for a tensor t, e.g. one per model)."""
     if isinstance(t, Tensor):
+        t = t.to(w.dtype)  # rounded once, as softshrink rounds its number
         return w - w.clamp(-t, t)
     return torch.nn.functional.softshrink(w, t)
 
@@ -154,6 +155,14 @@ class Penalty(ABC):
         """[prox_k(w_k, t_k)]_k with t = step·λ per model ([K]); see :meth:`stacked_grad`."""
         return self._per_model(type(self)._prox)(w, t, settings or {})
 
+    def stacked_add_grad_(self, g: Tensor, w: Tensor, lam: Tensor, settings: dict[str, Tensor] | None = None) -> None:
+        """g ← g + ∇(λ_k·R_k)(w_k) for each model k (``lam`` float64 [K]), rounded as :meth:`add_grad_`."""
+        g.add_(self.stacked_grad(w, lam, settings))
+
+    def stacked_decay_(self, w: Tensor, lr: Tensor, lam: Tensor, settings: dict[str, Tensor] | None = None) -> None:
+        """w ← w − lr_k·∇(λ_k·R_k)(w_k) for each model k (``lr``, ``lam`` float64 [K]), as :meth:`decay_`."""
+        w.sub_(self.stacked_grad(w, lr * lam, settings))  # ∇(λ·R) is linear in λ
+
     def _per_model(self, method):
         """``method`` of this penalty with model k's λ (or t) and settings, mapped over k (``vmap``)."""
 
@@ -201,6 +210,12 @@ class L2(Penalty):
     def prox_(self, params, step, lam):
         torch._foreach_div_(list(params), 1 + step * lam)
 
+    def stacked_add_grad_(self, g, w, lam, settings=None):
+        g.addcmul_(w, _per_model(lam, w))  # rounds as add_grad_'s add(·, alpha=λ)
+
+    def stacked_decay_(self, w, lr, lam, settings=None):
+        w.mul_(_per_model(1 - lr * lam, w))
+
 
 class L1(Penalty):
     """Lasso.
@@ -233,6 +248,18 @@ class L1(Penalty):
 
     def prox_(self, params, step, lam):
         _foreach_soft_threshold_(list(params), step * lam)
+
+    def stacked_add_grad_(self, g, w, lam, settings=None):
+        g.addcmul_(torch.sign(w), _per_model(lam, w))
+
+    def stacked_decay_(self, w, lr, lam, settings=None):
+        w.addcmul_(torch.sign(w), _per_model(-(lr * lam), w))
+
+
+def _per_model(values: Tensor, like: Tensor) -> Tensor:
+    """K per-model numbers (float64, as Python computes them) rounded once to ``like``'s dtype and
+    shaped [K, 1, …] to broadcast over the stacked tensor ``like`` [K, …]."""
+    return values.to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
 
 
 def _foreach_soft_threshold_(params: list[Tensor], t: float) -> None:
@@ -285,6 +312,22 @@ class ElasticNet(Penalty):
         params, a = list(params), self.l1_ratio
         _foreach_soft_threshold_(params, step * lam * a)
         torch._foreach_div_(params, 1 + step * lam * (1 - a))
+
+    def _ratio(self, settings, like: Tensor) -> Tensor:
+        """α per model: the given settings' l1_ratio, or this penalty's for every model."""
+        if settings and "l1_ratio" in settings:
+            return settings["l1_ratio"]
+        return torch.full((like.shape[0],), self.l1_ratio, dtype=torch.float64, device=like.device)
+
+    def stacked_add_grad_(self, g, w, lam, settings=None):
+        a = self._ratio(settings, w)
+        g.addcmul_(torch.sign(w), _per_model(lam * a, w))
+        g.addcmul_(w, _per_model(lam * (1 - a), w))
+
+    def stacked_decay_(self, w, lr, lam, settings=None):
+        a = self._ratio(settings, w)
+        step = torch.sign(w).mul_(_per_model(a, w)).addcmul_(w, _per_model(1 - a, w))
+        w.addcmul_(step, _per_model(-(lr * lam), w))
 
     def _args(self):
         return f"lam={self.lam:g}, l1_ratio={self.l1_ratio:g}"
