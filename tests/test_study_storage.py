@@ -260,3 +260,137 @@ def test_choose_point_uses_the_validation_mean_and_skips_points_that_failed():
     loss = [rec("a", 0, val_loss=1.0), rec("a", 1, val_loss=3.0), rec("b", 0, val_loss=2.5)]
     assert choose_point({"metric": "val_loss", "direction": "minimize"}, loss) == ("a", 2.0, 2)
     assert choose_point(spec, [rec("a", 0, status="running")]) is None
+
+
+def credential(url: str) -> str:
+    """``user:password@`` of a URL: what must never appear in anything written."""
+    import sqlalchemy
+
+    parsed = sqlalchemy.engine.make_url(url)
+    assert parsed.password, "the test needs a URL with a password"
+    return f"{parsed.username}:{parsed.password}@"
+
+
+def test_redact_hides_every_url_password_and_nothing_else():
+    from reglab.redact import redact
+
+    assert redact("postgresql+psycopg2://me:s3cr:t@db.host:5432/x") == "postgresql+psycopg2://me:***@db.host:5432/x"
+    assert redact("--storage=mysql://u:p%40ss@h/db and sqlite:///a.db") == "--storage=mysql://u:***@h/db and sqlite:///a.db"
+    for plain in ("postgresql://me@host/db", "sqlite:////tmp/x:y@z.db", "reg.l2=1e-3", "a:b@c"):
+        assert redact(plain) == plain
+
+
+def test_a_run_folder_records_its_command_line_without_the_password(monkeypatch):
+    import torch
+
+    from reglab.config import load_config
+    from reglab.runs import environment
+
+    url = "postgresql+psycopg2://me:hunter2@db:5432/x"
+    monkeypatch.setattr("sys.argv", ["reglab", "sweep", "ridge-gd", "--storage", url, f"--storage={url}"])
+    command = environment(load_config("ridge-gd"), torch.device("cpu"))["command"]
+    assert "hunter2" not in json.dumps(command)
+    assert command[-2:] == ["postgresql+psycopg2://me:***@db:5432/x", "--storage=postgresql+psycopg2://me:***@db:5432/x"]
+
+
+@pytest.mark.postgres
+def test_the_postgres_password_is_never_written_in_clear(tmp_path, postgres_url, monkeypatch, capsys):
+    """A sweep with two worker processes on PostgreSQL: no file it writes, no line it prints and no
+    worker's command line holds the password; storage.json is private and password-free, and the
+    report finds the password in PGPASSWORD or a .pgpass file."""
+    import os
+    import stat
+    import uuid
+
+    import sqlalchemy
+
+    from reglab.study.launch import worker_command
+
+    secret = credential(postgres_url)
+    name = f"secret-{uuid.uuid4().hex[:8]}"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    try:
+        code, out, err = cli(monkeypatch, capsys, "sweep", "ridge-gd", *TINY, "--grid", "reg.l2=1e-3,1e-1",
+                             "--seeds", "0-1", "--storage", postgres_url, "--workers", "2", "--name", name)
+        assert code == 0 and "4 trials done, 0 failed, of 4" in out, out + err
+        assert secret not in out + err
+        folder = tmp_path / "studies" / name
+        written = [p for p in folder.rglob("*") if p.is_file()]
+        assert len(list(folder.glob("runs/*/*/env.json"))) == 4
+        for path in written:
+            assert secret.encode() not in path.read_bytes(), path
+        for env in folder.glob("runs/*/*/env.json"):
+            command = json.loads(env.read_text())["command"]
+            assert command[1:3] == ["worker", "--study"] and "--storage" not in command  # a worker's argv
+        assert "--storage" not in worker_command(name, tmp_path, 16, 5, 20)
+        location = folder / "storage.json"
+        assert stat.S_IMODE(location.stat().st_mode) == 0o600
+        password_free = postgres_url.replace(secret, secret.split(":")[0] + "@")
+        assert json.loads(location.read_text()) == {"storage": password_free, "name": name}
+
+        monkeypatch.delenv("PGPASSWORD", raising=False)
+        monkeypatch.setenv("PGPASSFILE", str(tmp_path / "no-such-pgpass"))
+        code, out, err = cli(monkeypatch, capsys, "report", str(folder), "--out", "report")
+        assert code == 2 and "set PGPASSWORD or put it in ~/.pgpass" in err and secret not in err, err
+        monkeypatch.setenv("PGPASSWORD", sqlalchemy.engine.make_url(postgres_url).password)
+        code, out, err = cli(monkeypatch, capsys, "report", str(folder), "--out", "report")
+        assert code == 0 and (tmp_path / "report" / "index.html").is_file(), err
+        monkeypatch.delenv("PGPASSWORD")
+        parsed = sqlalchemy.engine.make_url(postgres_url)
+        pgpass = tmp_path / "pgpass"
+        pgpass.write_text(f"{parsed.host}:{parsed.port or 5432}:{parsed.database}:{parsed.username}:{parsed.password}\n")
+        os.chmod(pgpass, 0o600)
+        monkeypatch.setenv("PGPASSFILE", str(pgpass))
+        code, out, err = cli(monkeypatch, capsys, "studies", "--storage", password_free)
+        assert code == 0 and name in out and secret not in out, err
+    finally:
+        optuna.delete_study(study_name=name, storage=open_storage(postgres_url))
+
+
+def cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """``reglab ARGS`` through the command line's own entry point, in this process."""
+    import sys
+
+    from reglab.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["reglab", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as exit:
+        code = exit.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_equal_grids_written_differently_resume_the_same_study(tmp_path):
+    storage = sqlite_storage(tmp_path / "s")
+    first = make_spec("ridge-gd", TINY, ["reg.l2=0.0001,1e-2", "reg.l1_ratio=0.5"], "0-1", None)
+    create_or_resume(storage, "s", first)
+    for grids in (["reg.l2 = 1e-4 , 0.01", "reg.l1_ratio=5e-1"], ["reg.l2=1e-4,1E-2", "reg.l1_ratio= .5"]):
+        again = make_spec("ridge-gd", TINY, grids, "0-1", None)
+        assert again == first
+        assert create_or_resume(storage, "s", again)[1] is False
+    with pytest.raises(UserError, match="grids differ"):
+        create_or_resume(storage, "s", make_spec("ridge-gd", TINY, ["reg.l2=1e-4,0.02", "reg.l1_ratio=0.5"], "0-1", None))
+
+
+def test_a_stored_spec_with_grids_as_typed_still_resumes(tmp_path):
+    """A study created before grids were stored in canonical form compares by its parsed grids."""
+    storage = sqlite_storage(tmp_path / "s")
+    spec = make_spec("ridge-gd", TINY, ["reg.l2=1e-4:1e-2:log:3"], "0", None)
+    study = optuna.create_study(storage=storage, study_name="s", direction=spec["direction"])
+    for key, value in {"spec": {**spec, "grids": [" reg.l2=1e-4:0.01:log:3"]}, "total": 3, "enqueued": True}.items():
+        study.set_user_attr(key, value)
+    assert create_or_resume(storage, "s", spec)[1] is False
+
+
+def test_a_large_queue_shows_progress_while_it_fills(tmp_path, monkeypatch):
+    from reglab.study import queue
+
+    monkeypatch.setattr(queue, "PROGRESS_SECONDS", 0.0)
+    lines = []
+    spec = ridge_spec(grids=("reg.l2=1e-4:1:log:5",), seeds="0-1")
+    create_or_resume(sqlite_storage(tmp_path / "s"), "s", spec, echo=lines.append)
+    assert lines[:2] == ["queueing trials: 1/10", "queueing trials: 2/10"] and lines[-1] == "queueing trials: 10/10"

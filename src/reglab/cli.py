@@ -143,13 +143,15 @@ def sweep(
     heartbeat: Optional[int] = typer.Option(None, help="seconds between heartbeats (env REGLAB_HEARTBEAT, default 5)"),
     grace: Optional[int] = typer.Option(None, help="seconds without heartbeat before a trial is rerun (env REGLAB_GRACE, default 20)"),
     tensorboard: bool = typer.Option(False, "--tensorboard", help="every run also writes TensorBoard event files (train.tensorboard=true)"),
+    max_runs: Optional[int] = typer.Option(None, help="refuse a study of more runs (points × seeds × folds) than this (default 10000)"),
 ):
     """Run a grid (or TPE search) over overrides × seeds × folds as a resumable study."""
     from reglab.study.sweep import sweep as run_sweep
 
     overrides = [*(overrides or []), *(["train.tensorboard=true"] if tensorboard else [])]
     result = run_sweep(recipe, overrides, grid or [], seeds, cv, search, trials, storage, workers, name,
-                       studies_dir, batch, heartbeat, grace, echo=lambda line: print(line, flush=True))
+                       studies_dir, batch, heartbeat, grace, echo=lambda line: print(line, flush=True),
+                       max_runs=max_runs)
     if not result.finished and workers != 0:
         raise typer.Exit(1)
 
@@ -157,7 +159,8 @@ def sweep(
 @app.command()
 def worker(
     study: str = typer.Option(..., help="the study's name"),
-    storage: Optional[str] = typer.Option(None, help="database URL (default: SQLite in the study folder)"),
+    storage: Optional[str] = typer.Option(None, envvar="REGLAB_STORAGE", show_envvar=True,
+                                          help="database URL (default: SQLite in the study folder)"),
     studies_dir: Path = typer.Option(Path("studies"), "--dir", help="folder of study folders (runs go there)"),
     batch: int = typer.Option(16, help="most runs trained at once when they can be vectorized"),
     heartbeat: Optional[int] = typer.Option(None, help="seconds between heartbeats (env REGLAB_HEARTBEAT, default 5)"),
@@ -182,10 +185,10 @@ def studies(
     if not rows:
         print(f"no studies in {shown_url(storage) if storage else studies_dir}")
         return
-    columns = ("name", "recipe", "search", "done", "failed", "running", "waiting", "total", "where")
-    table = Table(*columns)
+    columns = ("name", "recipe", "search", "done", "failed", "running", "waiting", "total", "unqueued", "where")
+    table = Table(*(c if c != "unqueued" else "not queued" for c in columns))
     for row in rows:
-        table.add_row(*(str(row[c]) for c in columns))
+        table.add_row(*(escape(str(row[c])) for c in columns))
     console.print(table)
 
 

@@ -19,10 +19,10 @@ import math
 import re
 from pathlib import Path
 from types import UnionType
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from reglab.errors import UserError
@@ -30,12 +30,29 @@ from reglab.errors import UserError
 RECIPE_DIR = Path(__file__).parent / "recipes"
 PENALTY_SHORTHANDS = ("l1", "l2", "elastic", "group")
 FACTORY_PATTERN = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+MAX_SEED = 2**32 - 1  # numpy's and torch's generators both take seeds up to this
+
+Width = Annotated[int, Field(ge=1)]  # a layer's units or channels
+Beta = Annotated[float, Field(ge=0, lt=1)]  # Adam's moment decay
+
+
+def check_name(name: str, what: str) -> str:
+    """The one rule for names that become folders (runs, studies): letters, digits, ``.``, ``_``
+    and ``-``, starting with a letter or digit, at most 100 characters; so no ``/``, no ``..``
+    and no markup. Returns ``name``; a bad one is a :class:`UserError` naming ``what`` it is."""
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise UserError(f"{what} {name!r} must be letters, digits, '.', '_' or '-', start with a letter or "
+                        "digit and be at most 100 characters (it names a folder)")
+    return name
 
 
 class Section(BaseModel):
-    """A config section: unknown keys are rejected, assignments are validated."""
+    """A config section: unknown keys are rejected, assignments are validated, and every float
+    must be finite (NaN and infinity are refused)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True,
+                              allow_inf_nan=False)
 
 
 class DataConfig(Section):
@@ -78,19 +95,19 @@ class ModelConfig(Section):
     """linear, mlp, cnn (1-D or 2-D by the input shape) or custom (model.factory builds it)"""
     factory: str | None = None
     """with kind=custom: package.module:function, called as function(input_shape, n_outputs) -> nn.Module"""
-    hidden: list[int] = [256, 128]
+    hidden: list[Width] = [256, 128]
     """widths of the mlp's hidden layers"""
     activation: Literal["relu", "tanh", "gelu", "leaky_relu", "elu"] = "relu"
     """activation after each hidden or conv layer"""
     dropout: float = Field(0.0, ge=0, lt=1)
     """dropout probability after each hidden layer (0: none)"""
-    channels: list[int] = [32, 64]
+    channels: list[Width] = [32, 64]
     """output channels of the cnn's conv layers"""
     kernel_size: int = Field(3, ge=1)
     """conv kernel size (same padding)"""
     pool: bool = True
     """max-pool by 2 after each conv layer"""
-    dense: list[int] = [128]
+    dense: list[Width] = [128]
     """widths of the dense layers after the cnn's conv layers"""
     batchnorm: bool = False
     """batch normalization after each hidden or conv layer"""
@@ -133,7 +150,7 @@ class OptimConfig(Section):
     """sgd momentum"""
     weight_decay: float = Field(0.0, ge=0)
     """the optimizer's own weight_decay (on every parameter it updates)"""
-    betas: tuple[float, float] = (0.9, 0.999)
+    betas: tuple[Beta, Beta] = (0.9, 0.999)
     """adam/adamw moment decay rates (β1, β2)"""
 
 
@@ -241,15 +258,15 @@ class GanConfig(Section):
     """D steps per G step"""
     latent_dim: int = Field(2, ge=1)
     """size of G's latent input"""
-    g_hidden: list[int] = [128, 128, 128]
+    g_hidden: list[Width] = [128, 128, 128]
     """widths of G's hidden layers"""
-    d_hidden: list[int] = [128, 128, 128]
+    d_hidden: list[Width] = [128, 128, 128]
     """widths of D's hidden layers"""
     lr_g: float = Field(1e-3, gt=0)
     """G's Adam learning rate"""
     lr_d: float = Field(1e-3, gt=0)
     """D's Adam learning rate"""
-    betas: tuple[float, float] = (0.5, 0.999)
+    betas: tuple[Beta, Beta] = (0.5, 0.999)
     """Adam's (β1, β2) for G and D"""
     reg_on: Literal["g", "d", "both"] = "both"
     """which nets the reg.* weight penalty is put on: g, d or both"""
@@ -348,7 +365,7 @@ class Config(Section):
     """the run's name: runs go to <out>/<name>/"""
     description: str = ""
     """what the recipe shows"""
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     """seed of the initialization, batches and dropout"""
     device: str = "auto"
     """auto (CUDA when present, else CPU), cpu or cuda[:N]"""
@@ -372,6 +389,14 @@ class Config(Section):
     """the GAN task"""
     published: PublishedConfig = PublishedConfig()
     """a published figure to compare with"""
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_folder_name(cls, name: str) -> str:
+        try:
+            return check_name(name, "the run name (the recipe's file name unless name=… is given)")
+        except UserError as exc:
+            raise PydanticCustomError("name", "{why}", {"why": str(exc)}) from None
 
     @model_validator(mode="after")
     def _gan_rules(self) -> "Config":
@@ -500,7 +525,9 @@ def recipe_path(recipe: str) -> Path:
 
 def read_yaml(path: Path) -> dict[str, Any]:
     try:
-        tree = yaml.safe_load(path.read_text()) or {}
+        tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not a YAML text file (it is not UTF-8 text)") from None
     except yaml.YAMLError as exc:
         raise UserError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(tree, dict):
@@ -545,6 +572,8 @@ def load_config(recipe: str, overrides: list[str] | None = None) -> Config:
 def type_text(annotation: Any) -> str:
     """A field's type as a reader writes it: ``int``, ``float or null``, ``one of a|b``, ``list of int``."""
     origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return type_text(args[0])
     if origin is Literal:
         return "one of " + "|".join(str(a) for a in args)
     if origin in (UnionType, Union):

@@ -30,6 +30,7 @@ import yaml
 
 from reglab.config import Config, flat_keys, save_config
 from reglab.errors import UserError
+from reglab.redact import redact
 
 
 def config_hash(config: Config) -> str:
@@ -57,7 +58,7 @@ def environment(config: Config, device: torch.device) -> dict[str, Any]:
         "cuda": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "threads": torch.get_num_threads(),
         "seed": config.seed,
-        "command": sys.argv,
+        "command": [redact(arg) for arg in sys.argv],
         "git_commit": git_commit(),
     }
 
@@ -129,16 +130,21 @@ class RunFolder:
 
     @classmethod
     def create(cls, config: Config, device: torch.device, root: str | Path | None = None) -> "RunFolder":
+        """A new folder ``<root>/<config.name>/<time>_<hash>_s<seed>``, checked to lie inside ``root``."""
         if config.train.tensorboard:
             TensorBoardLog.check_installed()
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        base = Path(root if root is not None else config.out) / config.name
+        root = Path(root if root is not None else config.out)
+        base = inside(root, config.name)
         path = base / f"{stamp}_{config_hash(config)}_s{config.seed}"
         suffix = 1
         while path.exists():
             suffix += 1
             path = base / f"{stamp}_{config_hash(config)}_s{config.seed}-{suffix}"
-        (path / "plots").mkdir(parents=True)
+        try:
+            (path / "plots").mkdir(parents=True)
+        except OSError as exc:
+            raise UserError(f"cannot create a run folder in '{root}': {exc.strerror}") from None
         folder = cls(path, TensorBoardLog(path, config) if config.train.tensorboard else None)
         save_config(config, path / "config.yaml")
         write_json(path / "env.json", environment(config, device))
@@ -161,20 +167,67 @@ class RunFolder:
         write_json(self.path / "summary.json", summary)
 
 
+def inside(root: Path, name: str) -> Path:
+    """``root/name``, refused unless it resolves to a folder inside ``root`` (no ``..``, no
+    absolute path, no link out of it)."""
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise UserError(f"'{root}' is a file, not a folder")
+    path = root / name
+    if not path.resolve().is_relative_to(root.resolve()) or path.resolve() == root.resolve():
+        raise UserError(f"'{name}' would put a folder outside '{root}'")
+    return path
+
+
 def read_run(path: str | Path) -> dict[str, Any]:
-    """A run folder's config, summary and per-epoch metrics."""
+    """A run folder's config, summary and per-epoch metrics; a missing or damaged file is a
+    :class:`UserError` that names it (and the line, for ``metrics.jsonl``)."""
     path = Path(path)
     if not (path / "summary.json").is_file():
         raise UserError(f"'{path}' is not a run folder (no summary.json)")
+    summary = read_json_object(path / "summary.json")
+    if not (path / "config.yaml").is_file():
+        raise UserError(f"run folder '{path}' has no config.yaml")
+    try:
+        config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, yaml.YAMLError):
+        raise UserError(f"{path / 'config.yaml'} is damaged (not valid YAML)") from None
+    if not isinstance(config, dict):
+        raise UserError(f"{path / 'config.yaml'} is damaged (it holds no config mapping)")
+    return {"path": path, "config": config, "summary": summary, "metrics": read_metrics(path / "metrics.jsonl")}
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON file that must hold one object."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path} is damaged (not valid JSON: {exc})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path} is damaged (it holds a {type(data).__name__}, not an object)")
+    return data
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """``metrics.jsonl``: one JSON object per line (blank lines skipped); none if the file is absent."""
+    if not path.is_file():
+        return []
     metrics = []
-    if (path / "metrics.jsonl").is_file():
-        metrics = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines() if line]
-    return {
-        "path": path,
-        "config": yaml.safe_load((path / "config.yaml").read_text()),
-        "summary": json.loads((path / "summary.json").read_text()),
-        "metrics": metrics,
-    }
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is damaged (not UTF-8 text)") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path} line {number} is damaged (not valid JSON: {exc})") from None
+        if not isinstance(record, dict):
+            raise UserError(f"{path} line {number} is damaged (not a JSON object)")
+        metrics.append(record)
+    return metrics
 
 
 def load_weights(path: str | Path) -> dict[str, torch.Tensor]:

@@ -20,6 +20,7 @@ from reglab.errors import UserError
 Kind = Literal["classification", "regression"]
 KINDS = ("classification", "regression")
 MAX_AUTO_CLASSES = 50  # an integer target with at most this many distinct values is a class label
+MAX_CLASSES = 10_000  # labels 0..k-1 size the model's output layer: more classes is a mistake
 
 
 @dataclass
@@ -121,6 +122,11 @@ def as_labels(y: np.ndarray, where: str) -> tuple[np.ndarray, int]:
         raise UserError(
             f"{where}: class labels must be integers 0..k-1, found {show_values(bad)}"
             " (use data.kind=regression for a numeric target)"
+        )
+    if len(values) and values[-1] >= MAX_CLASSES:
+        raise UserError(
+            f"{where}: class label {values[-1]:g} means more than {MAX_CLASSES} classes (labels are"
+            " 0..k-1 and size the output layer); use data.kind=regression for a numeric target"
         )
     labels = y.astype(np.int64)
     return labels, int(labels.max()) + 1 if len(labels) else 0

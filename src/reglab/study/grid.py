@@ -13,6 +13,13 @@ Cartesian product. Keys are config keys or the shorthands ``reg``, ``reg.l1``, `
 
 Seeds: ``5`` is the single seed 5, ``0-9`` the ten seeds 0 … 9, ``0,3,7`` a list; parts combine
 (``0-4,10``).
+
+Grids written differently but equal (``1e-4`` and ``0.0001``, ``1e-5:1e-1:log:5`` and
+``0.00001:0.1:log:5``, spaces) have the same :meth:`Grid.canonical` text, which is what a study
+stores and compares.
+
+Ranges are checked before they are expanded: START and STOP must be finite, and a grid's size can
+be known (:meth:`Grid.size`) without building its values, so an oversized study is refused at once.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from typing import Any
 import numpy as np
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
 
-from reglab.config import PENALTY_SHORTHANDS, closest_key, parse_value, valid_keys
+from reglab.config import MAX_SEED, PENALTY_SHORTHANDS, closest_key, parse_value, valid_keys
 from reglab.errors import UserError
 
 RANGE_FORM = "START:STOP:log|lin:COUNT"
@@ -55,9 +62,12 @@ class Grid:
 
     def values(self) -> list[Any]:
         out: list[Any] = []
+        seen: set[Any] = set()
         for token in self.tokens:
             for value in token.values() if isinstance(token, Range) else [token]:
-                if value not in out:
+                marker = json.dumps(value) if isinstance(value, (list, dict)) else value  # 1 == 1.0 as before
+                if marker not in seen:
+                    seen.add(marker)
                     out.append(value)
         return out
 
@@ -69,10 +79,29 @@ class Grid:
             return FloatDistribution(min(r.start, r.stop), max(r.start, r.stop), log=r.scale == "log")
         return CategoricalDistribution(list(dict.fromkeys(param_value(v) for v in self.values())))
 
+    def size(self) -> int:
+        """At most this many values (duplicates counted), known without expanding the ranges."""
+        return sum(token.count if isinstance(token, Range) else 1 for token in self.tokens)
+
+    def canonical(self) -> str:
+        """``KEY=TOKEN,TOKEN,…`` with every token written one way; it parses back to this grid."""
+        return f"{self.key}=" + ",".join(canonical_token(t) for t in self.tokens)
+
 
 def param_value(value: Any) -> Any:
     """A grid value as an Optuna param value: scalars as they are, lists and mappings as JSON text."""
     return json.dumps(value, separators=(",", ":")) if isinstance(value, (list, dict)) else value
+
+
+def canonical_token(value: Any) -> str:
+    """A token written one way: a range as ``START:STOP:scale:COUNT`` with Python's shortest float
+    text, a word as itself when it reads back as itself, anything else as JSON."""
+    if isinstance(value, Range):
+        return f"{value.start!r}:{value.stop!r}:{value.scale}:{value.count}"
+    if isinstance(value, str) and not value.startswith(("[", "{", "'", '"')) and ":" not in value \
+            and "," not in value and scalar(value) == value:
+        return value
+    return json.dumps(value, separators=(",", ":"))
 
 
 def split_tokens(text: str) -> list[str]:
@@ -112,6 +141,8 @@ def parse_range(token: str, position: int, text: str) -> Range:
         start, stop = float(start_text), float(stop_text)
     except ValueError:
         raise bad("START and STOP must be numbers") from None
+    if not (np.isfinite(start) and np.isfinite(stop)):
+        raise bad("START and STOP must be finite")
     if scale not in ("log", "lin"):
         raise bad(f"'{scale}' is neither log nor lin")
     try:
@@ -164,18 +195,25 @@ def product(grids: list[Grid]) -> list[dict[str, Any]]:
     return [dict(zip(keys, combo)) for combo in itertools.product(*(g.values() for g in grids))]
 
 
-def parse_seeds(text: str) -> list[int]:
-    """``5`` → [5]; ``0-9`` → [0 … 9]; ``0,3,7`` → [0, 3, 7]; parts combine, order kept."""
+def parse_seeds(text: str, limit: int | None = None) -> list[int]:
+    """``5`` → [5]; ``0-9`` → [0 … 9]; ``0,3,7`` → [0, 3, 7]; parts combine, order kept.
+
+    More than ``limit`` seeds is refused before they are listed."""
     def bad() -> UserError:
         return UserError(f"bad --seeds '{text}': expected a seed (5), a range (0-9) or a list (0,3,7)")
 
-    seeds: list[int] = []
+    ranges = []
     for part in text.split(","):
         first, dash, last = part.strip().partition("-")
-        if not first.isdigit() or (dash and not last.isdigit()):
+        if not (first.isascii() and first.isdigit()) or (dash and not (last.isascii() and last.isdigit())):
             raise bad()
         lo, hi = int(first), int(last) if dash else int(first)
         if hi < lo:
             raise bad()
-        seeds.extend(s for s in range(lo, hi + 1) if s not in seeds)
-    return seeds
+        if hi > MAX_SEED:
+            raise UserError(f"bad --seeds '{text}': a seed must be at most {MAX_SEED}")
+        ranges.append((lo, hi))
+    count = sum(hi - lo + 1 for lo, hi in ranges)
+    if limit is not None and count > limit:
+        raise UserError(f"--seeds '{text}' names {count} seeds, more than the study size limit {limit}")
+    return list(dict.fromkeys(s for lo, hi in ranges for s in range(lo, hi + 1)))

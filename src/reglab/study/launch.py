@@ -1,7 +1,9 @@
 """``--workers N``: N local ``reglab worker`` processes on one study, and their progress.
 
 Each worker runs with one CPU thread (``OMP_NUM_THREADS=1``) and writes its lines to
-``studies/<name>/workers/worker-<i>.log``. The parent shows done/total from the storage: a rich
+``studies/<name>/workers/worker-<i>.log``. The storage URL reaches it in the environment variable
+``REGLAB_STORAGE``, never on its command line, where anyone on the machine could read a password
+(``ps``); the environment of a process is readable by its owner only. The parent shows done/total from the storage: a rich
 progress bar on a terminal, a plain line per change otherwise. Ctrl-C stops the workers cleanly:
 each puts its running trials back in the queue, so the same command resumes.
 """
@@ -20,14 +22,16 @@ from optuna.storages import RDBStorage
 
 from reglab.study.records import progress
 
+STORAGE_VARIABLE = "REGLAB_STORAGE"  # ``reglab worker --storage`` reads it when the option is absent
 POLL_SECONDS = 2.0
 SELF_STOP_WAIT = 2.0  # seconds for workers that saw the terminal's Ctrl-C to stop on their own
 STOP_WAIT = 30.0  # seconds a worker gets to put its trials back after SIGINT
 
 
-def worker_command(url: str, name: str, studies_dir: Path, batch: int, heartbeat: int, grace: int) -> list[str]:
-    return [sys.executable, "-m", "reglab.cli", "worker", "--storage", url, "--study", name,
-            "--dir", str(studies_dir), "--batch", str(batch), "--heartbeat", str(heartbeat), "--grace", str(grace)]
+def worker_command(name: str, studies_dir: Path, batch: int, heartbeat: int, grace: int) -> list[str]:
+    """A worker's command line; its storage comes from ``REGLAB_STORAGE`` (see :func:`run_workers`)."""
+    return [sys.executable, "-m", "reglab.cli", "worker", "--study", name, "--dir", str(studies_dir),
+            "--batch", str(batch), "--heartbeat", str(heartbeat), "--grace", str(grace)]
 
 
 class Display:
@@ -78,7 +82,7 @@ def run_workers(n: int, command: list[str], log_dir: Path, storage: RDBStorage, 
                 spec: dict[str, Any], total: int, echo: Callable[[str], None]) -> list[tuple[int, Path]]:
     """Start n workers, show progress until all exit; ``(exit code, log)`` per worker."""
     log_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", STORAGE_VARIABLE: storage.url}
     logs = [log_dir / f"worker-{i}.log" for i in range(n)]
     procs = []
     for log in logs:

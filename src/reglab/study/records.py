@@ -7,7 +7,9 @@
 A trial that was given up as stale (its worker died) and put back in the queue is superseded by
 its retry and left out; what remains is one record per point × seed × fold (a TPE trial gives
 one per seed × fold of its point). Status is ``ok``, ``failed`` (with the reason), ``running`` or
-``waiting``.
+``waiting``. A grid study whose queue was never completed (its creator was killed while filling
+it) also gets a ``waiting`` record for each planned trial not yet queued, so it never looks
+complete.
 
 λ is chosen on validation data only: :func:`choose_point` takes the point with the best mean
 validation objective over seeds (and CV folds), never a test metric, and never a point that
@@ -28,7 +30,8 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from reglab.errors import UserError
-from reglab.study.queue import open_study
+from reglab.study.points import trial_plan
+from reglab.study.queue import open_study, queue_is_filled
 from reglab.study.storage import default_url, open_storage, quiet_optuna
 
 STATES = {TrialState.COMPLETE: "ok", TrialState.FAIL: "failed", TrialState.RUNNING: "running",
@@ -94,18 +97,22 @@ def study_records(trials: list[FrozenTrial], spec: dict[str, Any]) -> list[Trial
 
 
 def progress(storage: RDBStorage, study_id: int, spec: dict[str, Any], total: int) -> dict[str, int]:
-    """Counts of the study's trials by status. A grid study loads only its waiting, running and
-    failed trials (done = total − the rest, as each planned trial has one current attempt); a TPE
-    study counts the trials not yet asked for as waiting."""
+    """Counts of the study's trials by status, and ``unqueued``: planned trials not yet in the
+    queue. A grid study whose queue is filled loads only its waiting, running and failed trials
+    (done = total − the rest, as each planned trial has one current attempt); a TPE study counts
+    the trials not yet asked for as waiting."""
     if spec["search"] == "grid":
         def load(state: TrialState) -> list[FrozenTrial]:
             return storage.get_all_trials(study_id, deepcopy=False, states=(state,))
 
         failed = sum(t.user_attrs.get("status") == "failed" for t in load(TrialState.FAIL))
         counts = {"waiting": len(load(TrialState.WAITING)), "running": len(load(TrialState.RUNNING)),
-                  "failed": failed}
+                  "failed": failed, "unqueued": 0}
+        if not storage.get_study_user_attrs(study_id).get("enqueued"):
+            queued = len(current_trials(storage.get_all_trials(study_id, deepcopy=False)))
+            counts["unqueued"] = max(0, total - queued)
         return {"done": max(0, total - sum(counts.values())), **counts, "total": total}
-    counts = {"done": 0, "failed": 0, "running": 0, "waiting": 0}
+    counts = {"done": 0, "failed": 0, "running": 0, "waiting": 0, "unqueued": 0}
     names = {"ok": "done", "failed": "failed", "running": "running", "waiting": "waiting"}
     for trial in current_trials(storage.get_all_trials(study_id, deepcopy=False)):
         counts[names[STATES[trial.state]]] += 1
@@ -156,7 +163,14 @@ def locate(target: str | Path | tuple[str, str]) -> tuple[str, str]:
     if (folder / "study.db").is_file():
         return default_url(folder), folder.name
     if (folder / "storage.json").is_file():
-        where = json.loads((folder / "storage.json").read_text())
+        path = folder / "storage.json"
+        try:
+            where = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise UserError(f"{path} is damaged (not valid JSON: {exc})") from None
+        if not (isinstance(where, dict) and isinstance(where.get("storage"), str)
+                and isinstance(where.get("name"), str)):
+            raise UserError(f"{path} is damaged (it must hold the strings 'storage' and 'name')")
         return where["storage"], where["name"]
     raise UserError(f"'{folder}' is not a study folder (no study.db or storage.json)")
 
@@ -167,4 +181,14 @@ def load_study(target: str | Path | tuple[str, str]) -> tuple[dict[str, Any], li
     storage = open_storage(url, must_exist=True)
     study, spec = open_study(storage, name)
     spec = {**spec, "name": name, "storage": url}
-    return spec, study_records(study.get_trials(deepcopy=False), spec)
+    trials = study.get_trials(deepcopy=False)
+    return spec, study_records(trials, spec) + unqueued_records(study, trials, spec)
+
+
+def unqueued_records(study, trials: list[FrozenTrial], spec: dict[str, Any]) -> list[TrialRecord]:
+    """A ``waiting`` record for each planned trial of a grid study that is not in its queue yet."""
+    if queue_is_filled(study):
+        return []
+    present = {t.user_attrs.get("key") for t in trials}
+    return [TrialRecord(point=a["point"], label=a["label"], family=a["family"], lam=a["lam"], seed=a["seed"],
+                        fold=a["fold"], status="waiting") for a in trial_plan(spec) if a["key"] not in present]

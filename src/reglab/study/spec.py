@@ -8,12 +8,18 @@ with the same spec resumes the study, and a different spec under the same name i
 The objective is measured on validation data, never on test: ``val_acc`` (maximized) for
 classification, ``val_loss`` (minimized) for regression; with ``--cv K`` it is the mean over the
 K folds.
+
+A study holds at most ``max_runs`` runs (points × seeds × folds; TPE trials × seeds × folds),
+``MAX_RUNS`` unless ``--max-runs`` says otherwise; a larger one is refused before anything is
+built, as filling its queue alone would take minutes. Grids are stored in their canonical form
+(:meth:`Grid.canonical`), so equal grids written differently give the same spec.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +30,14 @@ from reglab.errors import UserError
 from reglab.study.grid import RESERVED_KEYS, parse_grid, parse_seeds
 
 SEARCHES = ("grid", "tpe")
+MAX_RUNS = 10_000
 
 
 def make_spec(recipe: str, overrides: list[str], grids: list[str], seeds: str, folds: int | None,
-              search: str = "grid", trials: int | None = None) -> dict[str, Any]:
+              search: str = "grid", trials: int | None = None, max_runs: int = MAX_RUNS) -> dict[str, Any]:
     """Check the command's input and build its spec. Every mistake is a :class:`UserError`."""
+    if max_runs < 1:
+        raise UserError(f"--max-runs must be at least 1, got {max_runs}")
     if search not in SEARCHES:
         raise UserError(f"--search must be grid or tpe, got '{search}'")
     if search == "tpe" and not trials:
@@ -44,14 +53,22 @@ def make_spec(recipe: str, overrides: list[str], grids: list[str], seeds: str, f
         if key in RESERVED_KEYS:
             raise UserError(f"set '{key}' with {RESERVED_KEYS[key]} in a sweep, not as an override")
     parsed = [parse_grid(g) for g in grids]
+    seed_list = parse_seeds(seeds, max_runs)
+    points = trials if search == "tpe" else math.prod(g.size() for g in parsed)
+    spec_size = points * len(seed_list) * (folds or 1)
+    if spec_size > max_runs:
+        seeds_part = f"{len(seed_list)} seed{'s' * (len(seed_list) != 1)}"
+        raise UserError(f"this study would hold {spec_size} runs ({points} points × {seeds_part}"
+                        f"{f' × {folds} folds' if folds else ''}), more than the limit of {max_runs}; "
+                        "make it smaller, or raise the limit with --max-runs")
     path = recipe_path(recipe)
     read_yaml(path)
     spec: dict[str, Any] = {
         "recipe": Path(recipe).stem,
         "recipe_yaml": path.read_text(),
         "overrides": list(overrides),
-        "grids": [g.text.strip() for g in parsed],
-        "seeds": parse_seeds(seeds),
+        "grids": [g.canonical() for g in parsed],
+        "seeds": seed_list,
         "folds": folds,
         "search": search,
         "trials": trials,
@@ -93,6 +110,12 @@ def config_for(spec: dict[str, Any], values: dict[str, Any], seed: int, fold: in
     if fold is not None:
         pairs += [("data.n_folds", spec["folds"]), ("data.fold", fold)]
     return validate(apply_overrides(tree, pairs))
+
+
+def canonical(spec: dict[str, Any]) -> dict[str, Any]:
+    """The spec with its grids in canonical form (a spec stored by an older reglab may hold them
+    as typed)."""
+    return {**spec, "grids": [parse_grid(g).canonical() for g in spec["grids"]]}
 
 
 def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

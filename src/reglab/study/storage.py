@@ -30,6 +30,7 @@ import sqlalchemy
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from reglab.errors import UserError
+from reglab.redact import redact
 
 DEFAULT_HEARTBEAT = 5
 DEFAULT_GRACE = 20
@@ -56,10 +57,15 @@ def default_url(folder: Path) -> str:
 
 def shown_url(url: str) -> str:
     """The URL with its password hidden, for messages."""
-    try:
-        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-    except sqlalchemy.exc.ArgumentError:
-        return url
+    return redact(url)
+
+
+def without_password(url: str) -> str:
+    """The URL with its password left out, for files: PostgreSQL then takes the password from
+    ``PGPASSWORD`` or ``~/.pgpass`` (libpq's standard places)."""
+    u = sqlalchemy.engine.make_url(url)
+    bare = sqlalchemy.engine.URL.create(u.drivername, u.username, None, u.host, u.port, u.database, u.query)
+    return bare.render_as_string(hide_password=False)
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -136,7 +142,7 @@ def open_storage(url: str, heartbeat: int | None = None, grace: int | None = Non
         if must_exist and not path.is_file():
             raise UserError(f"no study database at {path}")
         if not path.parent.is_dir():
-            raise UserError(f"storage '{url}': folder {path.parent} does not exist")
+            raise UserError(f"storage '{shown_url(url)}': folder {path.parent} does not exist")
     interval, period = heartbeat_settings(heartbeat, grace)
     try:
         storage = create_storage(url, kwargs, interval, period)
@@ -144,8 +150,11 @@ def open_storage(url: str, heartbeat: int | None = None, grace: int | None = Non
         raise UserError(f"storage '{shown_url(url)}' needs a database driver that is not installed "
                         f"({exc.__cause__ or exc}); for PostgreSQL: pip install 'reglab[postgres]'") from None
     except (sqlalchemy.exc.SQLAlchemyError, ValueError) as exc:
-        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise UserError(f"cannot open storage '{shown_url(url)}': {first}") from None
+        first = redact(str(getattr(exc, "orig", None) or exc).strip().splitlines()[0])
+        hint = ""
+        if "password" in first and sqlalchemy.engine.make_url(url).password is None:
+            hint = " (the URL holds no password: set PGPASSWORD or put it in ~/.pgpass)"
+        raise UserError(f"cannot open storage '{shown_url(url)}': {first}{hint}") from None
     if path is not None:
         sqlalchemy.event.listen(storage.engine, "begin", begin_immediate)
     return storage

@@ -10,25 +10,26 @@ from __future__ import annotations
 
 import json
 import math
-import re
+import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from reglab.config import check_name
 from reglab.errors import UserError
+from reglab.runs import inside
 from reglab.study.launch import run_workers, worker_command
 from reglab.study.points import grid_points
-from reglab.study.queue import create_or_resume, open_study
+from reglab.study.queue import create_or_resume, finish_queue, open_study
 from reglab.study.records import choose_point, progress, study_records
-from reglab.study.spec import config_for, default_name, fold_list, make_spec
-from reglab.study.storage import default_url, heartbeat_settings, open_storage, shown_url
+from reglab.study.spec import MAX_RUNS, config_for, default_name, fold_list, make_spec
+from reglab.study.storage import default_url, heartbeat_settings, open_storage, shown_url, without_password
 from reglab.study.tpe import distributions
 from reglab.study.worker import Worker
 from reglab.vectorized import vectorizable
 
 Echo = Callable[[str], None]
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 @dataclass
@@ -39,12 +40,6 @@ class SweepResult:
     name: str
     folder: Path
     finished: bool
-
-
-def check_name(name: str) -> str:
-    if not NAME_PATTERN.fullmatch(name):
-        raise UserError(f"study name '{name}' must be letters, digits, '.', '_' or '-' (it names a folder)")
-    return name
 
 
 def describe_plan(spec: dict[str, Any], total: int) -> str:
@@ -80,7 +75,8 @@ def shared_batch(batch: int, total: int, workers: int) -> int:
 def sweep(recipe: str, overrides: list[str], grids: list[str], seeds: str = "0", cv: int | None = None,
           search: str = "grid", trials: int | None = None, storage_url: str | None = None, workers: int = 1,
           name: str | None = None, studies_dir: Path = Path("studies"), batch: int = 16,
-          heartbeat: int | None = None, grace: int | None = None, echo: Echo = print) -> SweepResult:
+          heartbeat: int | None = None, grace: int | None = None, echo: Echo = print,
+          max_runs: int | None = None) -> SweepResult:
     """Create or resume the study and work on it."""
     if workers < 0:
         raise UserError(f"--workers must be 0 or more, got {workers}")
@@ -88,28 +84,28 @@ def sweep(recipe: str, overrides: list[str], grids: list[str], seeds: str = "0",
         raise UserError(f"--batch must be at least 1, got {batch}")
     heartbeat, grace = heartbeat_settings(heartbeat, grace)
     if name is not None:
-        check_name(name)
+        check_name(name, "study name")
     storage = open_storage(storage_url, heartbeat, grace) if storage_url else None  # fail fast
-    spec = make_spec(recipe, overrides, grids, seeds, cv, search, trials)
+    spec = make_spec(recipe, overrides, grids, seeds, cv, search, trials, MAX_RUNS if max_runs is None else max_runs)
     grid_points(spec)  # every point's config is valid
     if search == "tpe":
         distributions(spec)
-    name = name or default_name(spec)
-    folder = Path(studies_dir) / name
+    if name is None:
+        name = check_name(default_name(spec), "study name (from the recipe's file name; pass --name)")
+    folder = inside(Path(studies_dir), name)
     if storage is None:
-        folder.mkdir(parents=True, exist_ok=True)
+        make_folder(folder)
         storage = open_storage(default_url(folder), heartbeat, grace)
-    study, created = create_or_resume(storage, name, spec)
+    study, created = create_or_resume(storage, name, spec, echo)
     if storage_url is not None:
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "storage.json").write_text(json.dumps({"storage": storage_url, "name": name}, indent=2))
+        write_location(folder, storage_url, name)
     study_id, total = storage.get_study_id_from_name(name), study.user_attrs["total"]
     counts = progress(storage, study_id, spec, total)
     echo(f"study '{name}' created: {describe_plan(spec, total)}" if created else
          f"study '{name}' resumed: {counts['done'] + counts['failed']}/{counts['total']} trials finished")
     echo(f"storage: {shown_url(storage.url)}; runs in {folder / 'runs'}")
     if workers == 0:
-        where = f"--storage '{shown_url(storage_url)}'" if storage_url else f"--dir {studies_dir}"
+        where = f"--storage '{without_password(storage_url)}'" if storage_url else f"--dir {studies_dir}"
         echo(f"no local workers; start them with: reglab worker {where} --study {name}")
         return SweepResult(name, folder, False)
     try:
@@ -118,7 +114,7 @@ def sweep(recipe: str, overrides: list[str], grids: list[str], seeds: str = "0",
         else:
             batch = shared_batch(batch, total, workers)
             echo(training_path(spec, batch))
-            command = worker_command(storage.url, name, Path(studies_dir), batch, heartbeat, grace)
+            command = worker_command(name, Path(studies_dir), batch, heartbeat, grace)
             exits = run_workers(workers, command, folder / "workers", storage, study_id, spec, total, echo)
             for i, (code, log) in enumerate(exits):
                 if code != 0:
@@ -127,6 +123,25 @@ def sweep(recipe: str, overrides: list[str], grids: list[str], seeds: str = "0",
         echo("stopped; the running trials went back to the queue: rerun the same command to resume")
         raise
     return SweepResult(name, folder, report_end(storage, study, spec, folder, echo))
+
+
+def make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the study folder '{folder}': {exc.strerror}") from None
+
+
+def write_location(folder: Path, storage_url: str, name: str) -> None:
+    """``storage.json``: where the study is, for ``reglab report``; without the password (it comes
+    from ``PGPASSWORD`` or ``~/.pgpass``) and readable by its owner only."""
+    make_folder(folder)
+    path = folder / "storage.json"
+    text = json.dumps({"storage": without_password(storage_url), "name": name}, indent=2)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # also when the file was there with other permissions
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
 
 
 def report_end(storage, study, spec: dict[str, Any], folder: Path, echo: Echo) -> bool:
@@ -143,7 +158,7 @@ def report_end(storage, study, spec: dict[str, Any], folder: Path, echo: Echo) -
         label, value, n = best
         over = "CV folds and seeds" if spec["folds"] else "seeds"
         echo(f"chosen on validation (mean {spec['metric']} over {n} runs, {over}): {label} ({value:.4g})")
-    finished = counts["waiting"] == 0 and counts["running"] == 0
+    finished = counts["waiting"] == 0 and counts["running"] == 0 and counts["unqueued"] == 0
     if not finished:
         echo(f"study '{name}' is not finished; rerun the same command to resume it")
     echo(f"study folder: {folder}")
@@ -154,12 +169,14 @@ def report_end(storage, study, spec: dict[str, Any], folder: Path, echo: Echo) -
 def work(name: str, storage_url: str | None, studies_dir: Path, batch: int, heartbeat: int | None,
          grace: int | None, echo: Echo = print) -> int:
     """``reglab worker``: join the study and train until nothing is left; trials finished here."""
-    check_name(name)
-    folder = Path(studies_dir) / name
+    check_name(name, "study name")
+    folder = inside(Path(studies_dir), name)
     url = storage_url or default_url(folder)
     storage = open_storage(url, heartbeat, grace, must_exist=storage_url is None)
     signal.signal(signal.SIGTERM, interrupt)
-    done = Worker(storage, name, folder / "runs", batch, echo).run()
+    worker = Worker(storage, name, folder / "runs", batch, echo)
+    finish_queue(worker.study, worker.spec, echo)
+    done = worker.run()
     echo(f"worker finished: {done} trials trained here; nothing left to do in '{name}'")
     return done
 

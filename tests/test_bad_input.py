@@ -1,0 +1,306 @@
+"""Bad input, as a hostile user would type it: every case must end in the error contract.
+
+The contract: exit code 2, exactly one line on stderr that starts with ``error:``, no traceback,
+and nothing left behind that looks like a result (no run folder, no study). The commands run
+in this process through the command line's own entry point (``reglab.cli.main``), so stderr and
+the exit code checked are the real ones; one case also runs as a real process.
+"""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+TINY = ["train.epochs=5", "train.plots=false", "train.save_weights=false"]
+
+
+def cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """``reglab ARGS`` through ``reglab.cli.main`` in this process: (exit code, stdout, stderr)."""
+    from reglab.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["reglab", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as exit:
+        code = exit.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def results_in(root: Path) -> list[Path]:
+    """Anything under ``root`` that a run or a study leaves: run folders and study databases."""
+    return sorted([*root.glob("**/summary.json"), *root.glob("**/study.db"), *root.glob("**/storage.json")])
+
+
+def assert_error(code: int, err: str, fragment: str = "") -> None:
+    assert code == 2, err
+    assert err.startswith("error: ") and err.count("\n") == 1 and err.endswith("\n"), err
+    assert "Traceback" not in err
+    assert fragment in err, (fragment, err)
+
+
+# ---- the inputs the issue lists -----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    """Bad files: a binary .yaml, a YAML list, an NPZ with a huge label, a recipe file whose name
+    is markup, a plain file where a folder is expected, and a good run folder to damage."""
+    tmp = tmp_path_factory.mktemp("files")
+    out = {"binary": tmp / "binary.yaml", "list": tmp / "list.yaml", "syntax": tmp / "syntax.yaml",
+           "huge_label": tmp / "huge.npz", "a_file": tmp / "a_file", "markup": tmp / '"><img src=x onerror=alert(1)>.yaml'}
+    out["binary"].write_bytes(bytes(range(256)))
+    out["list"].write_text("- 1\n- 2\n")
+    out["syntax"].write_text("train: {epochs: [1,\n")
+    rng = np.random.default_rng(0)
+    np.savez(out["huge_label"], x=rng.normal(size=(40, 3)).astype("float32"), y=np.r_[np.zeros(39), 100000000])
+    out["a_file"].write_text("not a folder\n")
+    out["markup"].write_text((Path(__file__).parents[1] / "src/reglab/recipes/ridge-gd.yaml").read_text())
+    return out
+
+
+@pytest.fixture(scope="module")
+def good_run(tmp_path_factory) -> Path:
+    """One real, finished run folder of ridge-gd."""
+    from reglab.config import load_config
+    from reglab.train import run
+
+    root = tmp_path_factory.mktemp("good")
+    return run(load_config("ridge-gd", TINY), root=root, progress=False).path
+
+
+def damaged(good_run: Path, tmp: Path, name: str, content: bytes | None) -> Path:
+    """A copy of the good run folder with ``name`` replaced by ``content`` (None: removed)."""
+    folder = tmp / "damaged" / good_run.name
+    shutil.copytree(good_run, folder)
+    if content is None:
+        (folder / name).unlink()
+    else:
+        (folder / name).write_bytes(content)
+    return folder
+
+
+LISTED_RUN = {
+    "negative width": (["mlp-l2", "model.hidden=[-5]"], "model.hidden"),
+    "zero width": (["mlp-l2", "model.hidden=[0]"], "model.hidden"),
+    "huge seed": (["mlp-l2", "seed=99999999999999999999999"], "seed"),
+    "betas out of range": (["mlp-l2", "optim.betas=[2,3]"], "optim.betas"),
+    "run name up the tree": (["ridge-gd", "name=../../escaped_run"], "'../../escaped_run' must be letters"),
+    "absolute run name": (["ridge-gd", "name={tmp}/abs_run"], "'{tmp}/abs_run' must be letters"),
+    "infinite lambda": (["ridge-gd", "reg.lam=inf"], "reg.lam"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LISTED_RUN))
+def test_listed_run_inputs(case, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    args = [arg.replace("{tmp}", str(tmp_path)) for arg in LISTED_RUN[case][0]]
+    fragment = LISTED_RUN[case][1].replace("{tmp}", str(tmp_path))
+    code, out, err = cli(monkeypatch, capsys, "run", *args)
+    assert_error(code, err, fragment)
+    assert results_in(tmp_path) == [] and not (tmp_path.parent / "escaped_run").exists()
+
+
+def test_listed_file_inputs(files, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    for args, fragment in [
+        (["run", str(files["binary"])], "is not a YAML text file"),
+        (["run", "ridge-gd", "--out", str(files["a_file"])], "is a file"),
+        (["run", "mlp-l2", "data.name=npz", f"data.path={files['huge_label']}"], "more than 10000 classes"),
+        (["run", str(files["markup"])], "the run name (the recipe's file name unless name=… is given)"),
+        (["sweep", str(files["markup"]), *TINY, "--workers", "0"], "the run name"),
+        (["sweep", str(files["markup"]), *TINY, "name=fine", "--workers", "0"], "study name (from the recipe's file name; pass --name)"),
+    ]:
+        code, out, err = cli(monkeypatch, capsys, *args)
+        assert_error(code, err, fragment)
+        assert results_in(tmp_path) == [] and not (tmp_path / "studies").exists(), args
+
+
+def test_a_huge_label_is_refused_before_anything_is_allocated(files):
+    """The label is checked against the class limit, so no output layer of 10⁸ units is built."""
+    from reglab.config import load_config
+    from reglab.data import load_dataset
+    from reglab.errors import UserError
+
+    config = load_config("mlp-l2", ["data.name=npz", f"data.path={files['huge_label']}"])
+    with pytest.raises(UserError, match="class label 1e\\+08 means more than 10000 classes"):
+        load_dataset(config.data)
+
+
+NOT_A_RUN = "is neither a run folder nor a folder holding run folders"  # the report looks for config.yaml
+
+
+@pytest.mark.parametrize("name,content,fragment,report_fragment", [
+    ("summary.json", b'{"status": "ok", ', "summary.json is damaged (not valid JSON", None),
+    ("summary.json", b'[1, 2, 3]', "summary.json is damaged (it holds a list", None),
+    ("summary.json", bytes(range(256)), "summary.json is damaged", None),
+    ("metrics.jsonl", b'{"epoch": 1}\n{"epoch": 2, \n', "metrics.jsonl line 2 is damaged", None),
+    ("metrics.jsonl", b'{"epoch": 1}\n[3]\n', "metrics.jsonl line 2 is damaged (not a JSON object)", None),
+    ("config.yaml", None, "has no config.yaml", NOT_A_RUN),
+    ("config.yaml", b"train: {epochs: [1,\n", "config.yaml is damaged", None),
+])
+def test_show_and_report_on_a_damaged_run_folder(name, content, fragment, report_fragment, good_run, tmp_path,
+                                                 monkeypatch, capsys):
+    folder = damaged(good_run, tmp_path, name, content)
+    code, out, err = cli(monkeypatch, capsys, "show", str(folder))
+    assert_error(code, err, fragment)
+    code, out, err = cli(monkeypatch, capsys, "report", str(folder), "--out", str(tmp_path / "report"))
+    assert_error(code, err, report_fragment or fragment)
+    assert not (tmp_path / "report" / "index.html").exists()
+
+
+@pytest.mark.parametrize("content,fragment", [
+    (b'{"storage": "sqlite:///x.db", ', "storage.json is damaged (not valid JSON"),
+    (b'["sqlite:///x.db"]', "storage.json is damaged (it must hold"),
+    (b'{"storage": 5, "name": "x"}', "storage.json is damaged (it must hold"),
+    (bytes(range(256)), "storage.json is damaged"),
+])
+def test_report_on_a_garbled_storage_json(content, fragment, tmp_path, monkeypatch, capsys):
+    (tmp_path / "study").mkdir()
+    (tmp_path / "study" / "storage.json").write_bytes(content)
+    code, out, err = cli(monkeypatch, capsys, "report", str(tmp_path / "study"), "--out", str(tmp_path / "report"))
+    assert_error(code, err, fragment)
+
+
+def test_every_grid_point_is_checked_before_the_study_exists(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    for grid, fragment in [("reg.lam=1e-5:inf:log:3", "START and STOP must be finite"),
+                           ("reg.lam=1e-3,inf", "reg.lam"), ("reg.lam=1e-3,nan", "reg.lam"),
+                           ("model.hidden=[4],[0]", "model.hidden")]:
+        code, out, err = cli(monkeypatch, capsys, "sweep", "ridge-gd", *TINY, "--grid", grid, "--workers", "0")
+        assert_error(code, err, fragment)
+        assert not (tmp_path / "studies").exists(), grid
+
+
+def test_a_study_above_the_size_limit_is_refused_at_once(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    for args, fragment in [(["--grid", "reg.lam=1e-5:1e-1:log:200000"], "would hold 200000 runs"),
+                           (["--seeds", "0-200000"], "names 200001 seeds"),
+                           (["--seeds", "0-99999999999999999999"], "a seed must be at most"),
+                           (["--grid", "reg.lam=1e-5:1e-1:log:101", "--seeds", "0-99"], "--max-runs")]:
+        code, out, err = cli(monkeypatch, capsys, "sweep", "ridge-gd", *TINY, *args, "--workers", "0")
+        assert_error(code, err, fragment)
+        assert not (tmp_path / "studies").exists(), args
+    code, out, err = cli(monkeypatch, capsys, "sweep", "ridge-gd", *TINY, "--grid", "reg.lam=1e-5:1e-1:log:3",
+                         "--seeds", "0-1", "--max-runs", "5", "--workers", "0")
+    assert_error(code, err, "would hold 6 runs (3 points × 2 seeds), more than the limit of 5")
+    code, out, err = cli(monkeypatch, capsys, "sweep", "ridge-gd", *TINY, "--grid", "reg.lam=1e-5:1e-1:log:3",
+                         "--seeds", "0-1", "--max-runs", "6", "--workers", "0", "--name", "six")
+    assert code == 0 and "6 trials" in out, err
+
+
+def test_a_diverged_run_says_so_and_plotting_does_not_crash(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli(monkeypatch, capsys, "run", "ridge-gd", "train.epochs=50", "optim.lr=1e6")
+    assert code == 1 and err == "", err
+    assert "run failed: diverged: loss became inf at step" in out
+    (summary,) = tmp_path.glob("runs/ridge-gd/*/summary.json")
+    data = json.loads(summary.read_text())
+    assert data["status"] == "failed" and data["reason"].startswith("diverged: loss became inf at step")
+    assert (summary.parent / "plots" / "weights.png").is_file()
+    assert (summary.parent / "plots" / "learning_curve.png").is_file()
+
+
+def test_plots_leave_out_non_finite_values_and_say_how_many(tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    from reglab import plots
+
+    titles = []
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, *a, **k: titles.append(
+        [fig._suptitle.get_text() if fig._suptitle else ""] + [ax.get_title() for ax in fig.axes]))
+    plots.weight_histogram({"w": np.array([[1.0, np.inf], [np.nan, -2.0]], dtype=np.float32)}, tmp_path / "w.png", "t")
+    plots.weight_histogram({"w": np.full((3, 3), 3e38, dtype=np.float32)}, tmp_path / "same.png", "t")
+    metrics = [{"epoch": 1, "train_loss": 1.0, "val_loss": 2.0}, {"epoch": 2, "train_loss": np.inf, "val_loss": np.nan}]
+    plots.learning_curve(metrics, tmp_path / "c.png", "t")
+    assert "2 non-finite values not shown" in titles[0][1]
+    assert "not shown" not in titles[1][1]
+    assert "2 non-finite values not shown" in titles[2][0]
+
+
+def test_a_name_cannot_lead_a_folder_out_of_its_root(tmp_path, monkeypatch, capsys):
+    """Also through a link: the folder is resolved, then checked to lie inside its root."""
+    monkeypatch.chdir(tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "ridge-gd").symlink_to(outside)
+    code, out, err = cli(monkeypatch, capsys, "run", "ridge-gd", *TINY)
+    assert_error(code, err, "would put a folder outside 'runs'")
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "studies" / "linked").symlink_to(outside)
+    code, out, err = cli(monkeypatch, capsys, "sweep", "ridge-gd", *TINY, "--name", "linked", "--workers", "0")
+    assert_error(code, err, "would put a folder outside 'studies'")
+    assert list(outside.iterdir()) == []
+
+
+# ---- the table-driven fuzz: at least 100 bad inputs across run, sweep, worker, show, report -----
+
+NUMBER_KEYS = ["train.epochs", "train.batch_size", "optim.lr", "reg.lam", "reg.l1_ratio", "model.dropout",
+               "data.val_fraction", "seed", "train.clip_norm", "optim.momentum", "train.early_stopping"]
+BAD_NUMBERS = ["-1", "abc", "inf", "nan", "[1, 2]", "{a: 1}", "1e999"]
+BAD_NAMES = ["../x", "/abs/x", "a/b", "..", ".hidden", "-dash", "a b", "<img src=x>", "x" * 101, "a\\b"]
+
+
+def fuzz_cases(tmp: Path) -> list[tuple[str, list[str]]]:
+    """(label, argv) pairs; each must give the error contract."""
+    cases = [(f"run {k}={v}", ["run", "ridge-gd", f"{k}={v}"]) for k in NUMBER_KEYS for v in BAD_NUMBERS
+             if not (k == "train.batch_size" and v == "inf")]
+    cases += [(f"run name={n}", ["run", "ridge-gd", f"name={n}"]) for n in BAD_NAMES]
+    cases += [(f"run {a}", ["run", *a.split()]) for a in [
+        "nope", "ridge-gd reg.lamda=1", "ridge-gd train", "ridge-gd =3", "ridge-gd reg=bogus",
+        "ridge-gd model.kind=transformer", "ridge-gd optim.betas=[0.9]", "ridge-gd optim.betas=[0.9,-0.1]",
+        "mlp-l2 model.channels=[0]", "mlp-l2 model.dense=[-3]", "ridge-gd data.fold=1",
+        "ridge-gd data.name=nosuchdata", "ridge-gd seed=-1", "missing.yaml", "ridge-gd device=tpu9"]]
+    cases += [(f"sweep --grid {g}", ["sweep", "ridge-gd", "--grid", g, "--workers", "0"]) for g in [
+        "", "reg.lam", "reg.lam=", "=1,2", "reg.lam=1,,2", "reg.lam=1e-5:inf:log:3", "reg.lam=nan:1:lin:3",
+        "reg.lam=0:1:log:3", "reg.lam=1:2:cubic:3", "reg.lam=1:2:log:x", "reg.lam=1:2:log:0", "reg.lam=1:2:log",
+        "seed=1,2", "data.fold=0,1", "reg.lamda=1,2", "reg.lam=-1,1", "reg.lam=1e-5:1e-1:log:20000",
+        "model.hidden=[0],[4]", "reg.l1_ratio=0.5,2"]]
+    cases += [(f"sweep --seeds {s}", ["sweep", "ridge-gd", "--seeds", s, "--workers", "0"]) for s in [
+        "a", "1-", "-1", "5-2", "0-200000", "1,,2", "٣", "0-99999999999999999999", ""]]
+    cases += [(f"sweep --name {n}", ["sweep", "ridge-gd", "--name", n, "--workers", "0"]) for n in BAD_NAMES]
+    cases += [(f"sweep {a}", ["sweep", "ridge-gd", *a.split()]) for a in [
+        "--workers -1", "--batch 0", "--cv 1", "--search bayes", "--search tpe", "--trials 3",
+        "--search tpe --trials 0", "--max-runs 0", "--workers x", f"--dir {tmp / 'a_file'}",
+        "--storage nonsense", "--storage sqlite:////no/such/folder/x.db", "--heartbeat 0", "--heartbeat 5 --grace 5",
+        "name=../../../x", "--search tpe --trials 2 --grid model.hidden=[4],[8]"]]
+    cases += [(f"worker {a}", ["worker", *a.split()]) for a in [
+        "", "--study", "--study nothere", "--study ../x", "--study a/b", "--study .. --dir studies",
+        f"--study x --dir {tmp / 'a_file'}", "--study x --batch 0", "--study x --storage nonsense",
+        "--study x --heartbeat 0", "--study x --heartbeat 3 --grace 2", "--study x --storage sqlite:////no/such/x.db"]]
+    cases += [(f"show {a}", ["show", *a.split()]) for a in [
+        "", str(tmp / "nothere"), str(tmp / "a_file"), str(tmp), "a b"]]
+    cases += [(f"report {a}", ["report", *a.split()]) for a in [
+        "", str(tmp / "nothere"), str(tmp / "a_file"), f"{tmp / 'empty'} --storage nonsense",
+        f"x --storage sqlite:////no/such/x.db", str(tmp / "empty")]]
+    return cases
+
+
+def test_fuzz_bad_inputs_across_every_command(tmp_path, monkeypatch, capsys):
+    (tmp_path / "a_file").write_text("a file\n")
+    (tmp_path / "empty").mkdir()
+    monkeypatch.chdir(tmp_path)
+    cases = fuzz_cases(tmp_path)
+    assert len(cases) >= 100
+    broken = []
+    for label, args in cases:
+        code, out, err = cli(monkeypatch, capsys, *args)
+        one_line = err.startswith("error: ") and err.count("\n") == 1
+        left = results_in(tmp_path) + ([tmp_path / "studies"] if (tmp_path / "studies").exists() else [])
+        if code != 2 or not one_line or "Traceback" in err or left:
+            broken.append(f"{label!r}: exit {code}, stderr {err!r}, left {left}")
+        for path in left:
+            shutil.rmtree(path if path.is_dir() else path.parent, ignore_errors=True)
+    assert broken == [], "\n".join(broken)
+
+
+def test_the_contract_holds_in_a_real_process(files, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "reglab.cli", "run", str(files["binary"])], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == f"error: {files['binary']} is not a YAML text file (it is not UTF-8 text)\n"
