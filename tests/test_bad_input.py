@@ -205,21 +205,20 @@ def test_a_diverged_run_says_so_and_plotting_does_not_crash(tmp_path, monkeypatc
     assert (summary.parent / "plots" / "learning_curve.png").is_file()
 
 
-def test_plots_leave_out_non_finite_values_and_say_how_many(tmp_path, monkeypatch):
-    import matplotlib.figure
-
+def test_plots_leave_out_non_finite_values_and_say_how_many():
+    """Both kinds of weight plot (bars for few weights, a histogram for many) and the learning curve."""
     from reglab import plots
 
-    titles = []
-    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, *a, **k: titles.append(
-        [fig._suptitle.get_text() if fig._suptitle else ""] + [ax.get_title() for ax in fig.axes]))
-    plots.weight_histogram({"w": np.array([[1.0, np.inf], [np.nan, -2.0]], dtype=np.float32)}, tmp_path / "w.png", "t")
-    plots.weight_histogram({"w": np.full((3, 3), 3e38, dtype=np.float32)}, tmp_path / "same.png", "t")
+    few = np.array([[1.0, np.inf], [np.nan, -2.0]], dtype=np.float32)
+    many = np.r_[np.linspace(-1, 1, 60), np.inf, -np.inf, np.nan].astype(np.float32)
+    same_huge = np.full(60, 3e38, dtype=np.float32)  # 120 bins over a zero-width range
+    titles = [plots.weight_figure({"w": w}, "t").axes[0].get_title() for w in (few, many, same_huge)]
+    assert "2 non-finite values not shown" in titles[0]
+    assert "3 non-finite values not shown" in titles[1]
+    assert "not shown" not in titles[2]
     metrics = [{"epoch": 1, "train_loss": 1.0, "val_loss": 2.0}, {"epoch": 2, "train_loss": np.inf, "val_loss": np.nan}]
-    plots.learning_curve(metrics, tmp_path / "c.png", "t")
-    assert "2 non-finite values not shown" in titles[0][1]
-    assert "not shown" not in titles[1][1]
-    assert "2 non-finite values not shown" in titles[2][0]
+    assert "2 non-finite values not shown" in plots.learning_curve_figure(metrics, "t")._suptitle.get_text()
+    plots.plt.close("all")
 
 
 def test_a_name_cannot_lead_a_folder_out_of_its_root(tmp_path, monkeypatch, capsys):
