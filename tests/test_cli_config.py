@@ -43,7 +43,7 @@ def test_config_prints_every_key_with_type_default_and_meaning(recipe, monkeypat
         comments[".".join(path)] = comment
     assert set(comments) == set(valid_keys())
     assert all(comment.strip() for comment in comments.values())
-    assert comments["seed"] == "int; default 0; " + Config.model_fields["seed"].description
+    assert comments["seed"] == "int (>= 0, <= 4294967295); default 0; " + Config.model_fields["seed"].description
     assert comments["reg.lam"] == "float (>= 0); default 0.0; " + RegConfig.model_fields["lam"].description
     assert comments["train.clip_norm"].startswith("float or null (> 0); default null; ")
     assert comments["reg.mode"].startswith("one of coupled|decoupled|proximal; default coupled; ")
