@@ -3,9 +3,9 @@
 Each worker runs with one CPU thread (``OMP_NUM_THREADS=1``) and writes its lines to
 ``studies/<name>/workers/worker-<i>.log``. The storage URL reaches it in the environment variable
 ``REGLAB_STORAGE``, never on its command line, where anyone on the machine could read a password
-(``ps``); the environment of a process is readable by its owner only. The parent shows done/total from the storage: a rich
-progress bar on a terminal, a plain line per change otherwise. Ctrl-C stops the workers cleanly:
-each puts its running trials back in the queue, so the same command resumes.
+(``ps``); the environment of a process is readable by its owner only. The parent shows done/total
+from the storage: a rich progress bar on a terminal, a plain line per change otherwise. Ctrl-C
+stops the workers cleanly: each puts its running trials back in the queue, so the same command resumes.
 """
 
 from __future__ import annotations
