@@ -155,6 +155,29 @@ def test_ctrl_c_puts_the_trial_back_and_the_same_command_resumes(tmp_path, monke
     assert [c.strip() for c in row.split("│")[1:9]] == ["stop", "ridge-gd", "grid", "1", "0", "0", "0", "1"]
 
 
+def test_ctrl_c_right_after_a_claim_puts_the_trial_back(tmp_path, monkeypatch, capsys):
+    """A Ctrl-C that lands between a claim and its heartbeats must not strand the trial RUNNING."""
+    from reglab.study import worker as worker_module
+
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli(monkeypatch, capsys, "sweep", "ridge-gd", *SLOW, "--grid", "reg.l2=1e-2",
+                         "--name", "gap", "--workers", "0")
+    assert code == 0, err
+    real_claim = worker_module.claim
+
+    def claim_then_ctrl_c(storage, trial_id):
+        won = real_claim(storage, trial_id)
+        os.kill(os.getpid(), signal.SIGINT)  # arrives while the trial is RUNNING and not yet held
+        return won
+
+    monkeypatch.setattr(worker_module, "claim", claim_then_ctrl_c)
+    storage = open_storage(default_url(tmp_path / "studies" / "gap"))
+    with pytest.raises(KeyboardInterrupt):
+        worker_module.Worker(storage, "gap", tmp_path / "studies" / "gap").run()
+    (only,) = storage.get_all_trials(storage.get_study_id_from_name("gap"), deepcopy=False)
+    assert only.state == TrialState.WAITING
+
+
 def cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
     """``reglab ARGS`` through the command line's own entry point, in this process."""
     from reglab.cli import main

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import socket
 import threading
 import time
@@ -48,6 +49,7 @@ from reglab.vectorized import batched_message, vectorizable
 
 POLL_SECONDS = 1.0
 CURVE_POINTS = 50  # most intermediate values stored per trial
+INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
 
 
 class Heartbeats:
@@ -73,18 +75,44 @@ class Heartbeats:
 
 
 @contextmanager
-def holding(storage: RDBStorage, trial_ids: list[int]):
-    """Heartbeats while the block trains; interrupted, the trials go back in the queue."""
-    beats = Heartbeats(storage, trial_ids)
+def interrupts_deferred():
+    """Hold Ctrl-C and SIGTERM back until the block ends, then deliver them: a trial interrupted
+    between its claim and its heartbeats would otherwise stay RUNNING until it goes stale."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in INTERRUPTS}
     try:
         yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        for s in dict.fromkeys(caught):
+            signal.raise_signal(s)
+
+
+@contextmanager
+def holding(storage: RDBStorage, trial_ids: list[int], claim_them: bool = True):
+    """Claim the trials (skipping those another worker won; ``claim_them=False`` for trials already
+    ours), record their heartbeats while the block trains, and put them back in the queue if it is
+    interrupted. Yields the ids held."""
+    held: list[int] = []
+    beats: Heartbeats | None = None
+    try:
+        with interrupts_deferred():
+            held = [i for i in trial_ids if not claim_them or claim(storage, i)]
+            beats = Heartbeats(storage, held)
+        yield held
     except (KeyboardInterrupt, SystemExit):
-        beats.stop()
-        for trial_id in trial_ids:
+        if beats is not None:
+            beats.stop()
+        for trial_id in held:
             release(storage, trial_id)
         raise
     finally:
-        beats.stop()
+        if beats is not None:
+            beats.stop()
 
 
 def claim(storage: RDBStorage, trial_id: int) -> bool:
@@ -172,9 +200,7 @@ class Worker:
 
     def run_waiting(self, waiting: list[FrozenTrial]) -> None:
         if self.spec["search"] == "tpe":
-            trial_id = self.trial_id(waiting[0].number)
-            if claim(self.storage, trial_id):
-                self.run_tpe_trial(trial_id, waiting[0].params)
+            self.run_tpe_trial(self.trial_id(waiting[0].number), waiting[0].params)
             return
         group = waiting[0].user_attrs["group"]
         chosen = [t for t in waiting if t.user_attrs["group"] == group][: self.batch]
@@ -184,11 +210,11 @@ class Worker:
         if reason is not None:
             chosen = chosen[:1]
         ids = {t.number: self.trial_id(t.number) for t in chosen}
-        claimed = [t for t in chosen if claim(self.storage, ids[t.number])]
-        if not claimed:
-            return
-        self.say_path(len(claimed), reason)
-        with holding(self.storage, [ids[t.number] for t in claimed]):
+        with holding(self.storage, [ids[t.number] for t in chosen]) as held:
+            claimed = [t for t in chosen if ids[t.number] in held]
+            if not claimed:
+                return
+            self.say_path(len(claimed), reason)
             outcomes = train_all([configs[t.number] for t in claimed], self.root, len(claimed) > 1)
             for trial, out in zip(claimed, outcomes):  # beating on, so no trial waiting here looks stale
                 self.complete(ids[trial.number], trial.user_attrs, out)
@@ -235,13 +261,15 @@ class Worker:
         trial_id = self.trial_id(trial.number)
         self.storage.record_heartbeat(trial_id)
         self.storage.set_trial_user_attr(trial_id, "worker", identity())
-        self.run_tpe_trial(trial_id, trial.params)
+        self.run_tpe_trial(trial_id, trial.params, claim_it=False)
 
-    def run_tpe_trial(self, trial_id: int, params: dict[str, Any]) -> None:
+    def run_tpe_trial(self, trial_id: int, params: dict[str, Any], claim_it: bool = True) -> None:
         """Train one proposed point on every seed × fold; its value is the mean objective."""
         spec = self.spec
         runs = [(s, f) for f in fold_list(spec) for s in spec["seeds"]]
-        with holding(self.storage, [trial_id]):
+        with holding(self.storage, [trial_id], claim_them=claim_it) as held:
+            if not held:
+                return
             try:
                 point = describe(params, config_for(spec, params, *runs[0]))
                 configs = [config_for(spec, point.values, s, f) for s, f in runs]
