@@ -1,7 +1,7 @@
 """The vectorized fast path gives each config of a group the results of its separate run.
 
-Every test trains the same configs twice, once with ``reglab.train.run`` one after another and once
-with ``reglab.vectorized.run_many``, and compares the run folders: final losses to 1e-5 relative,
+Every test trains the same configs twice, once one after another through the per-module loop
+(``reglab.train.fit``) and once with ``reglab.train.batched.run_many``, and compares the run folders: final losses to 1e-5 relative,
 accuracies exactly, and the per-epoch metrics, weights and statuses.
 """
 
@@ -12,9 +12,9 @@ import torch
 
 from reglab.config import load_config
 from reglab.errors import UserError
-from reglab.runs import load_weights, read_run
-from reglab.train import run
-from reglab.vectorized import BatchedLinear, run_many, vectorizable
+from reglab.runs import RunFolder, load_weights, read_run
+from reglab.train import fit_and_close, prepare, run
+from reglab.train.batched import BatchedLinear, run_many, vectorizable
 
 RTOL = 1e-5
 TINY_MLP = ["data.n_train=300", "train.epochs=3", "model.hidden=[32,16]", "train.plots=false"]
@@ -22,10 +22,16 @@ SEEDS_X_LAMS = [["seed=0", "reg.lam=1e-3"], ["seed=1", "reg.lam=1e-3"],
                 ["seed=0", "reg.lam=3e-2"], ["seed=1", "reg.lam=3e-2"]]  # fmt: skip
 
 
+def run_by_fit(config, root):
+    """The run of ``config`` alone, trained by the per-module loop ``fit``."""
+    exp = prepare(config)
+    return fit_and_close(exp, RunFolder.create(config, exp.device, root), progress=False)
+
+
 def train_both(recipe, base, variants, tmp_path):
     configs = [load_config(recipe, base + v) for v in variants]
     assert vectorizable(configs) is None
-    separate = [run(c, tmp_path / "separate", progress=False) for c in configs]
+    separate = [run_by_fit(c, tmp_path / "separate") for c in configs]
     together = run_many(configs, tmp_path / "vectorized", progress=False)
     return separate, together
 
@@ -220,3 +226,31 @@ def test_batched_and_separate_runs_are_equal_bit_for_bit(case, tmp_path):
         assert s.summary["val_loss"] == t.summary["val_loss"]
         ws, wt = load_weights(s.path), load_weights(t.path)
         assert all(torch.equal(ws[name], wt[name]) for name in ws), case
+
+
+@pytest.mark.parametrize("case", list(BIT_FOR_BIT))
+def test_a_single_run_trains_as_a_batch_of_one_bit_for_bit(case, monkeypatch, tmp_path):
+    overrides, variants = BIT_FOR_BIT[case]
+    config = load_config("mlp-l2", TINY_MLP + overrides + variants[-1])
+    by_fit = run_by_fit(config, tmp_path / "fit")
+    monkeypatch.setattr("reglab.train.fit", None)  # run must not reach the per-module loop
+    alone = run(config, tmp_path / "alone", progress=False)
+    assert alone.ok and "vectorized" not in alone.summary
+    for ra, rf in zip(read_run(alone.path)["metrics"], read_run(by_fit.path)["metrics"], strict=True):
+        # the epoch's mean batch loss is a mean of cross-entropies that nll_loss and a stacked
+        # per-example mean reduce in different orders: equal to float rounding; the rest exactly
+        assert math.isclose(ra.pop("batch_loss"), rf.pop("batch_loss"), rel_tol=1e-6)
+        assert ra == rf
+    assert alone.summary["val_loss"] == by_fit.summary["val_loss"]
+    ws, wa = load_weights(by_fit.path), load_weights(alone.path)
+    assert all(torch.equal(ws[name], wa[name]) for name in ws), case
+
+
+def test_single_runs_a_batch_of_one_would_round_differently_keep_the_per_module_loop(monkeypatch, tmp_path):
+    monkeypatch.setattr("reglab.train.batched.train_alone", None)  # run must not take the batched engine
+    for recipe, overrides in (("mlp-l2", ["reg=group", "reg.mode=coupled"]),
+                              ("mlp-l2", ["reg=group", "reg.mode=decoupled"]),
+                              ("mlp-l2", ["model.batchnorm=true"]),
+                              ("cnn-l2", ["data.name=digits", "model.channels=[4]", "model.dense=[8]"])):
+        config = load_config(recipe, ["data.n_train=100", "train.epochs=1", "train.plots=false"] + overrides)
+        assert run(config, tmp_path, progress=False).ok, overrides

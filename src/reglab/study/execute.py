@@ -1,8 +1,8 @@
 """Train a study's configs and turn each run into an outcome stored with its trial.
 
 Configs that can be trained together (same data and model shape, differing only in seed or
-strength, as ``reglab.vectorized.vectorizable`` decides) are trained at once by
-``reglab.vectorized.run_many``; the others one after another with ``reglab.train.run``. Either way
+strength, as ``reglab.train.batched.vectorizable`` decides) are trained at once by
+``reglab.train.batched.run_many``; the others one after another with ``reglab.train.run``. Either way
 each run writes its usual run folder.
 
 An outcome is ``{"status": "ok"|"failed", "reason", "summary": numbers of summary.json,
@@ -18,7 +18,7 @@ from typing import Any
 
 from reglab.config import Config
 from reglab.train import RunResult, run_or_fail
-from reglab.vectorized import run_many
+from reglab.train.batched import run_many
 
 HISTORY_KEYS = ("epoch", "train_loss", "val_loss", "train_acc", "val_acc")
 

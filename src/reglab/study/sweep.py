@@ -27,7 +27,7 @@ from reglab.study.spec import MAX_RUNS, config_for, default_name, fold_list, mak
 from reglab.study.storage import default_url, heartbeat_settings, open_storage, shown_url, without_password
 from reglab.study.tpe import distributions
 from reglab.study.worker import Worker
-from reglab.vectorized import vectorizable
+from reglab.train.batched import vectorizable
 
 Echo = Callable[[str], None]
 

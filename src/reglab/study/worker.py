@@ -45,7 +45,7 @@ from reglab.study.records import current_trials, store_point_means
 from reglab.study.spec import config_for, fold_list
 from reglab.study.storage import quiet_optuna
 from reglab.study import tpe
-from reglab.vectorized import batched_message, vectorizable
+from reglab.train.batched import batched_message, vectorizable
 
 POLL_SECONDS = 1.0
 CURVE_POINTS = 50  # most intermediate values stored per trial

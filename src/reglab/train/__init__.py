@@ -6,7 +6,7 @@ optimizer (coupled gradients and decoupled decay before the step, proximal maps 
 loop itself never mentions the penalty.
 
 A model's course through its epochs (divergence, metrics lines, best epoch, schedule, early
-stopping) is one :class:`Tracker`, the same when ``reglab.vectorized`` trains it in a batch.
+stopping) is one :class:`Tracker`, the same when ``reglab.train.batched`` trains it in a batch.
 ``reglab.train.threads`` holds the thread policy: never more compute threads than free cores.
 """
 
@@ -285,6 +285,12 @@ class Tracker:
             return True
         return False
 
+    def progress_info(self) -> str:
+        """The progress bar's note on the last epoch recorded: its validation loss (and accuracy)."""
+        record = self.history[-1]
+        return (f"val_loss {record['val_loss']:.4g}"
+                + (f" val_acc {record['val_acc']:.3f}" if "val_acc" in record else ""))
+
     def summary(self, seconds: float) -> dict[str, Any]:
         """Restore the best weights (when the run is ok) and summarize the run."""
         if self.status["status"] == "ok" and self.exp.config.train.restore_best and self.best_state is not None:
@@ -308,9 +314,7 @@ def fit(exp: Experiment, folder: RunFolder | None, progress: bool | None = None,
                 break
             ended = tracker.end_epoch(epoch, step, float(losses.mean()), evaluate_splits(exp))
             if tracker.history and tracker.history[-1]["epoch"] == epoch:
-                record = tracker.history[-1]
-                bar.update(f"val_loss {record['val_loss']:.4g}"
-                           + (f" val_acc {record['val_acc']:.3f}" if "val_acc" in record else ""))
+                bar.update(tracker.progress_info())
             if ended:
                 break
     finally:
@@ -355,10 +359,24 @@ def write_plots(exp: Experiment, plots: Path, history: list[dict], summary: dict
 
 
 def run(config: Config, root: str | Path | None = None, progress: bool | None = None) -> RunResult:
-    """Train one config and write its run folder. User errors surface before any folder exists."""
+    """Train one config and write its run folder. User errors surface before any folder exists.
+
+    A config the batched engine takes alone exactly (``reglab.train.batched.unsupported_alone``
+    says None: supervised linear and mlp models) trains there as a batch of K = 1, the code a
+    sweep's group runs; the others (GAN, adversarial, batch normalization, convolutions, …) train
+    with :func:`fit`."""
+    from reglab.train.batched import train_alone, unsupported_alone  # batched builds on this module
+
     use_free_cores()
     exp = prepare(config)
     folder = RunFolder.create(config, exp.device, root)
+    if unsupported_alone(exp) is None:
+        return train_alone(exp, folder, progress)
+    return fit_and_close(exp, folder, progress)
+
+
+def fit_and_close(exp: Experiment, folder: RunFolder, progress: bool | None = None) -> RunResult:
+    """Train ``exp`` with :func:`fit` and finish its run folder (failed, when training raises)."""
     try:
         summary = fit(exp, folder, progress)
     except BaseException as exc:

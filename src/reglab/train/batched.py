@@ -1,7 +1,10 @@
-"""The vectorized fast path: train a sweep's small models together, as one batched computation.
+"""The batched engine: train a stack of K ≥ 1 models of one architecture as one computation.
 
 A sweep trains the same model on the same data many times, changing only the seed and the penalty
-strength. :func:`run_many` trains such a group of M configs at once. Every parameter is stacked
+strength. :func:`run_many` trains such a group of M configs at once, and ``reglab.train.run``
+trains a single supervised run here as a group of one (:func:`train_alone`) wherever that is bit
+for bit its per-module run (:func:`unsupported_alone`; the epoch's mean batch loss, a reported
+number, agrees to float rounding). Every parameter is stacked
 into one tensor ``[M, ...]`` (model m in row m; ``torch.func.stack_module_state``), each step is
 one batched forward and backward over the models' own batches ``[M, B, ...]``, and the gradient
 clipping, the penalty and the optimizer act on the stacked tensors with a learning rate, a λ and a
@@ -91,6 +94,26 @@ def unsupported(config: Config) -> str | None:
         return "batch normalization (running statistics per model) is not vectorized"
     if config.reg.on != "weights":
         return f"only the default selection reg.on=weights is vectorized, not '{config.reg.on}'"
+    return None
+
+
+def unsupported_alone(exp: Experiment) -> str | None:
+    """Why a single run of ``exp`` trains with ``reglab.train.fit`` rather than as a batch of one,
+    or None. A batch of one reproduces fit's run bit for bit on CPU except where its kernels sum in
+    another order: convolutions under ``vmap``, and a penalty without its own stacked coupled
+    (decoupled) form, whose generic form reduces over the stack (group lasso); there fit keeps the
+    single run as it was."""
+    reason = unsupported(exp.config)
+    if reason is not None:
+        return reason
+    if exp.config.model.kind == "cnn":
+        return "batched convolutions round differently"
+    regularizer = exp.task.regularizer
+    if regularizer is not None:
+        term = regularizer.terms[0]
+        generic = {"coupled": "stacked_add_grad_", "decoupled": "stacked_decay_"}.get(term.mode)
+        if generic is not None and getattr(type(term.penalty), generic) is getattr(Penalty, generic):
+            return f"{type(term.penalty).__name__} has no exact stacked {term.mode} form"
     return None
 
 
@@ -376,7 +399,8 @@ class Member:
     def finish(self, seconds: float, group_size: int) -> None:
         """Restore the best weights, write the summary (and weights) as ``reglab.train.run`` does."""
         summary = self.tracker.summary(seconds)
-        summary.update(vectorized=True, group_size=group_size)
+        if group_size > 1:
+            summary.update(vectorized=True, group_size=group_size)
         self.result = close(self.exp, self.folder, summary)
 
 
@@ -490,7 +514,8 @@ class Group:
     def fit(self, progress: bool | None) -> None:
         """Train every model to its own end, finishing each run folder as its model ends."""
         started = time.perf_counter()
-        bar = Progress(progress, self.config.train.epochs, f"{self.config.name} ×{self.size}")
+        alone = self.size == 1
+        bar = Progress(progress, self.config.train.epochs, self.config.name + ("" if alone else f" ×{self.size}"))
         try:
             for epoch in range(1, self.config.train.epochs + 1):
                 losses = self.train_epoch()
@@ -509,7 +534,8 @@ class Group:
                             keep.append(i)
                     except Exception as exc:  # this model's failure ends this model only
                         member.fail(f"{type(exc).__name__}: {exc}", epoch)
-                bar.update(f"{len(keep)} of {self.size} training")
+                tracker = self.members[0].tracker
+                bar.update(tracker.progress_info() if alone and tracker.history else f"{len(keep)} of {self.size} training")
                 if not keep:
                     break
                 if len(keep) < len(self.members):
@@ -546,11 +572,25 @@ def run_many(configs: list[Config], root: str | Path | None = None,
     return results
 
 
+def train_alone(exp: Experiment, folder: RunFolder, progress: bool | None) -> RunResult:
+    """Train one prepared config as a group of one (K = 1) into its run folder."""
+    member = Member(exp)
+    member.tracker.folder = folder
+    fit_group(Group([member]), progress)
+    return member.result
+
+
 def train_group(members: list[Member], root: str | Path | None, progress: bool | None) -> None:
     """Create the members' run folders and train them together; each member ends with its result."""
     group = Group(members)
     for member in members:
         member.tracker.folder = RunFolder.create(member.exp.config, member.exp.device, root)
+    fit_group(group, progress)
+
+
+def fit_group(group: Group, progress: bool | None) -> None:
+    """Train the group; what the whole group raises ends the models still training as failed."""
+    members = group.members
     try:
         group.fit(progress)
     except BaseException as exc:  # what the whole group raised ends the models still training
