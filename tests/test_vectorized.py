@@ -254,3 +254,29 @@ def test_single_runs_a_batch_of_one_would_round_differently_keep_the_per_module_
                               ("cnn-l2", ["data.name=digits", "model.channels=[4]", "model.dense=[8]"])):
         config = load_config(recipe, ["data.n_train=100", "train.epochs=1", "train.plots=false"] + overrides)
         assert run(config, tmp_path, progress=False).ok, overrides
+
+
+def test_a_step_and_an_evaluation_read_nothing_back_per_model(monkeypatch):
+    """No host syncs inside a step of the group, and one ``tolist()`` per evaluation for all models."""
+    from reglab.train.batched import Group, Member
+
+    configs = [load_config("mlp-l2", TINY_MLP + [f"seed={s}", f"reg.lam={lam}"]) for s, lam in ((0, 1e-3), (1, 1e-2), (2, 0.1))]
+    group = Group([Member(prepare(c)) for c in configs])
+    x, y = group.members[0].exp.tensors["train"]
+    idx = torch.arange(3 * 64).view(3, 64)
+    lr, lam = group.vector(lambda m: m.lr), group.vector(lambda m: m.exp.config.reg.lam)
+    group.optimizer.shared_lr = configs[0].optim.lr  # all three share it
+
+    def read_back(*args, **kwargs):
+        raise AssertionError("a value was read back to the host")
+
+    read_backs = []
+    tolist = torch.Tensor.tolist
+    monkeypatch.setattr(torch.Tensor, "tolist", lambda t: read_backs.append(t.shape) or tolist(t))
+    for name in ("__float__", "__int__", "__bool__", "item"):
+        monkeypatch.setattr(torch.Tensor, name, read_back)
+    for _ in range(2):
+        group.train_step(x[idx], y[idx], lr, lam, None)
+    metrics = group.evaluate()
+    assert read_backs == [torch.Size([3, 4])]  # train and val loss and accuracy of the three models
+    assert [sorted(m) for m in metrics] == [["gap_acc", "gap_loss", "train_acc", "train_loss", "val_acc", "val_loss"]] * 3

@@ -260,7 +260,7 @@ class StackedOptimizer:
     def __init__(self, name: str, group: dict[str, Any]):
         self.name, self.group = name, group  # group: the shared hyper-parameters of torch's optimizer
         self.steps = 0
-        self.shared_lr = False  # set per epoch: every model has the same lr (one fused addcdiv)
+        self.shared_lr: float | None = None  # set per epoch: the lr every model has, if they share one
         self.state: dict[str, list[Tensor]] = {}
 
     def select(self, keep: Tensor) -> None:
@@ -293,7 +293,7 @@ class StackedOptimizer:
         beta1, beta2 = self.group["betas"]
         t = self.steps + 1
         neg_step = -(lr / (1 - beta1**t))
-        shared = float(neg_step[0]) if self.shared_lr else None
+        shared = None if self.shared_lr is None else -(self.shared_lr / (1 - beta1**t))
         bias2_sqrt = (1 - beta2**t) ** 0.5
         for name, w in params.items():
             g = grads[name]
@@ -464,7 +464,8 @@ class Group:
         batch = self.config.train.batch_size or n
         orders = torch.stack([torch.randperm(n, generator=m.shuffle) for m in self.members]).to(self.device)
         lr = self.vector(lambda m: m.lr)
-        self.optimizer.shared_lr = len({m.lr for m in self.members}) == 1
+        rates = {m.lr for m in self.members}
+        self.optimizer.shared_lr = rates.pop() if len(rates) == 1 else None
         lam = self.vector(lambda m: m.exp.config.reg.lam)
         wd = self.vector(lambda m: m.exp.task.optimizer.param_groups[0]["weight_decay"])
         wd = wd if bool(wd.any()) else None
@@ -476,24 +477,31 @@ class Group:
 
     @torch.no_grad()
     def evaluate(self, names=("train", "val")) -> list[dict[str, float]]:
-        """Each model's mean loss (and accuracy) on the splits, in eval mode, as its task computes them."""
-        task = self.members[0].exp.task
-        out: list[dict[str, float]] = [{} for _ in self.members]
+        """Each model's mean loss (and accuracy) on the splits, in eval mode, as its task computes
+        them: Σ_chunks loss(chunk)·|chunk| / n in float64, accuracy = correct / n. The numbers of
+        all models stay on the device until one ``tolist()`` per evaluation."""
+        task, size = self.members[0].exp.task, len(self.members)
+        keys, columns = [], []
         for name in names:
             x, y = self.members[0].exp.tensors[name]
-            totals, correct = [0.0] * len(self.members), [0] * len(self.members)
+            totals = torch.zeros(size, dtype=torch.float64, device=self.device)
+            correct = torch.zeros(size, dtype=torch.int64, device=self.device)
             for start in range(0, len(x), EVAL_BATCH):
                 xb, yb = x[start : start + EVAL_BATCH], y[start : start + EVAL_BATCH]
-                logits = self.net(self.params, xb.expand(len(self.members), *xb.shape))
-                for i in range(len(self.members)):
-                    totals[i] += float(task.criterion(logits[i], yb)) * len(yb)
+                logits = self.net(self.params, xb.expand(size, *xb.shape))
+                # the task's own criterion on each model's logits: a loss reduced per model rounds
+                # as the separate run's does, where one reduced over the stack would not
+                losses = torch.stack([task.criterion(out, yb) for out in logits])
+                totals += losses.double() * len(yb)
                 if self.classify:
-                    correct = [c + k for c, k in zip(correct, (logits.argmax(2) == yb).sum(1).tolist())]
-            for i, metrics in enumerate(out):
-                metrics[f"{name}_loss"] = totals[i] / len(x)
-                if self.classify:
-                    metrics[f"{name}_acc"] = correct[i] / len(x)
-        return [add_gaps(m) for m in out]
+                    correct += (logits.argmax(2) == yb).sum(1)
+            keys.append(f"{name}_loss")
+            columns.append(totals / len(x))
+            if self.classify:
+                keys.append(f"{name}_acc")
+                columns.append(correct.double() / len(x))
+        rows = torch.stack(columns, 1).tolist()
+        return [add_gaps(dict(zip(keys, row))) for row in rows]
 
     @torch.no_grad()
     def load(self, row: int, model: nn.Module) -> None:
