@@ -20,7 +20,8 @@ def test_overrides_and_shorthands():
     assert (cfg.reg.penalty, cfg.reg.lam, cfg.seed) == ("l1", 1e-3, 3)
     assert cfg.model.hidden == [64, 32] and cfg.optim.lr == 0.01
     none = load_config("mlp-l2", ["reg=none"])
-    assert none.reg.penalty == "none" and none.model.dropout == 0.0
+    assert none.reg.penalty == "none" and none.model.dropout == 0.2  # "none" removes the penalty only
+    assert load_config("mlp-l2", ["reg=none", "model.dropout=0"]).model.dropout == 0.0
     dropout = load_config("mlp-l2", ["reg=dropout", "reg.dropout=0.3"])
     assert dropout.reg.penalty == "dropout" and dropout.model.dropout == 0.3
 

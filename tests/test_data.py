@@ -457,6 +457,26 @@ def test_mnist_from_folder(tmp_path):
     assert fashion.extra["classes"][9] == "Ankle boot"
 
 
+def test_official_test_split_is_the_test_set(tmp_path):
+    make_idx_folder(tmp_path / "mnist", n_train=40, n_test=10)
+    c = cfg(name="mnist", path=str(tmp_path / "mnist"), val_fraction=0.2)
+    ds = load_dataset(c)
+    s = make_splits(ds, c)
+    assert s.test.index.tolist() == list(range(40, 50))  # exactly the t10k file, in order
+    assert set(s.train.index) | set(s.val.index) == set(range(40)) and len(s.val) == 10
+    assert s.metadata() == {"n_train": 30, "n_val": 10, "n_test": 10, "test_split": "official"}
+    folds = make_splits(ds, cfg(name="mnist", path=str(tmp_path / "mnist"), n_folds=4, fold=1))
+    assert folds.test.index.tolist() == list(range(40, 50)) and max(folds.val.index) < 40
+    shuffled = make_splits(ds, cfg(name="mnist", path=str(tmp_path / "mnist"), test_split="random",
+                                   test_fraction=0.3, val_fraction=0.2))
+    assert shuffled.metadata()["test_split"] == "random" and shuffled.test.index.tolist() != list(range(40, 50))
+
+
+def test_datasets_without_an_official_split_cut_a_random_test_set():
+    ds = load_dataset(cfg(name="digits"))
+    assert make_splits(ds, cfg(name="digits")).metadata()["test_split"] == "random"
+
+
 def test_idx_corrupt_files(tmp_path):
     folder = tmp_path / "m"
     make_idx_folder(folder, gz=False)

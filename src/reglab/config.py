@@ -9,7 +9,8 @@ Shorthands accepted in overrides (and in grids):
 * ``reg.l2=1e-3`` sets ``reg.penalty=l2`` and ``reg.lam=1e-3`` (likewise ``l1``, ``elastic``,
   ``group``);
 * ``reg=dropout`` means no weight penalty and ``model.dropout=reg.dropout`` (dropout as the
-  regularizer under study); ``reg=none`` means no penalty and no dropout.
+  regularizer under study); ``reg=none`` means no weight penalty and nothing else: the model's
+  own ``model.dropout`` stays as it is (set ``model.dropout=0`` for no dropout either).
 """
 
 from __future__ import annotations
@@ -73,7 +74,9 @@ class DataConfig(Section):
     val_fraction: float = Field(0.15, gt=0, lt=1)
     """fraction of the examples held out for validation (chooses λ, early stopping)"""
     test_fraction: float = Field(0.15, gt=0, lt=1)
-    """fraction of the examples held out for the final test"""
+    """fraction of the examples held out for the final test (when not the official test split)"""
+    test_split: Literal["official", "random"] = "official"
+    """official: a dataset's own test set when it has one (MNIST, mnist1d), else random"""
     n_folds: int | None = Field(None, ge=2)
     """K for K-fold cross-validation (null: one train/val split)"""
     fold: int | None = Field(None, ge=0)
@@ -467,10 +470,6 @@ def expand_shorthand(key: str, value: Any) -> list[tuple[str, Any]]:
     """Turn ``reg=l2`` / ``reg.l2=1e-3`` / ``reg=dropout`` into plain dotted assignments."""
     if key == "reg":
         choice = str(value).lower()
-        if choice == "none":
-            return [("reg.penalty", "none"), ("model.dropout", 0.0)]
-        if choice == "dropout":
-            return [("reg.penalty", "dropout")]
         return [("reg.penalty", choice)]
     head, _, tail = key.partition(".")
     if head == "reg" and tail in PENALTY_SHORTHANDS:

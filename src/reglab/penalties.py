@@ -26,7 +26,8 @@ output unit of a ``Linear`` layer, one filter of a ``Conv`` layer; ``p_g`` is th
 or 0-D tensor is a single group.
 
 Converters to and from scikit-learn's ``alpha`` and Keras' ``l1``/``l2`` factors are at the end of
-this module. They assume the regression data term above, (1/n)·‖y − Xw‖².
+this module. They assume the regression data term (1/n)·‖y − Xw‖² of one target. With k targets
+and a loss that averages over all n·k values (torch's ``mse_loss``), pass n·k as ``n_samples``.
 
 The penalties can carry optional hints, ``on=`` (a selection), ``mode=`` and ``schedule=``, that a
 :class:`reglab.Regularizer` turns into a term. The math never reads them.
@@ -397,7 +398,8 @@ def sklearn_params(penalty: Penalty, n_samples: int | None = None) -> dict[str, 
     """Keyword arguments for the scikit-learn estimator with the same minimizer.
 
     ``L2`` → ``Ridge(alpha=n·λ/2)`` (needs ``n_samples``), ``L1`` → ``Lasso(alpha=λ/2)``,
-    ``ElasticNet`` → ``ElasticNet(alpha=λ/2, l1_ratio=α)``.
+    ``ElasticNet`` → ``ElasticNet(alpha=λ/2, l1_ratio=α)``. For k targets with the mean over all
+    n·k squared errors, ``n_samples`` is n·k: ``Ridge(alpha=n·k·λ/2)``.
     """
     if isinstance(penalty, L2):
         if n_samples is None or n_samples <= 0:

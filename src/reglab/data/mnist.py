@@ -1,6 +1,7 @@
 """MNIST and Fashion-MNIST from IDX files: a folder given by ``data.path``, or a one-time
-checksum-verified download into the cache. Train and test are concatenated (70,000 examples);
-``extra['official_test_index']`` keeps the official 10,000-example test set."""
+checksum-verified download into the cache. The arrays hold train then test (70,000 examples);
+``extra['official_test_index']`` marks the official 10,000-example test set, which the splits use
+as the test split (``data.test_split=official``, the default; validation comes from the 60,000)."""
 
 from __future__ import annotations
 
@@ -134,11 +135,11 @@ register_dataset("mnist", _loader("mnist"), DatasetInfo(
     "mnist", "classification", 70000, (1, 28, 28),
     "IDX files: data.path=DIR, or a one-time MD5-checked download",
     offline=False, n_classes=10, options=("path",),
-    description="handwritten digits 28x28, 60k train + 10k official test concatenated",
+    description="handwritten digits 28x28, 60k train + the official 10k test",
 ))  # fmt: skip
 register_dataset("fashion-mnist", _loader("fashion-mnist"), DatasetInfo(
     "fashion-mnist", "classification", 70000, (1, 28, 28),
     "IDX files: data.path=DIR, or a one-time MD5-checked download",
     offline=False, n_classes=10, options=("path",),
-    description="Zalando clothing images 28x28, 60k train + 10k official test concatenated",
+    description="Zalando clothing images 28x28, 60k train + the official 10k test",
 ))  # fmt: skip

@@ -1,7 +1,11 @@
 """Seeded train/val/test splits and k folds.
 
-* The test split is held out first: ``test_fraction`` of the examples, stratified by class for
+* The test split is held out first. A dataset with an official test split (MNIST, Fashion-MNIST,
+  MNIST-1D: ``extra['official_test_index']``) uses it when ``test_split=official`` (the default),
+  so test figures are comparable with published ones; otherwise (no official split, or
+  ``test_split=random``) it is ``test_fraction`` of the examples, stratified by class for
   classification. It is the same whether or not folds are used, and the same for every fold.
+  Validation and folds are always cut from the remaining (training) part.
 * Without folds, ``val_fraction`` of *all* examples is then cut from the rest as validation.
   With ``n_folds=k``, the rest is cut into k (stratified) folds and fold ``fold`` (default 0)
   is validation; the other k-1 folds are training.
@@ -57,6 +61,13 @@ class Splits:
     name: str = ""
     fold: int | None = None
     n_folds: int | None = None
+    test_split: str = "random"
+
+    def metadata(self) -> dict[str, int | str]:
+        """What a run's summary records about its data: ``n_train``, ``n_val``, ``n_test`` and
+        ``test_split`` (``official`` or ``random``)."""
+        return {"n_train": len(self.train), "n_val": len(self.val), "n_test": len(self.test),
+                "test_split": self.test_split}
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
@@ -101,12 +112,16 @@ def make_splits(ds: Dataset, cfg: DataConfig) -> Splits:
             f"data.val_fraction + data.test_fraction must be below 1, got "
             f"{cfg.val_fraction} + {cfg.test_fraction}"
         )
-    index = np.arange(n)
+    official = ds.extra.get("official_test_index") if cfg.test_split == "official" else None
     try:
-        rest, test = train_test_split(
-            index, test_size=cfg.test_fraction, random_state=seed,
-            stratify=ds.y if classify else None,
-        )  # fmt: skip
+        if official is not None:
+            test = np.asarray(official)
+            rest = np.setdiff1d(np.arange(n), test)
+        else:
+            rest, test = train_test_split(
+                np.arange(n), test_size=cfg.test_fraction, random_state=seed,
+                stratify=ds.y if classify else None,
+            )  # fmt: skip
         if cfg.n_folds is not None:
             fold = cfg.fold or 0
             kfold = StratifiedKFold if classify else KFold
@@ -138,6 +153,7 @@ def make_splits(ds: Dataset, cfg: DataConfig) -> Splits:
         name=ds.name,
         fold=(cfg.fold or 0) if cfg.n_folds else None,
         n_folds=cfg.n_folds,
+        test_split="official" if official is not None else "random",
     )
 
 

@@ -62,7 +62,7 @@ def irrelevant(key: str, penalty: str) -> bool:
     if key in NOT_A_POINT:
         return True
     if penalty == "none":
-        return key.startswith("reg.") or key == "model.dropout"
+        return key.startswith("reg.")
     if penalty == "dropout":
         return key in ("reg.lam", "reg.mode", "reg.on", "reg.l1_ratio", "model.dropout")
     return key == "reg.dropout"

@@ -1,11 +1,13 @@
 """Reference solutions for linear regression, to show that gradient training lands on them.
 
-reglab's objective for a linear model with bias b (unpenalized) and weights w is
+reglab's objective for a linear model with n examples, k targets, bias b (unpenalized) and
+weights W (d×k) is the mean squared error over all n·k values plus the penalty:
 
-    (1/n)·‖y − Xw − b‖² + λ·R(w).
+    (1/(n·k))·‖Y − XW − 1bᵀ‖²_F + λ·R(W).
 
-For R = ½‖w‖² (ridge) the minimizer is closed-form on centred data:
-w* = (XcᵀXc + (nλ/2)·I)⁻¹ Xcᵀ yc and b* = ȳ − x̄ᵀw*. For L1 and elastic net the reference is
+For R = ½‖W‖²_F (ridge), setting the gradient −(2/(n·k))·Xcᵀ(Yc − XcW) + λW to zero gives the
+closed form on centred data: W* = (XcᵀXc + (n·k·λ/2)·I)⁻¹ XcᵀYc and b* = ȳ − x̄ᵀW*, i.e.
+scikit-learn's ``Ridge(alpha=n·k·λ/2)``. For L1 and elastic net (one target) the reference is
 scikit-learn's Lasso / ElasticNet with alpha = λ/2 (see the converters in ``reglab.penalties``).
 """
 
@@ -15,13 +17,14 @@ import numpy as np
 
 
 def ridge_closed_form(x: np.ndarray, y: np.ndarray, lam: float) -> tuple[np.ndarray, np.ndarray]:
-    """Minimize (1/n)‖y − Xw − b‖² + λ/2·‖w‖²; y may have several columns."""
+    """Minimize (1/(n·k))‖Y − XW − 1bᵀ‖²_F + λ/2·‖W‖²_F for Y with k columns (k = 1 for a
+    1-D y); returns W as (k, d), like a ``Linear`` layer's weight, and b as (k,)."""
     x = x.reshape(len(x), -1).astype(np.float64)
     y = y.reshape(len(y), -1).astype(np.float64)
-    n, d = x.shape
+    (n, d), k = x.shape, y.shape[1]
     xm, ym = x.mean(0), y.mean(0)
     xc, yc = x - xm, y - ym
-    w = np.linalg.solve(xc.T @ xc + (n * lam / 2) * np.eye(d), xc.T @ yc)
+    w = np.linalg.solve(xc.T @ xc + (n * k * lam / 2) * np.eye(d), xc.T @ yc)
     return w.T, ym - xm @ w
 
 

@@ -328,7 +328,8 @@ def summarize(exp: Experiment, folder: RunFolder | None, status: dict[str, Any],
     cfg = exp.config
     summary: dict[str, Any] = {**status, "epochs_run": len(history), "best_epoch": best_epoch,
                                "seconds": seconds, "device": str(exp.device),
-                               "n_params": sum(p.numel() for p in exp.model.parameters())}
+                               "n_params": sum(p.numel() for p in exp.model.parameters()),
+                               **exp.splits.metadata()}
     if status["status"] == "ok":
         summary.update(evaluate_splits(exp, ("train", "val", "test")))
         summary.update(weight_stats(exp.model))
