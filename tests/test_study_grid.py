@@ -6,7 +6,7 @@ import pytest
 
 from reglab.errors import UserError
 from reglab.study.grid import Range, parse_grid, parse_seeds, product
-from reglab.study.points import grid_points, trial_plan
+from reglab.study.points import settings, grid_points, trial_plan
 from reglab.study.spec import config_for, default_name, make_spec
 
 
@@ -98,6 +98,26 @@ def test_none_times_a_lambda_grid_is_one_point():
     assert {p.family for p in points[1:4]} == {"l2"} and [p.lam for p in points[1:4]] == pytest.approx([1e-4, 1e-3, 1e-2])
     dropout = points[-1]
     assert dropout.values == {"reg": "dropout"} and dropout.lam == config_for(spec, {"reg": "dropout"}, 0, None).reg.dropout
+
+
+def test_a_label_names_one_config():
+    """``reg.l2`` after ``reg=none`` sets the penalty again: both grid values give the same config,
+    which must be one point (it was two points sharing one label, pooled in the report)."""
+    spec = make_spec("ridge-gd", [], ["reg=none,l2", "reg.l2=1e-4,1e-2"], "0", None)
+    points = grid_points(spec)
+    assert [p.label for p in points] == ["l2 λ=0.0001", "l2 λ=0.01"]
+    settings_of = [settings(config_for(spec, p.values, 0, None)) for p in points]
+    assert settings_of[0] != settings_of[1]
+
+
+def test_gan_presets_collapse_and_read_sensibly():
+    spec = make_spec("gan-grid", ["train.epochs=1"], ["gan.regularizer=none,l1,gp,r1,sn", "gan.strength=1,3"],
+                     "0", None)
+    points = grid_points(spec)
+    assert [p.label for p in points] == ["none", "l1 λ=0.0001", "l1 λ=0.0003", "gp λ=0.1", "gp λ=0.3",
+                                         "r1 γ=0.1", "r1 γ=0.3", "sn"]
+    assert [p.family for p in points] == ["none", "l1", "l1", "gp", "gp", "r1", "r1", "sn"]
+    assert points[0].lam is None and points[-1].lam is None and points[4].lam == pytest.approx(0.3)
 
 
 def test_strength_of_dropout_and_weight_decay_grids():

@@ -1,16 +1,18 @@
 """Grid points: normalized, labelled, and planned as one trial per point × seed × fold.
 
-Normalization drops the values a point does not use, so duplicates collapse: with
-``reg.penalty`` none or dropout the λ keys are dropped (``reg=none`` × a λ grid is one point),
-``reg.dropout`` is dropped unless the penalty is dropout, and none drops every ``reg.*`` setting.
+A point's identity is its *settings*: the resolved config without seed, fold and bookkeeping,
+normalized so that configs that train the same model are equal (:func:`settings`). Points with
+equal settings are one point: ``reg=none`` × a λ grid is one point, ``--grid 'reg=none,l2' --grid
+'reg.l2=1e-4,1e-2'`` gives ``l2 λ=0.0001`` once (``reg.l2`` sets the penalty after ``reg=none``),
+and ``gan.regularizer=none`` or ``sn`` × a ``gan.strength`` grid is one point each.
 
 Each point has
 
-* ``lam``: its strength, the value of the last strength key it sets (``reg.lam``, ``reg.l1``,
-  ``reg.l2``, ``reg.elastic``, ``reg.group``, ``optim.weight_decay``, ``reg.dropout``), else the
-  config's own λ (or dropout p); ``None`` for none;
-* ``family``: the point without its strength, e.g. ``l2``, ``none``, ``adamw weight_decay``;
-* ``label``: family and strength, e.g. ``l2 λ=0.001``, ``dropout p=0.2``, ``none``.
+* ``lam``: its strength, read from the config key that holds it (:func:`strength_key`): ``reg.lam``
+  for a penalty, ``model.dropout`` for dropout, ``optim.weight_decay`` when the point sets it,
+  ``gan.gp``/``gan.r1``/``reg.lam`` for a GAN preset; ``None`` for none and for spectral norm;
+* ``family``: the point without its strength, e.g. ``l2``, ``none``, ``adamw weight_decay``, ``gp``;
+* ``label``: family and strength, e.g. ``l2 λ=0.001``, ``dropout p=0.2``, ``r1 γ=0.3``, ``none``.
 """
 
 from __future__ import annotations
@@ -19,13 +21,17 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from reglab.config import Config
+from reglab.config import Config, flat_keys
 from reglab.study.grid import SHORTHAND_KEYS, parse_grid, product
 from reglab.study.spec import config_for, fold_list
 
 STRENGTH_KEYS = ("reg.lam", "reg.l1", "reg.l2", "reg.elastic", "reg.group", "optim.weight_decay", "reg.dropout")
-SYMBOLS = {"reg.dropout": "p", "optim.weight_decay": "wd"}
+HELD_IN = {"reg.dropout": "model.dropout", "optim.weight_decay": "optim.weight_decay"}  # else reg.lam
+GAN_STRENGTH = {"none": None, "l1": "reg.lam", "l2": "reg.lam", "gp": "gan.gp", "r1": "gan.r1",
+                "sn": "gan.spectral_norm"}
+SYMBOLS = {"model.dropout": "p", "optim.weight_decay": "wd", "gan.r1": "γ"}
 PENALTY_SETTINGS = ("reg.lam", "reg.l1_ratio", "reg.mode", "reg.on", "reg.warmup_epochs")
+NOT_SETTINGS = ("name", "description", "seed", "data.fold", "out", "device", "gan.regularizer", "gan.strength")
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,35 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
+def normalized(flat: dict[str, Any]) -> dict[str, Any]:
+    """Dotted settings with the regularizer in one canonical form: a penalty with λ = 0 and
+    dropout with p = 0 are ``none``; ``none`` and dropout keep no ``reg.*`` key but
+    ``reg.penalty`` (dropout's rate is ``model.dropout``); a penalty drops ``reg.dropout``."""
+    penalty = flat.get("reg.penalty", "none")
+    if (penalty == "dropout" and not flat.get("model.dropout")) or \
+            (penalty not in ("none", "dropout") and not flat.get("reg.lam")):
+        penalty = "none"
+    kept = {k: v for k, v in flat.items() if not k.startswith("reg.")}
+    if penalty not in ("none", "dropout"):
+        kept.update({k: v for k, v in flat.items() if k.startswith("reg.") and k != "reg.dropout"})
+    kept["reg.penalty"] = penalty
+    return kept
+
+
+def settings(config: Config | dict[str, Any]) -> dict[str, Any]:
+    """What decides a run's training, as dotted keys: the resolved config without its seed, fold,
+    name, output folder and device, and without the GAN preset keys (their effect is in the keys
+    they set), :func:`normalized`. Two runs with equal settings differ only in seed and fold."""
+    tree = config.to_dict() if isinstance(config, Config) else config
+    flat = {k: v for k, v in flat_keys(tree).items() if k not in NOT_SETTINGS and not k.startswith("published.")}
+    return normalized(flat)
+
+
+def switched_off(values: dict[str, Any], key: str) -> dict[str, Any]:
+    """``settings`` with the regularizer held in ``key`` off (0, or False for a switch)."""
+    return normalized({**values, key: False if isinstance(values.get(key), bool) else 0.0})
+
+
 def unused_keys(values: dict[str, Any], config: Config) -> set[str]:
     penalty = config.reg.penalty
     unused = set()
@@ -59,43 +94,57 @@ def unused_keys(values: dict[str, Any], config: Config) -> set[str]:
             unused.add(key)
         if penalty != "dropout" and key == "reg.dropout":
             unused.add(key)
+        if key == "gan.strength" and GAN_STRENGTH.get(config.gan.regularizer, "custom") in (None, "gan.spectral_norm"):
+            unused.add(key)
     return unused
+
+
+def gan_preset(config: Config) -> str | None:
+    return config.gan.regularizer if config.task == "gan" and config.gan.regularizer != "custom" else None
+
+
+def strength_key(values: dict[str, Any], config: Config) -> str | None:
+    """The config key that holds the strength of the point ``values`` (its last strength key,
+    else the one its penalty or GAN preset uses); None when it has no regularizer to vary."""
+    preset = gan_preset(config)
+    if preset is not None:
+        return GAN_STRENGTH[preset]
+    given = [k for k in values if k in STRENGTH_KEYS and k not in unused_keys(values, config)]
+    if given:
+        return HELD_IN.get(given[-1], "reg.lam")
+    penalty = config.reg.penalty
+    return None if penalty == "none" else "model.dropout" if penalty == "dropout" else "reg.lam"
 
 
 def describe(values: dict[str, Any], config: Config) -> Point:
     """Normalize a point's values and name it; ``config`` is the point's config."""
     kept = {k: v for k, v in values.items() if k not in unused_keys(values, config)}
-    penalty = config.reg.penalty
-    strength = [k for k in kept if k in STRENGTH_KEYS]
-    lam_key = strength[-1] if strength else None
-    if lam_key is not None:
-        lam = float(kept[lam_key])
-    elif penalty == "dropout":
-        lam = config.reg.dropout
-    elif penalty != "none":
-        lam = config.reg.lam
-    else:
-        lam = None
-    if lam_key == "optim.weight_decay":
+    key = strength_key(kept, config)
+    flat = flat_keys(config.to_dict())
+    lam = None if key is None or isinstance(flat[key], bool) else float(flat[key])
+    own = [k for k in kept if k in STRENGTH_KEYS]
+    preset = gan_preset(config)
+    if preset is not None:
+        base = preset
+    elif key == "optim.weight_decay":
         decay = f"{config.optim.name} weight_decay"
-        base = decay if penalty == "none" else f"{penalty} + {decay}"
+        base = decay if config.reg.penalty == "none" else f"{config.reg.penalty} + {decay}"
     else:
-        base = penalty
-    others = [f"{k}={fmt(v)}" for k, v in kept.items()
-              if k not in SHORTHAND_KEYS and k not in (lam_key, "reg.penalty")]
-    family = " ".join([base, *others])
-    symbol = SYMBOLS.get(lam_key or ("reg.dropout" if penalty == "dropout" else ""), "λ")
-    label = family if lam is None else f"{family} {symbol}={fmt(lam)}"
+        base = config.reg.penalty
+    skip = (*SHORTHAND_KEYS, "reg.penalty", "gan.regularizer", "gan.strength", *own[-1:])
+    family = " ".join([base, *(f"{k}={fmt(v)}" for k, v in kept.items() if k not in skip)])
+    label = family if lam is None else f"{family} {SYMBOLS.get(key, 'λ')}={fmt(lam)}"
     return Point(kept, label, family, lam)
 
 
 def grid_points(spec: dict[str, Any]) -> list[Point]:
-    """The grid's distinct normalized points, in grid order; each one's config is validated."""
+    """The grid's distinct points (by their :func:`settings`), in grid order; each one's config
+    is validated."""
     seed, fold = spec["seeds"][0], fold_list(spec)[0]
     points: dict[str, Point] = {}
     for values in product([parse_grid(g) for g in spec["grids"]]):
-        point = describe(values, config_for(spec, values, seed, fold))
-        points.setdefault(point.key, point)
+        config = config_for(spec, values, seed, fold)
+        points.setdefault(json.dumps(settings(config), sort_keys=True), describe(values, config))
     return list(points.values())
 
 
