@@ -99,7 +99,7 @@ def test_configs_table_matches_the_run_summaries(report, runs_root):
     rows = {r["label"]: r for r in read_csv(out / "configs.csv")}
     assert set(rows) == {"none", "l2 λ=1e-3", "l2 λ=0.1", "dropout p=0.3"}
     val = by_config(runs_root, "l2", 0.1, "val_acc")
-    assert int(rows["l2 λ=0.1"]["n"]) == 3
+    assert int(rows["l2 λ=0.1"]["n_seeds"]) == 3
     assert float(rows["l2 λ=0.1"]["val_mean"]) == pytest.approx(np.mean(list(val.values())))
     low, high = bootstrap_ci(list(val.values()))
     row = rows["l2 λ=0.1"]
@@ -135,6 +135,9 @@ def test_comparisons_are_paired_on_test_with_wilcoxon_and_holm(report, runs_root
         diffs = np.array([treated[s] - base[s] for s in SEEDS])
         row = rows[selection.at_min.label]
         assert row["baseline"] == "none" and int(row["pairs"]) == 3
+        # reg=none keeps the recipe's dropout 0.2: L2 differs from it in L2 only, dropout p=0.3 in its rate
+        own = "reg.lam reg.penalty" if selection.family == "l2" else "model.dropout reg.penalty"
+        assert row["baseline_differs_in"] == own
         assert float(row["mean_diff"]) == pytest.approx(diffs.mean())
         p = 1.0 if not diffs.any() else sps.wilcoxon(diffs).pvalue
         assert float(row["wilcoxon_p"]) == pytest.approx(p)
@@ -149,14 +152,20 @@ def test_verdict_sentences_are_in_the_page(report):
     result, out = report
     html = result.index.read_text()
     pattern = re.compile(r"^(L2 λ=\S+|Dropout p=0\.3) (raises|lowers|changes) test accuracy by −?\d+\.\d points "
-                         r"\[−?\d+\.\d, −?\d+\.\d\] over none(: no significant difference at 0\.05)? "
-                         r"\(3 seeds, Holm p(=[\d.e-]+|<0\.001)\)$")
+                         r"\[−?\d+\.\d, −?\d+\.\d\] over none(, which also differs in model\.dropout=0\.2 \(vs 0\.3\))?"
+                         r"(: no significant difference at 0\.05)? \(n = 3 seeds, Holm p(=[\d.e-]+|<0\.001)\)$")
     verdicts = [row["verdict"] for row in read_csv(out / "comparisons.csv")]
     assert len(verdicts) == 2
     for sentence in verdicts:
         assert pattern.match(sentence), sentence
+        assert ("which also differs in" in sentence) == sentence.startswith("Dropout")
         assert sentence.replace("'", "&#x27;") in html
     assert "Each family" in html and "λ_1se" in html
+
+
+def synthetic_spec(name="s"):
+    """A study spec for hand-made records: the schema's defaults as the recipe."""
+    return {"name": name, "recipe": "defaults", "recipe_yaml": "{}", "overrides": [], "folds": None}
 
 
 def records(diffs, base=0.8, key="acc", family="l2", lam=1e-3):
@@ -176,24 +185,24 @@ def records(diffs, base=0.8, key="acc", family="l2", lam=1e-3):
 
 def test_a_significant_gain_reads_as_raises_with_its_interval():
     diffs = np.random.default_rng(4).normal(0.02, 0.004, size=10)
-    spec = {"name": "s", "metric": "val_acc", "direction": "maximize"}
+    spec = synthetic_spec()
     (comparison,) = analyse(spec, records(diffs)).comparisons
     low, high = bootstrap_ci(diffs)
     p = sps.wilcoxon(diffs).pvalue
     assert comparison.verdict == (f"L2 λ=1e-3 raises test accuracy by {100 * diffs.mean():.1f} points "
-                                  f"[{100 * low:.1f}, {100 * high:.1f}] over none (10 seeds, Holm p={p:.2g})")
+                                  f"[{100 * low:.1f}, {100 * high:.1f}] over none (n = 10 seeds, Holm p={p:.2g})")
 
 
 def test_no_significant_difference_is_said_plainly():
     diffs = np.array([0.01, -0.02, 0.005, -0.01, 0.0, 0.015, -0.005, 0.01])
-    (comparison,) = analyse({"name": "s", "metric": "val_acc"}, records(diffs)).comparisons
+    (comparison,) = analyse(synthetic_spec(), records(diffs)).comparisons
     assert "changes test accuracy by" in comparison.verdict
-    assert ": no significant difference at 0.05 (8 seeds, Holm p=" in comparison.verdict
+    assert ": no significant difference at 0.05 (n = 8 seeds, Holm p=" in comparison.verdict
 
 
 def test_regression_verdict_speaks_of_mse():
     diffs = -np.linspace(0.1, 0.2, 8)  # lower MSE is better
-    spec = {"name": "s", "metric": "val_loss", "direction": "minimize"}
+    spec = synthetic_spec()
     (comparison,) = analyse(spec, records(diffs, base=1.0, key="loss")).comparisons
     assert comparison.verdict.startswith(f"L2 λ=1e-3 lowers test MSE by {-diffs.mean():.3g} [")
     assert comparison.result.p_improve == 1.0
@@ -206,7 +215,7 @@ def test_every_text_on_the_page_is_escaped(tmp_path):
             r.label = "l2 λ=1e-3 <script>alert(1)</script>"
     failed = TrialRecord(point={}, label="<b>odd</b>", family="l2", lam=1e-3, seed=9, fold=None, status="failed",
                          reason="diverged: <nan> & worse")
-    html = write_report({"name": "<i>study</i>"}, [*recs, failed], tmp_path).index.read_text()
+    html = write_report(synthetic_spec("<i>study</i>"), [*recs, failed], tmp_path).index.read_text()
     assert "<script>" not in html and "<b>odd</b>" not in html and "<i>study</i>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "diverged: &lt;nan&gt; &amp; worse" in html
 

@@ -1,37 +1,51 @@
 """From trial records to what the report states: per-config statistics, λ selection, comparisons.
 
-λ is chosen on the validation metric only (the CV mean when there are folds): λ_min has the best
-mean, λ_1se is the largest λ within one standard error of it (``stats.one_se_choice``). Each
-family's λ_min config is then compared with the unregularized baseline on the TEST metric,
-paired by seed and fold, and the Wilcoxon p-values of all comparisons get Holm's correction.
-With folds, every (seed, fold) trial is one observation: a config's mean is the CV mean (averaged
-over seeds as well) and its SE is s/√n over all of them, which for one seed is glmnet's rule.
+**The unit of analysis is the seed.** The folds of one seed share its training randomness and its
+test split, so they are not independent observations: a config's value on a seed is the mean over
+that seed's folds (the CV mean), and every mean, interval, standard error and paired test is over
+seeds (n = seeds). A single seed with folds uses the folds for the one-SE rule (glmnet's rule).
 
-A *family* is a point without its strength (``l2``, ``dropout``, ``l2 optim.lr=0.01``): the
-configs of one family differ only in λ, so λ is selected per family. The baseline is the
-unregularized ``none`` config run with the same other settings when there is one, else plain
-``none``, else the family's own λ=0 config.
+λ is chosen on the validation objective only (``tasks.objective``: accuracy, loss, robust
+accuracy or a GAN's reverse KL): λ_min has the best mean, λ_1se is the largest λ within one
+standard error of it (``stats.one_se_choice``).
+
+A *family* is a point without its strength (``l2``, ``dropout``, ``l2 optim.lr=0.01``): its
+configs differ only in λ, so λ is selected per family. **The baseline** of a family's λ_min config
+is the config whose settings equal it with that family's own regularizer off (its λ = 0,
+everything else equal: ``points.switched_off``), e.g. ``none`` with the same dropout for ``l2``. A
+regularizer without a strength (spectral norm) is compared the same way. Where the study holds no
+such config, the closest config without that regularizer stands in, and every other key in which
+it differs is named in the verdict sentence itself. Comparisons are on the test metric, paired by
+seed; the Wilcoxon p-values of all comparisons get Holm's correction.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from reglab.config import validate
 from reglab.errors import UserError
 from reglab.report.stats import (OneSEChoice, PairedComparison, Summary, holm, one_se_choice,
                                  paired_comparison, summarize)
 from reglab.report.verdicts import best_sentence, verdict
+from reglab.study.points import settings, strength_key, switched_off
+from reglab.study.spec import config_for
+from reglab.tasks.objective import objective
 
-NOT_CONTEXT = ("reg", "seed", "data.fold", "optim.weight_decay")
+GAN_METRICS = ("modes", "hq_pct", "reverse_kl")
+NAMES = {"val_acc": "accuracy", "robust_val_acc": "robust accuracy", "modes": "modes", "hq_pct": "HQ %",
+         "reverse_kl": "reverse KL"}
 
 
 @dataclass(frozen=True)
 class Metric:
-    """The validation metric λ is chosen on, and its test counterpart used in comparisons."""
+    """A validation metric λ is chosen on, and its test counterpart used in comparisons (a GAN's
+    sample metrics have no separate test value: the key is both)."""
 
     key: str
     direction: str
@@ -39,27 +53,33 @@ class Metric:
 
     @property
     def test_key(self) -> str:
-        return "test_" + self.key.split("_", 1)[1]
+        return self.key.replace("val_", "test_") if "val_" in self.key else self.key
 
     @property
-    def gap_key(self) -> str:
+    def held_out(self) -> bool:
+        return self.test_key != self.key
+
+    @property
+    def gap_key(self) -> str | None:
+        if not self.held_out:
+            return None
         return "gap_acc" if self.key.endswith("acc") else "gap_loss"
 
     @property
     def name(self) -> str:
-        if self.key.endswith("acc"):
-            return "accuracy"
+        if self.key in NAMES:
+            return NAMES[self.key]
         return "cross-entropy" if self.classification else "MSE"
 
     @property
+    def quantity(self) -> str:
+        """What a verdict speaks of: ``test accuracy``, ``reverse KL``."""
+        return f"test {self.name}" if self.held_out else self.name
+
+    @property
     def scale(self) -> float:
-        """Accuracies are shown in percentage points, losses as they are."""
+        """Accuracies are shown in percentage points, everything else as it is."""
         return 100.0 if self.key.endswith("acc") else 1.0
-
-
-def unit_of(record) -> tuple[int, int | None]:
-    """What pairs two trials: the same seed and the same fold."""
-    return (record.seed, record.fold)
 
 
 def unit_order(record) -> tuple[int, int]:
@@ -68,41 +88,60 @@ def unit_order(record) -> tuple[int, int]:
 
 @dataclass
 class ConfigStats:
-    """One grid point over its finished seeds (and folds)."""
+    """One config over its finished seeds; each seed's value is the mean over its folds.
+
+    ``settings`` are the config's resolved settings (``points.settings``); ``strength`` is the key
+    that holds its regularizer's strength (None for no regularizer)."""
 
     label: str
     family: str
     lam: float | None
     records: list
+    settings: dict[str, Any]
+    strength: str | None
     val: Summary
     test: Summary
     gap: Summary | None
     weight_l2: float | None
     sparsity: float | None
+    table: dict[str, Summary] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
-        return len(self.records)
+        """The number of seeds: the unit of analysis."""
+        return len({r.seed for r in self.records})
 
-    def units(self, key: str) -> dict[tuple[int, int | None], float]:
-        return {unit_of(r): float(r.summary[key]) for r in self.records if key in r.summary}
+    def per_seed(self, key: str) -> dict[int, float]:
+        """seed → the mean of ``key`` over that seed's folds."""
+        values: dict[int, list[float]] = defaultdict(list)
+        for r in self.records:
+            if isinstance(r.summary.get(key), (int, float)):
+                values[r.seed].append(float(r.summary[key]))
+        return {seed: float(np.mean(v)) for seed, v in sorted(values.items())}
+
+    def selection_values(self, key: str) -> list[float]:
+        """The values the one-SE rule sees: per-seed means, or the folds of a single seed."""
+        if self.n == 1:
+            return [float(r.summary[key]) for r in self.records if key in r.summary]
+        return list(self.per_seed(key).values())
+
+    @property
+    def off(self) -> dict[str, Any] | None:
+        """The settings of this config with its own regularizer off: its baseline's settings."""
+        return None if self.strength is None else switched_off(self.settings, self.strength)
+
+
+def summary_over_seeds(config_records: list, key: str) -> Summary | None:
+    values: dict[int, list[float]] = defaultdict(list)
+    for r in config_records:
+        if isinstance(r.summary.get(key), (int, float)):
+            values[r.seed].append(float(r.summary[key]))
+    return summarize([np.mean(v) for v in values.values()]) if values else None
 
 
 def mean_of(records: list, key: str) -> float | None:
     values = [r.summary[key] for r in records if isinstance(r.summary.get(key), (int, float))]
     return float(np.mean(values)) if values else None
-
-
-def config_stats(records: list, metric: Metric) -> ConfigStats:
-    first = records[0]
-    gaps = [r.summary[metric.gap_key] for r in records if metric.gap_key in r.summary]
-    return ConfigStats(
-        label=first.label, family=first.family, lam=first.lam, records=records,
-        val=summarize([r.summary[metric.key] for r in records]),
-        test=summarize([r.summary[metric.test_key] for r in records]),
-        gap=summarize(gaps) if gaps else None,
-        weight_l2=mean_of(records, "weight_l2"), sparsity=mean_of(records, "zeros_total"),
-    )
 
 
 @dataclass
@@ -119,13 +158,18 @@ class Selection:
 
 @dataclass
 class Comparison:
-    """A family's λ_min config against the baseline on the test metric."""
+    """A config (a family's λ_min, or a regularizer without strength) against its baseline on one
+    test metric, paired by seed. ``differs_in``: every settings key in which the two differ;
+    ``also_differs``: those among them that are not the compared regularizer's own."""
 
     chosen: ConfigStats
     baseline: ConfigStats
+    metric: Metric
     result: PairedComparison
     seeds: int
     folds: int
+    differs_in: list[str]
+    also_differs: list[str]
     holm_p: float = 1.0
     verdict: str = ""
 
@@ -165,6 +209,10 @@ class Analysis:
     failed: list
     best: str = ""
 
+    @property
+    def gan(self) -> bool:
+        return self.metric.key in GAN_METRICS
+
 
 def progress_of(records: list) -> Progress:
     counts = Counter(r.status for r in records)
@@ -175,12 +223,17 @@ def progress_of(records: list) -> Progress:
     return Progress(len(records), counts, {k: (w, r) for k, (w, r) in pending.items()})
 
 
+def resolved_config(spec: dict, record):
+    """The record's validated config: from the study's recipe and the point, or the run folder's."""
+    if record.config is not None:
+        return validate(record.config)
+    return config_for(spec, record.point, record.seed, record.fold)
+
+
 def metric_of(spec: dict, finished: list) -> Metric:
-    key = spec.get("metric") or "val_loss"
-    if key not in ("val_acc", "val_loss"):
-        raise UserError(f"the report chooses λ on val_acc or val_loss, not '{key}'")
-    direction = spec.get("direction") or ("maximize" if key == "val_acc" else "minimize")
+    """The task's validation objective (``tasks.objective``) for these runs."""
     classification = any("val_acc" in r.summary for r in finished)
+    key, direction = objective(resolved_config(spec, finished[0]), classification)
     metric = Metric(key, direction, classification)
     if not any(key in r.summary and metric.test_key in r.summary for r in finished):
         raise UserError(f"no finished trial reports {key} and {metric.test_key}")
@@ -202,11 +255,42 @@ def require_finished(spec: dict, records: list, progress: Progress) -> None:
                     f"{c['failed']} failed")
 
 
-def group_configs(finished: list, metric: Metric) -> list[ConfigStats]:
-    by_label: dict[str, list] = defaultdict(list)
+def config_stats(records: list, config, metric: Metric) -> ConfigStats:
+    first = records[0]
+    return ConfigStats(
+        label=first.label, family=first.family, lam=first.lam, records=records, settings=settings(config),
+        strength=strength_key(first.point, config),
+        val=summary_over_seeds(records, metric.key), test=summary_over_seeds(records, metric.test_key),
+        gap=summary_over_seeds(records, metric.gap_key) if metric.gap_key else None,
+        weight_l2=mean_of(records, "weight_l2"), sparsity=mean_of(records, "zeros_total"),
+        table={key: s for key in (GAN_METRICS if metric.key in GAN_METRICS else ())
+               if (s := summary_over_seeds(records, key)) is not None},
+    )
+
+
+def distinct_labels(configs: list[ConfigStats]) -> None:
+    """A label names one config: where two configs share one, each gets the keys that tell it apart."""
+    by_label: dict[str, list[ConfigStats]] = defaultdict(list)
+    for c in configs:
+        by_label[c.label].append(c)
+    for same in (group for group in by_label.values() if len(group) > 1):
+        keys = sorted({k for c in same for k in c.settings if len({json.dumps(o.settings.get(k)) for o in same}) > 1})
+        for c in same:
+            c.label += " (" + ", ".join(f"{k}={json.dumps(c.settings.get(k))}" for k in keys) + ")"
+
+
+def group_configs(spec: dict, finished: list, metric: Metric) -> list[ConfigStats]:
+    """One ConfigStats per distinct config (equal settings pool, whatever their points)."""
+    by_point: dict[str, list] = defaultdict(list)
     for r in finished:
-        by_label[r.label].append(r)
-    configs = [config_stats(sorted(rs, key=unit_order), metric) for rs in by_label.values()]
+        by_point[json.dumps(r.point, sort_keys=True, default=str)].append(r)
+    by_settings: dict[str, tuple[Any, list]] = {}
+    for group in by_point.values():
+        config = resolved_config(spec, group[0])
+        key = json.dumps(settings(config), sort_keys=True, default=str)
+        by_settings.setdefault(key, (config, []))[1].extend(group)
+    configs = [config_stats(sorted(rs, key=unit_order), config, metric) for config, rs in by_settings.values()]
+    distinct_labels(configs)
     return sorted(configs, key=lambda c: (c.lam is not None, c.family, -1.0 if c.lam is None else c.lam))
 
 
@@ -218,56 +302,69 @@ def select(configs: list[ConfigStats], metric: Metric) -> list[Selection]:
     selections = []
     for family, members in families.items():
         by_lam = {c.lam: c for c in members}
-        choice = one_se_choice({c.lam: [r.summary[metric.key] for r in c.records] for c in members},
-                               metric.direction)
+        choice = one_se_choice({c.lam: c.selection_values(metric.key) for c in members}, metric.direction)
         selections.append(Selection(family, choice, by_lam[choice.lam_min], by_lam[choice.lam_1se],
                                     sorted(members, key=lambda c: c.lam)))
     return selections
 
 
-def context(config: ConfigStats) -> dict[str, Any]:
-    """The settings of a point other than its regularizer, e.g. ``{"optim.lr": 0.01}``."""
-    point = config.records[0].point
-    return {k: v for k, v in point.items() if not k.startswith(NOT_CONTEXT)}
+def differing(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """The settings keys that both have, with different values (a key only one side has is a
+    setting of its regularizer, which ``reg.penalty`` already tells apart)."""
+    return sorted(k for k in set(a) & set(b) if json.dumps(a[k]) != json.dumps(b[k]))
 
 
-def baseline_for(selection: Selection, configs: list[ConfigStats]) -> ConfigStats | None:
-    """The unregularized config for a family: ``none`` with the same other settings, else plain
-    ``none`` (else the first ``none`` config), else the family's λ=0 config."""
-    nones = [c for c in configs if c.lam is None and c.family.split()[0] == "none"]
-    wanted = context(selection.at_min)
-    for candidates in ([c for c in nones if context(c) == wanted], [c for c in nones if c.family == "none"], nones):
-        if candidates:
-            return candidates[0]
-    return next((c for c in selection.configs if c.lam == 0), None)
-
-
-def compare(selection: Selection, baseline: ConfigStats, metric: Metric) -> Comparison | None:
-    chosen = selection.at_min
-    a, b = chosen.units(metric.test_key), baseline.units(metric.test_key)
-    common = sorted(set(a) & set(b), key=lambda unit: (unit[0], -1 if unit[1] is None else unit[1]))
-    if not common:
+def baseline_for(chosen: ConfigStats, configs: list[ConfigStats]) -> ConfigStats | None:
+    """The config closest to ``chosen`` with its regularizer off: among the configs that have it
+    off (else those without any regularizer), the one differing from that in the fewest keys
+    (the first in table order on a tie). Equal to it when the study holds that config."""
+    if chosen.strength is None:
         return None
-    result = paired_comparison([a[u] for u in common], [b[u] for u in common], metric.direction)
-    return Comparison(chosen, baseline, result, len({u[0] for u in common}),
-                      len({u[1] for u in common if u[1] is not None}))
+    target = chosen.off
+    others = [c for c in configs if c is not chosen]
+    pool = [c for c in others if switched_off(c.settings, chosen.strength) == c.settings] or \
+        [c for c in others if c.strength is None]
+    return min(pool, key=lambda c: len(differing(c.settings, target)), default=None)
 
 
-def comparisons_of(selections: list[Selection], configs: list[ConfigStats], metric: Metric,
+def compare(chosen: ConfigStats, baseline: ConfigStats, metric: Metric) -> Comparison | None:
+    """Paired by seed, each seed's value the mean over the folds both configs finished."""
+    a, b = chosen.per_seed(metric.test_key), baseline.per_seed(metric.test_key)
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        return None
+    result = paired_comparison([a[s] for s in seeds], [b[s] for s in seeds], metric.direction)
+    folds = {r.fold for r in chosen.records if r.seed in seeds and r.fold is not None}
+    return Comparison(chosen, baseline, metric, result, len(seeds), len(folds),
+                      differing(chosen.settings, baseline.settings),
+                      differing(baseline.settings, chosen.off))
+
+
+def compared(selections: list[Selection], configs: list[ConfigStats]) -> list[tuple[str, ConfigStats]]:
+    """``(name, config)`` of every config to compare: each family's λ_min, and each regularizer
+    that has no strength to choose (spectral norm)."""
+    out = [(sel.family, sel.at_min) for sel in selections]
+    out += [(c.family, c) for c in configs if c.lam is None and c.strength is not None]
+    return out
+
+
+def comparisons_of(selections: list[Selection], configs: list[ConfigStats], metrics: list[Metric],
                    notes: list[str]) -> list[Comparison]:
     out = []
-    for sel in selections:
-        baseline = sel.baseline = baseline_for(sel, configs)
-        if baseline is None:
-            notes.append(f"{sel.family}: no baseline (no 'none' config and no λ=0), so no comparison")
-        elif baseline is sel.at_min:
-            notes.append(f"{sel.family}: validation chose λ=0, the baseline itself; nothing to compare")
+    selection_of = {id(sel.at_min): sel for sel in selections}
+    for name, chosen in compared(selections, configs):
+        baseline = baseline_for(chosen, configs)
+        if id(chosen) in selection_of:
+            selection_of[id(chosen)].baseline = baseline
+        if chosen.lam == 0:
+            notes.append(f"{name}: validation chose λ=0, the baseline itself; nothing to compare")
+        elif baseline is None:
+            notes.append(f"{name}: no config without this regularizer, so no comparison")
         else:
-            comparison = compare(sel, baseline, metric)
-            if comparison is None:
-                notes.append(f"{sel.family}: λ_min and {baseline.label} share no seed, so no paired comparison")
-            else:
-                out.append(comparison)
+            found = [c for c in (compare(chosen, baseline, m) for m in metrics) if c is not None]
+            if not found:
+                notes.append(f"{name}: {chosen.label} and {baseline.label} share no seed, so no paired comparison")
+            out.extend(found)
     adjusted = holm([c.result.p_value for c in out])
     for comparison, p in zip(out, adjusted):
         comparison.holm_p = float(p)
@@ -284,11 +381,16 @@ def analyse(spec: dict, records: list) -> Analysis:
     notes = []
     if len(usable) < len(ok):
         notes.append(f"{len(ok) - len(usable)} finished trials lack {metric.key} or {metric.test_key} and are left out")
-    configs = group_configs(usable, metric)
+    if not metric.held_out:
+        notes.append(f"A GAN has no held-out split for its sample metrics: λ is chosen on {metric.name} of the "
+                     "same runs that the comparisons use, which favours families run at several strengths")
+    configs = group_configs(spec, usable, metric)
     selections = select(configs, metric)
-    comparisons = comparisons_of(selections, configs, metric, notes)
+    metrics = [Metric(k, "minimize" if k == "reverse_kl" else "maximize", False) for k in GAN_METRICS] \
+        if metric.key in GAN_METRICS else [metric]
+    comparisons = comparisons_of(selections, configs, metrics, notes)
     for comparison in comparisons:
-        comparison.verdict = verdict(comparison, metric)
+        comparison.verdict = verdict(comparison)
     failed = [r for r in records if r.status == "failed"]
     best = best_sentence(best_config(configs, metric), metric, spec.get("published")) if configs else ""
     return Analysis(spec, metric, progress, configs, selections, comparisons, notes, failed, best)

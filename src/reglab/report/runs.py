@@ -1,6 +1,7 @@
 """Trial records from plain run folders, so ``reglab report RUN_DIR…`` works without a study.
 
-Each run becomes one trial. Its *point* is what sets it apart from the other runs given: the
+The runs must be of one experiment (recipe, task and data); runs of several are refused. Each run
+becomes one trial. Its *point* is what sets it apart from the other runs given: the
 config keys whose values differ between them (seed and fold excluded, and keys its penalty makes
 irrelevant, such as ``reg.lam`` of an unregularized run). Its family is ``reg.penalty`` followed
 by the point's other settings (``l2``, ``none``, ``l1 reg.mode=proximal``), its λ is ``reg.lam``
@@ -97,24 +98,38 @@ def record_of(run: dict[str, Any], varying: set[str]) -> TrialRecord:
         point=point, label=label, family=family, lam=lam, seed=int(config.get("seed", 0)),
         fold=fold_of(config), status=status if status in ("ok", "failed") else "running",
         reason=summary.get("reason"), summary=summary, history=run["metrics"], run_dir=str(run["path"]),
+        config=config,
     )
+
+
+def experiment_of(config: dict[str, Any]) -> str:
+    """What must be equal for runs to be compared: recipe, task and data."""
+    data = config.get("data", {})
+    return f"{config.get('name', 'run')} ({config.get('task', 'supervised')} on {data.get('name')})"
+
+
+def require_one_experiment(runs: list[dict[str, Any]]) -> None:
+    """Runs of different recipes, tasks or data answer different questions: refuse to rank them."""
+    kinds = sorted({experiment_of(run["config"]) for run in runs})
+    if len(kinds) > 1:
+        raise UserError(f"the run folders hold {len(kinds)} different experiments ({'; '.join(kinds)}): "
+                        "report each one's folders separately")
 
 
 def records_from_runs(targets: Iterable[str | Path]) -> tuple[dict[str, Any], list[TrialRecord]]:
     """A study-like ``(spec, records)`` pair from run folders (or folders of them)."""
     runs = [read_run(path) for path in run_folders(targets)]
+    require_one_experiment(runs)
     flats = [flatten(run["config"]) for run in runs]
     penalties = [penalty_and_lam(run["config"])[0] for run in runs]
     keys = set().union(*flats)
     varying = {k for k in keys
                if len({flat.get(k) for flat, penalty in zip(flats, penalties) if not irrelevant(k, penalty)}) > 1}
     records = [record_of(run, varying) for run in runs]
-    classify = any("val_acc" in r.summary for r in records)
     names = sorted({str(run["config"].get("name", "run")) for run in runs})
     folds = {run["config"].get("data", {}).get("n_folds") for run in runs} - {None}
     spec = {
         "source": "run folders", "recipe": ", ".join(names), "name": ", ".join(names),
-        "metric": "val_acc" if classify else "val_loss", "direction": "maximize" if classify else "minimize",
         "seeds": sorted({r.seed for r in records}), "folds": max(folds) if folds else None,
         "published": runs[0]["config"].get("published") if runs else None,
         "grids": [f"{k}={','.join(fmt(json.loads(v)) for v in sorted({flat[k] for flat in flats if k in flat}))}"

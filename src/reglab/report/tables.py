@@ -22,10 +22,11 @@ def ci_columns(prefix: str, summary: Summary | None) -> dict[str, Any]:
 
 def config_row(c: ConfigStats) -> dict[str, Any]:
     return {"label": c.label, "family": c.family, "lambda": "" if c.lam is None else c.lam,
-            "n": c.n, **ci_columns("val", c.val), **ci_columns("test", c.test), **ci_columns("gap", c.gap),
+            "n_seeds": c.n, "n_runs": len(c.records), **ci_columns("val", c.val), **ci_columns("test", c.test), **ci_columns("gap", c.gap),
             "weight_l2": "" if c.weight_l2 is None else c.weight_l2,
             "zeros_total": "" if c.sparsity is None else c.sparsity,
-            "seeds": " ".join(str(r.seed) for r in c.records)}
+            "seeds": " ".join(str(s) for s in sorted({r.seed for r in c.records})),
+            **{column: value for key, summary in c.table.items() for column, value in ci_columns(key, summary).items()}}
 
 
 def configs_rows(analysis: Analysis) -> list[dict[str, Any]]:
@@ -43,7 +44,8 @@ def selection_rows(analysis: Analysis) -> list[dict[str, Any]]:
 
 def comparison_rows(analysis: Analysis) -> list[dict[str, Any]]:
     return [{"config": c.chosen.label, "lambda": c.chosen.lam, "baseline": c.baseline.label,
-             "metric": analysis.metric.test_key, "pairs": c.result.n, "seeds": c.seeds, "folds": c.folds,
+             "baseline_differs_in": " ".join(c.differs_in),
+             "metric": c.metric.test_key, "pairs": c.result.n, "seeds": c.seeds, "folds": c.folds,
              "mean_diff": c.result.mean_diff, "diff_ci_low": c.result.low, "diff_ci_high": c.result.high,
              "p_improvement": c.result.p_improve, "wilcoxon_p": c.result.p_value, "holm_p": c.holm_p,
              "significant": c.holm_p < ALPHA, "verdict": c.verdict, "note": c.result.note}
@@ -61,12 +63,12 @@ def ci_names(prefix: str) -> list[str]:
 
 
 HEADERS = {
-    "configs": ["label", "family", "lambda", "n", *ci_names("val"), *ci_names("test"), *ci_names("gap"),
+    "configs": ["label", "family", "lambda", "n_seeds", "n_runs", *ci_names("val"), *ci_names("test"), *ci_names("gap"),
                 "weight_l2", "zeros_total", "seeds"],
     "selection": ["family", "n_lambdas", "lambda_min", "lambda_1se", "best_val_mean", "se_at_lambda_min",
                   "threshold", *ci_names("val_at_min"), *ci_names("test_at_min"), *ci_names("val_at_1se"),
                   *ci_names("test_at_1se")],
-    "comparisons": ["config", "lambda", "baseline", "metric", "pairs", "seeds", "folds", "mean_diff", "diff_ci_low",
+    "comparisons": ["config", "lambda", "baseline", "baseline_differs_in", "metric", "pairs", "seeds", "folds", "mean_diff", "diff_ci_low",
                     "diff_ci_high", "p_improvement", "wilcoxon_p", "holm_p", "significant", "verdict", "note"],
     "failed": ["label", "seed", "fold", "reason", "step", "run_dir"],
 }
@@ -75,13 +77,16 @@ ROWS = {"configs": configs_rows, "selection": selection_rows, "comparisons": com
 
 
 def write_tables(analysis: Analysis, folder: Path) -> list[Path]:
-    """``configs.csv``, ``selection.csv``, ``comparisons.csv`` and ``failed.csv`` (header only when empty)."""
+    """``configs.csv``, ``selection.csv``, ``comparisons.csv`` and ``failed.csv`` (header only when
+    empty); a GAN study's configs also get modes, HQ % and reverse KL (mean and CI over seeds)."""
     paths = []
     for name, header in HEADERS.items():
         path = folder / f"{name}.csv"
+        rows = ROWS[name](analysis)
+        extra = [k for k in rows[0] if k not in header] if rows else []  # a GAN's mode metrics
         with open(path, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=header)
+            writer = csv.DictWriter(fh, fieldnames=header + extra)
             writer.writeheader()
-            writer.writerows(ROWS[name](analysis))
+            writer.writerows(rows)
         paths.append(path)
     return paths

@@ -1,15 +1,22 @@
 """One sentence per comparison, e.g.
 
-    L2 λ=1e-3 raises test accuracy by 2.1 points [1.3, 2.9] over none (10 seeds, Holm p=0.002)
+    L2 λ=1e-3 raises test accuracy by 2.1 points [1.3, 2.9] over none (n = 10 seeds, Holm p=0.002)
     L2 λ=1e-3 changes test accuracy by −0.3 points [−1.1, 0.6] over none: no significant
-    difference at 0.05 (10 seeds, Holm p=0.62)
+    difference at 0.05 (n = 10 seeds, folds averaged within each, Holm p=0.62)
+    Dropout p=0.5 raises test accuracy by 3.0 points [2.1, 3.9] over none, which also differs in
+    optim.lr=0.01 (vs 0.001) (n = 10 seeds, Holm p=0.004)
 
-The interval is the 95% bootstrap CI of the mean paired difference; significance is the
-Holm-adjusted Wilcoxon p below 0.05. A significant change is named by the way it moves the
-metric ("raises"/"lowers"), with its size and interval as positive numbers.
+The sentence claims: the compared config's mean paired difference from its baseline over seeds
+(the unit of analysis), its 95% bootstrap CI, and whether the Holm-adjusted Wilcoxon p is below
+0.05. The baseline differs from the config only in the regularizer named first, unless the
+sentence names the other keys in which it differs (with the baseline's value, then the
+config's): then the difference is not the regularizer's alone. A significant change is named by
+the way it moves the metric ("raises"/"lowers"), with its size and interval as positive numbers.
 """
 
 from __future__ import annotations
+
+import json
 
 from reglab.report.formatting import fmt_p, fmt_value, signed
 
@@ -29,36 +36,51 @@ def amount(value: float, scale: float) -> str:
 
 
 def sample_size(seeds: int, folds: int) -> str:
-    text = f"{seeds} seed{'s' if seeds != 1 else ''}"
-    return f"{text} × {folds} folds" if folds else text
+    text = f"n = {seeds} seed{'s' if seeds != 1 else ''}"
+    return f"{text}, {folds} folds averaged within each" if folds else text
 
 
-def verdict(comparison, metric) -> str:
-    """The sentence for one comparison (``analysis.Comparison``) on the test metric."""
-    r = comparison.result
-    quantity = f"test {metric.name}"
+def show(value) -> str:
+    return json.dumps(value) if isinstance(value, (list, dict, bool)) or value is None else str(value)
+
+
+def baseline_text(comparison) -> str:
+    """``none``, or ``none, which also differs in model.dropout=0 (vs 0.2)``."""
+    also = comparison.also_differs
+    if not also:
+        return comparison.baseline.label
+    base, own = comparison.baseline.settings, comparison.chosen.settings
+    keys = ", ".join(f"{k}={show(base.get(k))} (vs {show(own.get(k))})" for k in also)
+    return f"{comparison.baseline.label}, which also differs in {keys}"
+
+
+def verdict(comparison) -> str:
+    """The sentence for one comparison (``analysis.Comparison``) on its test metric."""
+    r, metric = comparison.result, comparison.metric
+    quantity = metric.quantity
     unit = " points" if metric.scale == 100 else ""
     subject = display_label(comparison.chosen.label)
+    baseline = baseline_text(comparison)
     tail = f"({sample_size(comparison.seeds, comparison.folds)}, Holm p{fmt_p(comparison.holm_p)})"
     if comparison.holm_p >= ALPHA:
         return (f"{subject} changes {quantity} by {amount(r.mean_diff, metric.scale)}{unit} "
-                f"[{amount(r.low, metric.scale)}, {amount(r.high, metric.scale)}] over {comparison.baseline.label}: "
+                f"[{amount(r.low, metric.scale)}, {amount(r.high, metric.scale)}] over {baseline}: "
                 f"no significant difference at {ALPHA} {tail}")
     if r.mean_diff > 0:
         verb, size, low, high = "raises", r.mean_diff, r.low, r.high
     else:
         verb, size, low, high = "lowers", -r.mean_diff, -r.high, -r.low
     return (f"{subject} {verb} {quantity} by {amount(size, metric.scale)}{unit} "
-            f"[{amount(low, metric.scale)}, {amount(high, metric.scale)}] over {comparison.baseline.label} {tail}")
+            f"[{amount(low, metric.scale)}, {amount(high, metric.scale)}] over {baseline} {tail}")
 
 
 def best_sentence(best, metric, published: dict | None) -> str:
     """The config chosen on validation among all (``analysis.ConfigStats``), its test metric with
     CI, and how it stands against a published figure when the recipe names one."""
     t = best.test
-    text = (f"Chosen on validation among all configs: {display_label(best.label)}, test {metric.name} "
+    text = (f"Chosen on validation among all configs: {display_label(best.label)}, {metric.quantity} "
             f"{fmt_value(t.mean, metric.scale)} [{fmt_value(t.low, metric.scale)}, {fmt_value(t.high, metric.scale)}] "
-            f"({t.n} runs)")
+            f"(n = {t.n} seeds)")
     if not published or published.get("value") is None or published.get("metric") != metric.test_key:
         return text
     value = float(published["value"])

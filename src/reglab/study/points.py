@@ -56,14 +56,16 @@ def fmt(value: Any) -> str:
 
 def normalized(flat: dict[str, Any]) -> dict[str, Any]:
     """Dotted settings with the regularizer in one canonical form: a penalty with λ = 0 and
-    dropout with p = 0 are ``none``; ``none`` and dropout keep no ``reg.*`` key but
-    ``reg.penalty`` (dropout's rate is ``model.dropout``); a penalty drops ``reg.dropout``."""
+    dropout with p = 0 are ``none``; ``none`` and dropout keep of ``reg.*`` only ``reg.penalty``
+    and ``reg.lam = 0`` (dropout's rate is ``model.dropout``); a penalty drops ``reg.dropout``."""
     penalty = flat.get("reg.penalty", "none")
     if (penalty == "dropout" and not flat.get("model.dropout")) or \
             (penalty not in ("none", "dropout") and not flat.get("reg.lam")):
         penalty = "none"
     kept = {k: v for k, v in flat.items() if not k.startswith("reg.")}
-    if penalty not in ("none", "dropout"):
+    if penalty in ("none", "dropout"):
+        kept["reg.lam"] = 0.0
+    else:
         kept.update({k: v for k, v in flat.items() if k.startswith("reg.") and k != "reg.dropout"})
     kept["reg.penalty"] = penalty
     return kept

@@ -52,6 +52,7 @@ class TrialRecord:
     summary: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     run_dir: str | None = None
+    config: dict[str, Any] | None = None  # the resolved config, when read from a run folder
 
 
 def superseded(trials: list[FrozenTrial]) -> set[int]:
