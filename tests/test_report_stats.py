@@ -130,6 +130,14 @@ def test_best_sentence_reads_against_the_published_figure():
     metric = Metric("val_acc", "maximize", True)
     best = SimpleNamespace(label="l2 λ=0.001", test=Summary(5, 0.701, 0.69, 0.71))
     text = best_sentence(best, metric, {"value": 0.68, "metric": "test_acc", "source": "paper"})
-    assert "test accuracy 70.1 [69.0, 71.0] (5 runs)" in text
+    assert "test accuracy 70.1 [69.0, 71.0] (n = 5 seeds)" in text
     assert text.endswith("published: 68.0 (paper), ours is 2.1 points above it")
     assert "published" not in best_sentence(best, metric, None)
+
+
+def test_the_small_sample_note_counts_the_differences_the_test_uses():
+    # 7 pairs, but 3 differences are zero: the signed-rank test sees 4 and cannot reach p<0.05
+    a, b = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0], [0.0, 1.0, 2.0, 3.0, 5.0, 6.0, 7.0]
+    note = paired_comparison(a, b).note
+    assert "only 4 non-zero differences" in note
+    assert paired_comparison([1.0, 2, 3, 4, 5, 6], [0.0, 0, 0, 0, 0, 0]).note == ""

@@ -137,8 +137,10 @@ def paired_comparison(a: Sequence[float], b: Sequence[float], direction: Directi
     low, high = np.quantile(means, [tail, 1 - tail])
     good = means > 0 if direction == "maximize" else means < 0
     p_value, note = wilcoxon_p(diffs)
-    if len(diffs) < 6 and not note:
-        note = f"only {len(diffs)} pairs: the signed-rank test cannot reach p<0.05 below 6"
+    nonzero = int(np.count_nonzero(diffs))
+    if nonzero < 6 and not note:
+        note = (f"only {nonzero} non-zero differences: the signed-rank test (which drops zero "
+                "differences) cannot reach p<0.05 with fewer than 6")
     return PairedComparison(len(diffs), float(diffs.mean()), float(low), float(high),
                             float(good.mean()), p_value, note)
 
