@@ -267,6 +267,19 @@ def test_bad_targets_are_user_errors(tmp_path):
         build_report([tmp_path / "empty"], tmp_path / "out")
 
 
+def test_runs_of_different_experiments_are_refused(runs_root, tmp_path):
+    train(tmp_path / "other", "seed=0", recipe="ridge-gd", tiny=["train.epochs=2", "train.plots=false",
+                                                                   "train.save_weights=false"])
+    message = r"the run folders hold 2 different experiments \(mlp-l2 \(supervised on mnist1d\); ridge-gd"
+    with pytest.raises(UserError, match=message):
+        build_report([runs_root, tmp_path / "other"], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    cli = subprocess.run([sys.executable, "-m", "reglab.cli", "report", str(runs_root), str(tmp_path / "other"),
+                          "--out", str(tmp_path / "out")], capture_output=True, text=True)
+    assert cli.returncode == 2 and cli.stderr.startswith("error: the run folders hold 2 different experiments")
+    assert len(cli.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
 def test_ridge_without_a_none_baseline_compares_with_lambda_zero_and_draws_coefficient_paths(tmp_path):
     for seed in (0, 1):
         for lam in (0.0, 0.03, 0.3):

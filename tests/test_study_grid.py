@@ -145,6 +145,10 @@ def test_spec_checks_and_names():
     assert default_name(spec) == default_name(make_spec("ridge-gd", ["train.epochs=5"], ["reg.lam=0,1"], "0-1", None))
     assert default_name(spec) != default_name(make_spec("ridge-gd", ["train.epochs=6"], ["reg.lam=0,1"], "0-1", None))
     assert make_spec("mlp-l2", [], [], "0", None)["metric"] == "val_acc"
+    adversarial = make_spec("adversarial-l2", [], [], "0", None)  # robustness is what it trains for
+    assert (adversarial["metric"], adversarial["direction"]) == ("robust_val_acc", "maximize")
+    gan = make_spec("gan-grid", [], [], "0", None)
+    assert (gan["metric"], gan["direction"]) == ("reverse_kl", "minimize")
     for args, fragment in [
         ((["seed=3"], [], "0", None), "--seeds"),
         (([], [], "0", 1), "at least 2 folds"),

@@ -210,9 +210,10 @@ class PGD(_Attack):
 
     where Π clips to the ε-ball around x₀ and then to [0, 1] (for L∞ this is the exact projection
     onto the intersection; for L2 it is the usual ball-then-box projection, which stays feasible).
-    The default step is Madry's α = 2.5·ε/steps. With ``restarts`` > 1 the attack runs again from
-    new random starts and keeps, per example, a restart that fools the model, otherwise the one with
-    the highest loss; it never does worse than its first restart. The last iterate of each restart
+    The default step is α = 2.5·ε/steps, the heuristic of the ``robustness`` library (Engstrom et
+    al. 2019); Madry et al. (2018) used α = 0.01 at ε = 0.3 with 40 steps on MNIST. With
+    ``restarts`` > 1 the attack runs again from new random starts and keeps, per example, a
+    restart that fools the model, otherwise the one with the highest loss; it never does worse than its first restart. The last iterate of each restart
     is used, as in torchattacks.
     """
 

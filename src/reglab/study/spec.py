@@ -5,9 +5,9 @@ overrides, the grids, the seeds, the number of CV folds, the search (``grid`` or
 number of trials) and the objective. It is stored in the study; running ``reglab sweep`` again
 with the same spec resumes the study, and a different spec under the same name is refused.
 
-The objective is measured on validation data, never on test: ``val_acc`` (maximized) for
-classification, ``val_loss`` (minimized) for regression; with ``--cv K`` it is the mean over the
-K folds.
+The objective is measured on validation data, never on test (``tasks.objective``): ``val_acc``
+(maximized) for classification, ``val_loss`` (minimized) for regression, ``robust_val_acc`` for
+adversarial runs, a GAN's ``reverse_kl``; with ``--cv K`` it is the mean over the K folds.
 
 A study holds at most ``max_runs`` runs (points × seeds × folds; TPE trials × seeds × folds),
 ``MAX_RUNS`` unless ``--max-runs`` says otherwise; a larger one is refused before anything is
@@ -28,6 +28,7 @@ import yaml
 from reglab.config import Config, apply_overrides, parse_override, read_yaml, recipe_path, validate
 from reglab.errors import UserError
 from reglab.study.grid import RESERVED_KEYS, parse_grid, parse_seeds
+from reglab.tasks.objective import objective
 
 SEARCHES = ("grid", "tpe")
 MAX_RUNS = 10_000
@@ -73,9 +74,8 @@ def make_spec(recipe: str, overrides: list[str], grids: list[str], seeds: str, f
         "search": search,
         "trials": trials,
     }
-    kind = data_kind(config_for(spec, {}, spec["seeds"][0], 0 if folds else None))
-    spec["metric"] = "val_acc" if kind == "classification" else "val_loss"
-    spec["direction"] = "maximize" if kind == "classification" else "minimize"
+    config = config_for(spec, {}, spec["seeds"][0], 0 if folds else None)
+    spec["metric"], spec["direction"] = objective(config, data_kind(config) == "classification")
     return spec
 
 
