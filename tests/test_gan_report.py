@@ -54,3 +54,34 @@ def test_verdict_sentences_follow_the_paired_differences():
     mixed = comparison(runs("a", [3] * 6, [50] * 6, [0.1] * 6) + runs("b", [1, 2, 1, 2, 1, 2], [60, 61, 62, 63, 64, 65],
                                                                      [0.1] * 6), "a", "b")  # fmt: skip
     assert "better on modes but worse on HQ %" in mixed and "modes +1.5 [" in mixed
+
+
+def test_report_of_a_gan_study(tmp_path):
+    """A real (tiny) GAN study: none and sn collapse across gan.strength, λ is chosen on reverse KL
+    (not val_loss), and the report shows the mode table and compares on all three mode metrics."""
+    import csv
+
+    from reglab.report import build_report
+    from reglab.study.records import load_study
+    from reglab.study.sweep import sweep
+
+    tiny = ["data.n_samples=2000", "train.epochs=2", "gan.g_hidden=[16]", "gan.d_hidden=[16]",
+            "gan.n_eval_samples=200", "train.plots=false", "train.save_weights=false"]
+    sweep("gan-grid", tiny, ["gan.regularizer=none,l1,sn", "gan.strength=1,3"], seeds="0-2", workers=1,
+          studies_dir=tmp_path, echo=lambda line: None, name="g")
+    spec, records = load_study(tmp_path / "g")
+    assert len(records) == 4 * 3  # none, l1 ×2 strengths, sn; not 6 points
+    result = build_report([tmp_path / "g"], tmp_path / "out")
+    a = result.analysis
+    assert a.metric.key == "reverse_kl" and a.metric.direction == "minimize"
+    assert [c.label for c in a.configs] == ["none", "sn", "l1 λ=0.0001", "l1 λ=0.0003"]
+    compared = {(c.chosen.family, c.metric.key, c.baseline.label) for c in a.comparisons}
+    assert compared == {(f, k, "none") for f in ("l1", "sn") for k in ("modes", "hq_pct", "reverse_kl")}
+    none = next(c for c in a.configs if c.label == "none")
+    modes = [r.summary["modes"] for r in records if r.label == "none"]
+    assert none.table["modes"].mean == pytest.approx(np.mean(modes))
+    html = result.index.read_text()
+    assert "Mode coverage" in html and "reverse KL" in html
+    with open(tmp_path / "out" / "configs.csv", newline="") as fh:
+        rows = {r["label"]: r for r in csv.DictReader(fh)}
+    assert float(rows["none"]["modes_mean"]) == pytest.approx(np.mean(modes))

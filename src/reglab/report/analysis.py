@@ -30,6 +30,7 @@ import numpy as np
 
 from reglab.config import validate
 from reglab.errors import UserError
+from reglab.report.gan_modes import METRICS as MODE_METRICS
 from reglab.report.stats import (OneSEChoice, PairedComparison, Summary, holm, one_se_choice,
                                  paired_comparison, summarize)
 from reglab.report.verdicts import best_sentence, verdict
@@ -37,7 +38,7 @@ from reglab.study.points import settings, strength_key, switched_off
 from reglab.study.spec import config_for
 from reglab.tasks.objective import objective
 
-GAN_METRICS = ("modes", "hq_pct", "reverse_kl")
+GAN_METRICS = tuple(key for key, *_ in MODE_METRICS)
 NAMES = {"val_acc": "accuracy", "robust_val_acc": "robust accuracy", "modes": "modes", "hq_pct": "HQ %",
          "reverse_kl": "reverse KL"}
 
@@ -386,7 +387,7 @@ def analyse(spec: dict, records: list) -> Analysis:
                      "same runs that the comparisons use, which favours families run at several strengths")
     configs = group_configs(spec, usable, metric)
     selections = select(configs, metric)
-    metrics = [Metric(k, "minimize" if k == "reverse_kl" else "maximize", False) for k in GAN_METRICS] \
+    metrics = [Metric(key, direction, False) for key, _, direction, _ in MODE_METRICS] \
         if metric.key in GAN_METRICS else [metric]
     comparisons = comparisons_of(selections, configs, metrics, notes)
     for comparison in comparisons:

@@ -96,14 +96,23 @@ def mode_rows(runs: list[GanRun]) -> list[Row]:
     return sorted(rows, key=Row.rank, reverse=True)
 
 
+def rows_of_configs(configs: list, failed: list) -> list[Row]:
+    """The mode table of a report (``analysis.ConfigStats`` with their per-seed summaries of the
+    mode metrics, and the failed trial records), best first."""
+    return sorted((Row(c.label, c.n, sum(r.label == c.label for r in failed), c.table)
+                   for c in configs if len(c.table) == len(METRICS)), key=Row.rank, reverse=True)
+
+
+def cell(s: Summary, digits: str) -> str:
+    """``17.3 [16.1, 18.5]``"""
+    return f"{s.mean:{digits}} [{s.low:{digits}}, {s.high:{digits}}]"
+
+
 def markdown_table(rows: list[Row]) -> str:
     head = "| regularizer | runs | " + " | ".join(name for _, name, *_ in METRICS) + " |"
     lines = [head, "|---|---|" + "---|" * len(METRICS)]
     for row in rows:
-        cells = []
-        for key, _, _, digits in METRICS:
-            s = row.stats[key]
-            cells.append(f"{s.mean:{digits}} [{s.low:{digits}}, {s.high:{digits}}]")
+        cells = [cell(row.stats[key], digits) for key, _, _, digits in METRICS]
         failed = f" ({row.failed} failed)" if row.failed else ""
         lines.append(f"| {row.label} | {row.ok}{failed} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -10,6 +10,8 @@ from typing import Iterable
 
 from reglab.report.analysis import Analysis, ConfigStats
 from reglab.report.formatting import fmt_ci, fmt_lam, fmt_p, fmt_value
+from reglab.report.gan_modes import METRICS as MODE_METRICS
+from reglab.report.gan_modes import cell, rows_of_configs
 from reglab.report.plots import Plot
 from reglab.report.stats import Summary
 from reglab.report.verdicts import ALPHA
@@ -147,6 +149,19 @@ def configs(a: Analysis) -> str:
             "points, or validation − train loss.</p>")
 
 
+def mode_table(a: Analysis) -> str:
+    """A GAN study's modes, HQ % and reverse KL per config (``gan_modes``), best first."""
+    if not a.gan:
+        return ""
+    rows = [(escape(row.label), f"{row.ok}" + (f" ({row.failed} failed)" if row.failed else ""),
+             *(escape(cell(row.stats[key], digits)) for key, _, _, digits in MODE_METRICS))
+            for row in rows_of_configs(a.configs, a.failed)]
+    return ("<h2>Mode coverage</h2>" +
+            table(("regularizer", "seeds", *(name for _, name, *_ in MODE_METRICS)), rows, {1, 2, 3, 4}) +
+            '<p class="small">Mean [95% bootstrap CI] over seeds, best first (most modes, then HQ %, then lowest '
+            "reverse KL). Each regularizer is compared with its baseline on all three metrics above.</p>")
+
+
 def failed(a: Analysis) -> str:
     if not a.failed:
         return ""
@@ -168,8 +183,8 @@ def figures(plots: list[Plot]) -> str:
 def render(a: Analysis, plots: list[Plot]) -> str:
     """The whole page as one string."""
     title = escape(f"reglab report: {a.spec.get('name', '')}")
-    body = "".join((header(a), unfinished(a), verdicts(a), selection(a), comparisons(a), configs(a), failed(a),
-                    figures(plots)))
+    body = "".join((header(a), unfinished(a), verdicts(a), mode_table(a), selection(a), comparisons(a),
+                    configs(a), failed(a), figures(plots)))
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
             f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style></head>'
             f"<body>{body}<p class=\"small\">Tables as CSV beside this file: configs.csv, selection.csv, "
