@@ -40,3 +40,20 @@ def test_ridge_closed_form_is_the_minimizer_of_the_training_loss(k):
     loss = F.mse_loss(torch.tensor(x) @ w.T + b, target) + lam / 2 * w.pow(2).sum()
     loss.backward()
     assert w.grad.abs().max().item() < 1e-12 and b.grad.abs().max().item() < 1e-12
+
+
+def test_a_two_target_ridge_run_lands_on_the_reference(tmp_path):
+    """Gradient descent on a 2-target regression reaches the k-target closed form, and the
+    summary records the split it used."""
+    from reglab.config import load_config
+    from reglab.train import run
+
+    x, y = data(2, n=200, d=3)
+    np.savez(tmp_path / "two.npz", x=x.astype(np.float32), y=y.astype(np.float32))
+    config = load_config("ridge-gd", ["data.name=npz", f"data.path={tmp_path / 'two.npz'}", "data.n_samples=null",
+                                      "data.noise=null", "reg.lam=0.1", "train.plots=false",
+                                      "train.save_weights=false"])
+    summary = run(config, root=tmp_path / "runs", progress=False).summary
+    assert summary["reference"] == "closed-form ridge" and summary["reference_max_abs_dw"] < 1e-4
+    assert (summary["n_train"], summary["n_val"], summary["n_test"]) == (140, 30, 30)
+    assert summary["test_split"] == "random"
