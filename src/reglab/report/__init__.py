@@ -7,9 +7,11 @@
     print(result.index, result.message)
 
 λ is chosen on validation (the CV mean with folds), never on test: λ_min and λ_1se (one-SE rule).
-Per config: mean and 95% bootstrap CI over seeds. Each family's λ_min config is compared with the
-unregularized baseline on the same seeds: mean difference with its CI, P(improvement), Wilcoxon
-signed-rank p with Holm's correction over all comparisons, and one verdict sentence.
+The unit of analysis is the seed (folds are averaged within a seed). Per config: mean and 95%
+bootstrap CI over seeds. Each family's λ_min config is compared with the same config with its
+regularizer off (other differences are named) on the same seeds: mean difference with its CI,
+P(improvement), Wilcoxon signed-rank p with Holm's correction over all comparisons, and one
+verdict sentence. A GAN study adds its mode table (modes, HQ %, reverse KL).
 """
 
 from reglab.report.analysis import Analysis, analyse

@@ -98,8 +98,10 @@ def verdicts(a: Analysis) -> str:
         body = f'<p class="best">{escape(a.best)}.</p>' + body
     notes = "".join(f'<p class="note">{escape(n)}</p>' for n in a.notes)
     return ("<h2>Verdicts</h2>" + body + notes +
-            '<p class="small">Each family\'s λ_min config against the baseline on the test metric, paired by seed '
-            "(and fold): mean difference with its 95% bootstrap CI, two-sided Wilcoxon signed-rank p with Holm's "
+            '<p class="small">Each family\'s λ_min config against its baseline, the same config with that '
+            "regularizer off (any other difference is named in the sentence), on the test metric. The unit of "
+            "analysis is the seed (n = seeds; with folds, each seed's value is the mean over its folds): mean "
+            "paired difference with its 95% bootstrap CI, two-sided Wilcoxon signed-rank p with Holm's "
             "correction over all comparisons. P(improvement) is the share of bootstrap resamples whose mean "
             "difference favours the regularized config.</p>")
 
@@ -128,7 +130,7 @@ def comparisons(a: Analysis) -> str:
     if not rows:
         return ""
     return ("<h2>Comparisons</h2>" +
-            table(("config", "baseline", "pairs", "test difference [95% CI]", "P(improvement)", "Wilcoxon p",
+            table(("config", "baseline", "seeds", "difference [95% CI]", "P(improvement)", "Wilcoxon p",
                    "Holm p"), rows, {2, 3, 4, 5, 6}))
 
 
@@ -143,9 +145,9 @@ def configs(a: Analysis) -> str:
     s = a.metric.scale
     unit = " (%)" if s == 100 else ""
     return ("<h2>Configs</h2>" +
-            table(("config", "n", f"val {a.metric.name}{unit}", f"test {a.metric.name}{unit}", "gap", "‖w‖₂",
+            table(("config", "seeds", f"val {a.metric.name}{unit}", f"test {a.metric.name}{unit}", "gap", "‖w‖₂",
                    "exact zeros (%)"), config_rows(a.configs, s), {1, 2, 3, 4, 5, 6}) +
-            '<p class="small">Mean [95% bootstrap CI] over seeds (and folds). Gap: train − validation accuracy in '
+            '<p class="small">Mean [95% bootstrap CI] over seeds (n), each seed the mean over its folds. Gap: train − validation accuracy in '
             "points, or validation − train loss.</p>")
 
 
