@@ -176,7 +176,10 @@ def learning_curves(analysis: Analysis, folder: Path) -> Plot:
 
 
 def kind_name(metric, kind: str) -> str:
-    return f"{metric.name} (%)" if kind == "acc" else f"{metric.name} (without penalty)"
+    """The curves' axis: clean accuracy, or the data loss (a GAN's objective is no curve's)."""
+    if kind == "acc":
+        return "accuracy (%)"
+    return f"{metric.name if metric.held_out else 'loss'} (without penalty)"
 
 
 def gap_vs_lambda(analysis: Analysis, folder: Path) -> Plot:
