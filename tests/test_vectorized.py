@@ -163,7 +163,7 @@ def test_vectorizable_gives_reasons():
     assert vectorizable(configs(["seed=0"])) == "a single run"
     assert "model.hidden" in vectorizable(configs(["model.hidden=[8]"], ["model.hidden=[16]"]))
     assert "reg.penalty" in vectorizable(configs(["reg=l1"], ["reg=l2"]))
-    assert "dropout layers" in vectorizable(configs(["reg=none"], ["reg=dropout"]))
+    assert "dropout layers" in vectorizable(configs(["reg=none", "model.dropout=0"], ["reg=dropout"]))
     assert "data.fold" in vectorizable(configs(["data.n_folds=3", "data.fold=0"], ["data.n_folds=3", "data.fold=1"]))
     assert "batch normalization" in vectorizable(configs(["seed=0"], ["seed=1"], base=["model.batchnorm=true"]))
     assert "reg.on" in vectorizable(configs(["seed=0"], ["seed=1"], base=["reg.on=weights - head.*"]))
