@@ -66,7 +66,8 @@ def test_your_own_model_gets_the_whole_lab(in_project):
     assert set(trials["label"]) == {"none", "l2 λ=0.001", "l2 λ=0.1"}
     means = trials.groupby("label")["val_acc"].mean()  # a classifier's study chooses on val_acc
     label, value, runs = study.chosen()
-    assert (label, runs) == (means.idxmax(), 2) and value == pytest.approx(means.max())
+    best = pytest.approx(means.max())  # the best mean; on a tie either label may be chosen
+    assert runs == 2 and value == best and means[label] == best
     index = study.report("report")
     assert index == in_project / "report" / "index.html" and "l2 λ=0.1" in index.read_text()
     for run_dir in trials["run_dir"]:  # every run trained the user's model
