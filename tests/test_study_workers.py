@@ -178,6 +178,16 @@ def test_ctrl_c_right_after_a_claim_puts_the_trial_back(tmp_path, monkeypatch, c
     assert only.state == TrialState.WAITING
 
 
+def test_a_sweep_says_what_is_done_failed_and_left(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli(monkeypatch, capsys, "sweep", "ridge-gd", "train.epochs=50", "train.plots=false",
+                         "--grid", "reg.l2=1e-3,1e4", "--batch", "1", "--name", "pace")
+    assert code == 0, err
+    lines = [line for line in out.splitlines() if line.startswith("progress:")]
+    assert lines[0].startswith("progress: 1 done, 0 failed, 1 left; about ") and lines[0].endswith(" pace")
+    assert lines[-1] == "progress: 1 done, 1 failed, 0 left"
+
+
 def cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
     """``reglab ARGS`` through the command line's own entry point, in this process."""
     from reglab.cli import main
@@ -266,7 +276,7 @@ def test_a_sweep_killed_while_filling_its_queue_is_seen_incomplete_and_a_rerun_c
     from reglab.study import queue
 
     monkeypatch.chdir(tmp_path)
-    sweep = ["sweep", "ridge-gd", "train.epochs=3", "train.plots=false", "train.save_weights=false",
+    sweep = ["sweep", "ridge-gd", "train.epochs=50", "train.plots=false", "train.save_weights=false",
              "--grid", "reg.l2=1e-4:1:log:50", "--seeds", "0-2", "--name", "filling"]
     proc = subprocess.Popen(command(*sweep, "--workers", "0"), cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

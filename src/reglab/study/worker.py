@@ -41,7 +41,7 @@ from reglab.errors import UserError
 from reglab.study.execute import train_all
 from reglab.study.points import describe
 from reglab.study.queue import open_study, release
-from reglab.study.records import current_trials, store_point_means
+from reglab.study.records import current_trials, progress, store_point_means
 from reglab.study.spec import config_for, fold_list
 from reglab.study.storage import quiet_optuna
 from reglab.study import tpe
@@ -173,6 +173,7 @@ class Worker:
         self.study, self.spec = open_study(storage, name)
         self.study_id = storage.get_study_id_from_name(name)
         self.path_message: str | None = None
+        self.started = time.monotonic()
         self.finished = 0
 
     def run(self) -> int:
@@ -219,6 +220,7 @@ class Worker:
             for trial, out in zip(claimed, outcomes):  # beating on, so no trial waiting here looks stale
                 self.complete(ids[trial.number], trial.user_attrs, out)
         store_point_means(self.study, self.spec, {t.user_attrs["label"] for t in claimed})
+        self.say_progress()
 
     def train_group(self, configs: list) -> list[dict[str, Any]]:
         """Train the seeds of one fold: at once when they can be vectorized."""
@@ -233,6 +235,17 @@ class Worker:
         if message != self.path_message:
             self.echo(message)
             self.path_message = message
+
+    def say_progress(self) -> None:
+        """One line: the study's trials done, failed and left, and the time left at the pace of
+        this worker (other workers make it shorter)."""
+        counts = progress(self.storage, self.study_id, self.spec, self.study.user_attrs.get("total", 0))
+        left = counts["running"] + counts["waiting"] + counts["unqueued"]
+        line = f"progress: {counts['done']} done, {counts['failed']} failed, {left} left"
+        if left and self.finished:
+            seconds = (time.monotonic() - self.started) / self.finished * left
+            line += f"; about {seconds / 60:.1f} min left at this worker's pace"
+        self.echo(line)
 
     def objective(self, out: dict[str, Any]) -> float | None:
         value = out["summary"].get(self.spec["metric"]) if out["status"] == "ok" else None
@@ -296,3 +309,4 @@ class Worker:
         self.finished += 1
         result = f"mean {self.spec['metric']} {value:.4g}" if value is not None else f"failed: {reason}"
         self.echo(f"{attrs['label']}: {result}")
+        self.say_progress()
