@@ -11,12 +11,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reglab.attacks import PGD
-from reglab.attacks_eval import robust_accuracy
+from reglab.adversarial.attacks import PGD
+from reglab.adversarial.evaluate import robust_accuracy
+from reglab.adversarial.task import robust_accuracy_restarts, state_copy, trades_example
 from reglab.cli import main
 from reglab.config import load_config
 from reglab.errors import UserError
-from reglab.tasks.adversarial import robust_accuracy_restarts, state_copy, trades_example
 from reglab.train import fit, prepare
 
 EPS = 0.1

@@ -14,12 +14,13 @@ import scipy.stats
 import torch
 import torch.nn.functional as F
 
-from reglab.config import GAN_PRESETS, DataConfig, load_config
+from reglab.config import DataConfig, load_config
 from reglab.data import load_dataset
 from reglab.errors import UserError
-from reglab.models.gan import Discriminator
-from reglab.tasks.gan_losses import discriminator_loss, gradient_penalty, r1_penalty
-from reglab.tasks.gan_metrics import frechet_distance, gaussian_fit, mode_metrics
+from reglab.gan.config import GAN_PRESETS
+from reglab.gan.losses import discriminator_loss, gradient_penalty, r1_penalty
+from reglab.gan.metrics import frechet_distance, gaussian_fit, mode_metrics
+from reglab.gan.nets import Discriminator
 from reglab.train import prepare, run
 
 TINY = ["data.n_samples=1200", "train.epochs=2", "train.batch_size=128", "gan.g_hidden=[16]",

@@ -16,26 +16,25 @@ Shorthands accepted in overrides (and in grids):
 from __future__ import annotations
 
 import difflib
-import math
 import re
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from reglab.adversarial.config import AdvConfig
 from reglab.errors import UserError
+from reglab.gan.config import GanConfig, check_gan
+from reglab.sections import Beta, Section, Width
 
 RECIPE_DIR = Path(__file__).parent / "recipes"
 PENALTY_SHORTHANDS = ("l1", "l2", "elastic", "group")
 FACTORY_PATTERN = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 MAX_SEED = 2**32 - 1  # numpy's and torch's generators both take seeds up to this
-
-Width = Annotated[int, Field(ge=1)]  # a layer's units or channels
-Beta = Annotated[float, Field(ge=0, lt=1)]  # Adam's moment decay
 
 
 def check_name(name: str, what: str) -> str:
@@ -46,14 +45,6 @@ def check_name(name: str, what: str) -> str:
         raise UserError(f"{what} {name!r} must be letters, digits, '.', '_' or '-', start with a letter or "
                         "digit and be at most 100 characters (it names a folder)")
     return name
-
-
-class Section(BaseModel):
-    """A config section: unknown keys are rejected, assignments are validated, and every float
-    must be finite (NaN and infinity are refused)."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True,
-                              allow_inf_nan=False)
 
 
 class DataConfig(Section):
@@ -188,166 +179,6 @@ class TrainConfig(Section):
     """write the run's plots to plots/"""
     tensorboard: bool = False
     """also write per-epoch scalars and the config as hparams as TensorBoard event files (needs reglab[tensorboard])"""
-
-
-class AdvConfig(Section):
-    """Adversarial training (``method``) and robust evaluation (``eval_*``); see docs/adversarial.md.
-
-    ε is measured on the [0, 1] input scale. ``alpha`` (the attack's step) defaults to 2.5·ε/steps,
-    and to 1.25·ε for ``fgsm-rs`` (one step, so ``steps`` does not apply to it).
-    """
-
-    method: Literal["none", "pgd", "trades", "fgsm-rs", "weighted"] = "none"
-    """adversarial training: none, pgd, trades, fgsm-rs or weighted (clean and adversarial loss mixed)"""
-    norm: Literal["linf", "l2"] = "linf"
-    """the attack's norm ball: linf or l2"""
-    eps: float = Field(0.1, ge=0, allow_inf_nan=False)
-    """training attack budget ε on the [0, 1] input scale"""
-    alpha: float | None = Field(None, gt=0, allow_inf_nan=False)
-    """attack step size (null: 2.5·ε/steps, 1.25·ε for fgsm-rs)"""
-    steps: int = Field(7, ge=1)
-    """attack steps during training"""
-    restarts: int = Field(1, ge=1)
-    """random restarts of the training attack"""
-    attack_mode: Literal["eval", "train"] = "eval"
-    """the model's mode while it is attacked: eval or train"""
-    beta: float = Field(6.0, ge=0, allow_inf_nan=False)
-    """trades: weight of the robustness (KL) term"""
-    weight: float = Field(0.5, ge=0, le=1)
-    """weighted: share of the clean loss (the rest is the adversarial loss)"""
-    guard: bool = True
-    """stop a run whose robust accuracy collapses (catastrophic overfitting)"""
-    guard_drop: float = Field(0.2, gt=0, le=1)
-    """guard: the fall of val_robust_acc below its best that counts as collapse"""
-    monitor_examples: int = Field(256, ge=1)
-    """validation examples attacked each epoch to monitor robust accuracy"""
-    monitor_steps: int = Field(10, ge=1)
-    """PGD steps of that per-epoch monitor"""
-    eval_eps: list[float] = []
-    """ε values of the final robust evaluation (empty: none)"""
-    eval_steps: int = Field(20, ge=1)
-    """PGD steps of the final robust evaluation"""
-    eval_restarts: int = Field(5, ge=1)
-    """random restarts of the final robust evaluation"""
-    eval_examples: int | None = Field(None, ge=1)
-    """test examples attacked in the final evaluation (null: all)"""
-    autoattack: bool = False
-    """also evaluate with AutoAttack (needs the autoattack package)"""
-
-    @model_validator(mode="after")
-    def _eps_in_range(self) -> "AdvConfig":
-        for key, eps in [("adv.eps", self.eps)] + [("adv.eval_eps", e) for e in self.eval_eps]:
-            if not 0 <= eps < float("inf"):
-                raise PydanticCustomError("eps", "{key}={eps} must be a finite number >= 0",
-                                          {"key": key, "eps": eps})
-            if self.norm == "linf" and eps > 1:
-                raise PydanticCustomError(
-                    "eps", "{key}={eps} is an L∞ budget above 1, the whole [0, 1] input range "
-                    "(8/255 ≈ 0.031 is common for images, 0.1-0.3 for MNIST)", {"key": key, "eps": eps})
-        return self
-
-
-class GanConfig(Section):
-    """The GAN task (``task: gan``): loss, D/G schedule, nets, Adam settings, regularizers.
-
-    The weight penalty (L1/L2 in any mode) is the ``reg`` section, put on G, D or both by
-    ``reg_on``. A ``regularizer`` other than ``custom`` is a preset for studies: it switches on
-    exactly one regularizer at ``strength`` × its reference λ (``GAN_PRESETS``) and the others off.
-    """
-
-    loss: Literal["ns", "hinge", "wasserstein"] = "ns"
-    """GAN loss: ns (non-saturating), hinge or wasserstein"""
-    n_critic: int = Field(1, ge=1)
-    """D steps per G step"""
-    latent_dim: int = Field(2, ge=1)
-    """size of G's latent input"""
-    g_hidden: list[Width] = [128, 128, 128]
-    """widths of G's hidden layers"""
-    d_hidden: list[Width] = [128, 128, 128]
-    """widths of D's hidden layers"""
-    lr_g: float = Field(1e-3, gt=0)
-    """G's Adam learning rate"""
-    lr_d: float = Field(1e-3, gt=0)
-    """D's Adam learning rate"""
-    betas: tuple[Beta, Beta] = (0.5, 0.999)
-    """Adam's (β1, β2) for G and D"""
-    reg_on: Literal["g", "d", "both"] = "both"
-    """which nets the reg.* weight penalty is put on: g, d or both"""
-    gp: float = Field(0.0, ge=0)
-    """gradient-penalty weight on D (0: off)"""
-    r1: float = Field(0.0, ge=0)
-    """R1 penalty weight on D's gradient at real data (0: off)"""
-    spectral_norm: bool = False
-    """spectral normalization of D's layers"""
-    clip: float | None = Field(None, gt=0)
-    """clip D's weights to ±this (null: no clipping)"""
-    label_smoothing: float = Field(0.0, ge=0, lt=0.5)
-    """one-sided label smoothing of D's real targets (ns loss only)"""
-    regularizer: Literal["custom", "none", "l1", "l2", "gp", "r1", "sn"] = "custom"
-    """a preset for studies (none, l1, l2, gp, r1, sn) or custom (set the keys yourself)"""
-    strength: float = Field(1.0, gt=0)
-    """multiplies the preset's reference λ"""
-    eval_every: int = Field(5, ge=1)
-    """epochs between mode-coverage evaluations"""
-    n_eval_samples: int = Field(2500, ge=10)
-    """samples drawn from G for each evaluation"""
-
-
-# What each gan.regularizer preset sets; a number is the reference λ that gan.strength multiplies.
-GAN_PRESET_OFF = {"reg.penalty": "none", "reg.lam": 0.0, "gan.gp": 0.0, "gan.r1": 0.0,
-                  "gan.spectral_norm": False, "gan.clip": None}  # fmt: skip
-GAN_PRESETS = {
-    "none": {},
-    "l1": {"reg.penalty": "l1", "reg.lam": 1e-4},
-    "l2": {"reg.penalty": "l2", "reg.lam": 1e-3},
-    "gp": {"gan.gp": 0.1},
-    "r1": {"gan.r1": 0.1},
-    "sn": {"gan.spectral_norm": True},
-}
-
-
-def apply_gan_preset(config: "Config") -> None:
-    """Set the keys of the ``gan.regularizer`` preset; refuse a value that contradicts it."""
-    preset, strength = config.gan.regularizer, config.gan.strength
-    wanted = dict(GAN_PRESET_OFF)
-    for key, ref in GAN_PRESETS[preset].items():
-        wanted[key] = ref * strength if isinstance(ref, float) else ref
-    for key, value in wanted.items():
-        section, name = key.split(".")
-        node = getattr(config, section)
-        current = getattr(node, name)
-        default = type(node).model_fields[name].default
-        same = current == value or (isinstance(value, float) and math.isclose(current, value))
-        if not same and current != default:
-            raise UserError(f"gan.regularizer={preset} sets {key}, which is also given as {current!r}; "
-                            f"leave it out (gan.strength scales the preset) or use gan.regularizer=custom")  # fmt: skip
-        setattr(node, name, value)
-
-
-def check_gan(config: "Config") -> None:
-    """The rules across sections for ``task: gan``; each broken rule is one readable UserError."""
-    if config.task != "gan":
-        if config.gan != GanConfig():
-            raise UserError("gan.* keys apply only to task=gan")
-        return
-    gan, train = config.gan, config.train
-    unused = [name for name, cls in (("model", ModelConfig), ("optim", OptimConfig), ("adv", AdvConfig))
-              if getattr(config, name) != cls()]  # fmt: skip
-    if unused:
-        raise UserError(f"{unused[0]}.* does not apply to task=gan: G and D are set by gan.g_hidden, "
-                        f"gan.d_hidden and trained by Adam with gan.lr_g, gan.lr_d, gan.betas")  # fmt: skip
-    if config.reg.penalty == "dropout":
-        raise UserError("reg=dropout does not apply to task=gan; choose reg=none, l1, l2, elastic or group")
-    if gan.label_smoothing > 0 and gan.loss != "ns":
-        raise UserError(f"gan.label_smoothing needs the discriminator's output to be a probability "
-                        f"(gan.loss=ns); gan.loss={gan.loss} gives an unbounded score")  # fmt: skip
-    if train.early_stopping is not None or train.restore_best or train.schedule == "plateau":
-        raise UserError("the D loss does not measure a GAN's samples: task=gan needs "
-                        "train.early_stopping=null, train.restore_best=false and no plateau schedule")  # fmt: skip
-    if gan.regularizer != "custom":
-        apply_gan_preset(config)
-    elif gan.strength != 1.0:
-        raise UserError("gan.strength scales a gan.regularizer preset; with gan.regularizer=custom set λ directly")
 
 
 class PublishedConfig(Section):

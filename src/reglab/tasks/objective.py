@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from reglab.tasks import wants_attacks
+from reglab.adversarial.config import wants_attacks
 
 
 def objective(config, classification: bool) -> tuple[str, str]:

@@ -30,8 +30,8 @@ from reglab.data import Splits, load_dataset, make_splits
 from reglab.errors import UserError
 from reglab.plots import learning_curve, robustness, weight_histogram
 from reglab.runs import RunFolder
-from reglab.tasks import make_task
 from reglab.tasks.reference import reference_summary
+from reglab.train.task_choice import make_task
 from reglab.train.threads import use_free_cores
 
 

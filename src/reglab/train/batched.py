@@ -47,12 +47,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import stack_module_state, vmap
 
+from reglab.adversarial.config import wants_attacks
 from reglab.config import Config, flat_keys
 from reglab.models.build import ACTIVATIONS, Net
 from reglab.models.dropout import CountedDropout, dropout_masks
 from reglab.penalties import Penalty
 from reglab.runs import RunFolder
-from reglab.tasks import wants_attacks
 from reglab.train.threads import cores, free_cores, use_free_cores
 from reglab.train import Experiment, Progress, RunResult, Tracker, add_gaps, close, prepare, run_or_fail
 

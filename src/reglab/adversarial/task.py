@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reglab.attacks import PGD, _check_logits, _mode, check_inputs
-from reglab.attacks_eval import AUTOATTACK_INSTALL, autoattack_accuracy, sanity_checks
+from reglab.adversarial.attacks import PGD, _check_logits, _mode, check_inputs
+from reglab.adversarial.evaluate import AUTOATTACK_INSTALL, autoattack_accuracy, sanity_checks
 from reglab.errors import UserError
 from reglab.tasks.supervised import SupervisedTask
 

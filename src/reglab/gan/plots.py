@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from reglab.tasks.gan_metrics import HQ_SIGMAS  # noqa: E402
+from reglab.gan.metrics import HQ_SIGMAS  # noqa: E402
 
 CURVE_KEYS = (("modes", "modes captured"), ("hq_pct", "high-quality samples (%)"),
               ("reverse_kl", "reverse KL"), ("fid_cls", "classifier FID"),

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from reglab.attacks import FGSM, PGD, _check_eps, _mode, check_inputs
+from reglab.adversarial.attacks import FGSM, PGD, _check_eps, _mode, check_inputs
 from reglab.errors import UserError
 
 AUTOATTACK_INSTALL = "pip install git+https://github.com/fra31/auto-attack"
@@ -35,7 +35,7 @@ def _check_batch_size(batch_size: int) -> int:
 def robust_accuracy(model, x: torch.Tensor, y: torch.Tensor, attack, batch_size: int = 256) -> float:
     """Fraction of examples classified correctly both clean and under ``attack(model, x, y)``.
 
-    ``attack`` is any callable ``(model, x, y) -> x_adv`` (e.g. :class:`~reglab.attacks.PGD`).
+    ``attack`` is any callable ``(model, x, y) -> x_adv`` (e.g. :class:`~reglab.adversarial.attacks.PGD`).
     Batches go to the device of the model's parameters.
     """
     _check_batch_size(batch_size)

@@ -33,11 +33,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from reglab.models.gan import build_gan
+from reglab.gan.losses import discriminator_loss, generator_loss, gradient_penalty, r1_penalty
+from reglab.gan.metrics import MixtureJudge, make_judge
+from reglab.gan.nets import build_gan
+from reglab.gan.plots import loss_curves, sample_grid, scatter
 from reglab.regularizer import Regularizer
-from reglab.tasks.gan_losses import discriminator_loss, generator_loss, gradient_penalty, r1_penalty
-from reglab.tasks.gan_metrics import MixtureJudge, make_judge
-from reglab.tasks.gan_plots import loss_curves, sample_grid, scatter
 from reglab.tasks.optim import build_regularizer, build_scheduler, clip_gradients
 
 EVAL_NOISE_OFFSET = 10_007  # the evaluation noise's seed is the run's seed plus this
