@@ -7,8 +7,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from reglab.adversarial.attacks import FGSM, PGD
-from reglab.adversarial.evaluate import autoattack_accuracy, robust_accuracy, robust_curve, sanity_checks
+from reglab.attacks import FGSM, PGD
+from reglab.attacks_eval import autoattack_accuracy, robust_accuracy, robust_curve, sanity_checks
 from reglab.errors import UserError
 
 torchattacks = pytest.importorskip("torchattacks")
