@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +38,7 @@ from torch import nn
 from reglab.adversarial.attacks import PGD, _check_logits, _mode, check_inputs
 from reglab.adversarial.evaluate import AUTOATTACK_INSTALL, autoattack_accuracy, sanity_checks
 from reglab.errors import UserError
+from reglab.plots import robustness
 from reglab.tasks.supervised import SupervisedTask
 
 EVAL_BATCH = 512
@@ -154,7 +157,6 @@ class AdversarialTask(SupervisedTask):
         self.epoch = 0
         self.best: tuple[int, float, dict] | None = None  # (epoch, val_robust_acc, state)
         self.final: tuple[int, dict] | None = None  # (epoch, state)
-        self.stop_reason: str | None = None
 
     # ------------------------------------------------------------------ training
 
@@ -246,6 +248,11 @@ class AdversarialTask(SupervisedTask):
             out["robust_autoattack_acc"] = autoattack_accuracy(
                 self.model, x, y, adv.eps, adv.norm, batch_size=EVAL_BATCH, seed=self.config.seed)
         return out
+
+    def write_plots(self, folder: Path, history: list[dict], summary: dict[str, Any]) -> None:
+        """``robustness.png``: robust accuracy over the epochs and against ε, once the run finished."""
+        if "robust_curve" in summary:
+            robustness(history, summary, folder / "robustness.png", self.config.name)
 
     def checkpoint_robust(self, state: dict, x: torch.Tensor, y: torch.Tensor) -> float:
         model = copy.deepcopy(self.model)

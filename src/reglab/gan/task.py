@@ -29,6 +29,7 @@ numbers.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -74,6 +75,7 @@ class GanTask:
         self.d_steps, self.epoch = 0, 0
         self.steps: dict[str, list[torch.Tensor]] = {"d_loss": [], "g_loss": [], "gp": [], "r1": []}
         self.samples: torch.Tensor | None = None
+        self.stop_reason: str | None = None
 
     # -- the trainer's interface ----------------------------------------------------------------
 
@@ -134,7 +136,7 @@ class GanTask:
             out["classifier_test_acc"] = self.judge.test_acc
         return out
 
-    def write_plots(self, folder: Path, history: list[dict]) -> None:
+    def write_plots(self, folder: Path, history: list[dict], summary: dict[str, Any]) -> None:
         """``samples.png`` (a scatter over the modes, or an image grid) and ``gan_curves.png``."""
         title = self.config.name
         loss_curves(history, folder / "gan_curves.png", title)

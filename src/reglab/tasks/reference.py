@@ -41,14 +41,13 @@ def sklearn_reference(x: np.ndarray, y: np.ndarray, penalty: str, lam: float, l1
     return est.coef_.reshape(1, -1), np.atleast_1d(est.intercept_)
 
 
-def reference_summary(exp) -> dict[str, float]:
+def reference_summary(cfg, splits, model) -> dict[str, float]:
     """For a linear regression with a plain weight penalty: how far training is from the optimum."""
-    cfg = exp.config
-    if cfg.model.kind != "linear" or exp.splits.kind != "regression" or cfg.reg.on != "weights":
+    if cfg.model.kind != "linear" or splits.kind != "regression" or cfg.reg.on != "weights":
         return {}
     if cfg.optim.weight_decay != 0 or cfg.reg.penalty not in ("none", "l2", "l1", "elastic"):
         return {}
-    x, y = exp.splits.train
+    x, y = splits.train
     lam = cfg.reg.lam if cfg.reg.penalty != "none" else 0.0
     if cfg.reg.penalty in ("none", "l2"):
         w_ref, b_ref = ridge_closed_form(x, y, lam)
@@ -58,7 +57,7 @@ def reference_summary(exp) -> dict[str, float]:
             return {}
         w_ref, b_ref = sklearn_reference(x, y, cfg.reg.penalty, lam, cfg.reg.l1_ratio)
         name = f"scikit-learn {'Lasso' if cfg.reg.penalty == 'l1' else 'ElasticNet'}"
-    head = exp.model.head
+    head = model.head
     w = head.weight.detach().cpu().double().numpy()
     b = head.bias.detach().cpu().double().numpy()
     return {

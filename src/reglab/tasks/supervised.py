@@ -10,12 +10,16 @@ training subclass this and override ``loss`` and the metric hooks.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from reglab.models.build import build_model, check_input
 from reglab.tasks.optim import build_optimizer, build_regularizer, build_scheduler, clip_gradients
+from reglab.tasks.reference import reference_summary
 
 
 class SupervisedTask:
@@ -23,6 +27,7 @@ class SupervisedTask:
 
     def __init__(self, config, splits, device: torch.device):
         self.config = config
+        self.splits = splits
         self.kind = splits.kind
         self.classify = splits.kind == "classification"
         self.model = build_model(config.model, splits.input_shape, splits.n_outputs)
@@ -31,6 +36,7 @@ class SupervisedTask:
         self.optimizer = build_optimizer(self.model, config)
         self.regularizer = None
         self.scheduler = build_scheduler(self.optimizer, config)
+        self.stop_reason: str | None = None
 
     def attach_regularizer(self, steps_per_epoch: int) -> None:
         """Bind the config's penalty to the optimizer (it then acts inside ``optimizer.step()``)."""
@@ -70,9 +76,13 @@ class SupervisedTask:
         """Extra per-epoch metrics; none for plain supervised training."""
         return {}
 
-    def final_metrics(self, tensors) -> dict[str, float]:
-        """Extra metrics of the finished (restored) model; none for plain supervised training."""
-        return {}
+    def final_metrics(self, tensors) -> dict[str, Any]:
+        """For a linear regression with a plain weight penalty, how far training is from the
+        optimum (:func:`~reglab.tasks.reference.reference_summary`); nothing else."""
+        return reference_summary(self.config, self.splits, self.model)
+
+    def write_plots(self, folder: Path, history: list[dict], summary: dict[str, Any]) -> None:
+        """No figures beyond the engine's learning curve and weights."""
 
     @torch.no_grad()
     def evaluate(self, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2048) -> dict[str, float]:

@@ -28,9 +28,9 @@ from torch import Tensor, nn
 from reglab.config import Config
 from reglab.data import Splits, load_dataset, make_splits
 from reglab.errors import UserError
-from reglab.plots import learning_curve, robustness, weight_histogram
+from reglab.plots import learning_curve, weight_histogram
 from reglab.runs import RunFolder
-from reglab.tasks.reference import reference_summary
+from reglab.tasks.base import Task
 from reglab.train.task_choice import make_task
 from reglab.train.threads import use_free_cores
 
@@ -67,7 +67,7 @@ class Experiment:
     config: Config
     device: torch.device
     splits: Splits
-    task: Any
+    task: Task
     tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
     @property
@@ -279,7 +279,7 @@ class Tracker:
         if cfg.early_stopping is not None and self.bad_epochs >= cfg.early_stopping:
             self.status["stopped_early"] = True
             return True
-        stop_reason = getattr(self.exp.task, "stop_reason", None)
+        stop_reason = self.exp.task.stop_reason
         if stop_reason is not None:
             self.status.update(stopped_early=True, stop_reason=stop_reason)
             return True
@@ -335,7 +335,6 @@ def summarize(exp: Experiment, folder: RunFolder | None, status: dict[str, Any],
         summary.update(weight_stats(exp.model))
         summary.update(exp.task.penalty_values())
         summary.update(exp.task.final_metrics(exp.tensors))
-        summary.update(reference_summary(exp))
     if folder is not None and history and cfg.train.plots:
         try:
             write_plots(exp, folder.path / "plots", history, summary)
@@ -353,10 +352,7 @@ def write_plots(exp: Experiment, plots: Path, history: list[dict], summary: dict
     learning_curve(history, plots / "learning_curve.png", name)
     weights = {n: p.detach().cpu().numpy() for n, p in exp.model.named_parameters() if p.dim() >= 2}
     weight_histogram(weights, plots / "weights.png", name)
-    if "robust_curve" in summary:
-        robustness(history, summary, plots / "robustness.png", name)
-    if hasattr(exp.task, "write_plots"):
-        exp.task.write_plots(plots, history)
+    exp.task.write_plots(plots, history, summary)
 
 
 def run(config: Config, root: str | Path | None = None, progress: bool | None = None) -> RunResult:

@@ -1,0 +1,56 @@
+"""The contract between the engine and a task: :class:`Task` declares every hook the engine calls.
+
+A task owns what is trained and how it is scored; the engine (:mod:`reglab.train`) owns the loop
+around it: it builds the task, moves the splits through ``targets``, calls ``attach_regularizer``
+once, then per batch ``train_step`` and per epoch ``evaluate`` on each split, ``penalty_values``
+and ``epoch_metrics``; it steps ``scheduler``, stops after an epoch that set ``stop_reason``, and at
+the end adds ``final_metrics`` to the summary and lets ``write_plots`` draw the task's figures.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+Tensors = dict[str, tuple[torch.Tensor, torch.Tensor]]  # split name -> (inputs, targets) on the device
+
+
+class Task(Protocol):
+    """What the engine needs of a task; :class:`~reglab.tasks.supervised.SupervisedTask`,
+    :class:`~reglab.adversarial.task.AdversarialTask` and :class:`~reglab.gan.task.GanTask` fulfil it."""
+
+    model: nn.Module
+    """everything that is trained (its parameters are counted, its weights plotted and restored)"""
+    optimizer: torch.optim.Optimizer
+    """the optimizer whose first group's learning rate the metrics line reports"""
+    scheduler: Any
+    """an object with ``step()`` (or ``step(metric)`` for plateau), stepped once per epoch; or None"""
+    stop_reason: str | None
+    """set by ``epoch_metrics`` to end training after that epoch (None: go on)"""
+
+    def targets(self, y: Any) -> torch.Tensor:
+        """A split's labels or targets as the tensor the loss takes."""
+
+    def attach_regularizer(self, steps_per_epoch: int) -> None:
+        """Bind the config's weight penalty to the task's optimizer(s)."""
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One training step on a batch; returns the detached batch loss."""
+
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        """A split's mean ``loss`` (and ``acc`` where it applies), without training."""
+
+    def penalty_values(self) -> dict[str, float]:
+        """The current λ·R(w) of each penalty term, keyed ``penalty/…``."""
+
+    def epoch_metrics(self, tensors: Tensors) -> dict[str, float]:
+        """The task's own numbers after an epoch (may set ``stop_reason``)."""
+
+    def final_metrics(self, tensors: Tensors) -> dict[str, Any]:
+        """The task's own numbers of the finished (restored) model."""
+
+    def write_plots(self, folder: Path, history: list[dict], summary: dict[str, Any]) -> None:
+        """The task's own figures into ``folder`` (the engine draws the learning curve and weights)."""
