@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reglab.adversarial.attacks import PGD
+from reglab.adversarial.attacks import PGD, TRADES, Attack
 from reglab.adversarial.evaluate import robust_accuracy
-from reglab.adversarial.task import robust_accuracy_restarts, state_copy, trades_example
+from reglab.adversarial.task import robust_accuracy_restarts, state_copy
 from reglab.cli import main
 from reglab.config import load_config
 from reglab.errors import UserError
@@ -86,7 +86,7 @@ def test_trades_loss_is_ce_plus_beta_times_kl_of_clean_to_adversarial():
     exp = experiment("adv.method=trades", "adv.beta=3")
     model, (x, y) = exp.model.train(), batch(exp)
     loss = seeded(7, exp.task.loss, model, x, y)
-    x_adv = seeded(7, trades_example, model, x, y, EPS, 2.5 * EPS / 3, 3)
+    x_adv = seeded(7, TRADES(EPS, steps=3), model, x, y)
     logits = model(x)
     p, log_q = F.softmax(logits, 1), F.log_softmax(model(x_adv), 1)
     kl_by_hand = (p * (p.log() - log_q)).sum(1).mean()  # KL(p(x) ‖ p(x')), averaged over the batch
@@ -95,11 +95,17 @@ def test_trades_loss_is_ce_plus_beta_times_kl_of_clean_to_adversarial():
     assert loss.item() == pytest.approx((F.cross_entropy(logits, y) + 3 * kl_by_hand).item(), rel=1e-5)
 
 
+def test_trades_is_an_attack_that_runs_once():
+    assert issubclass(TRADES, Attack)
+    with pytest.raises(UserError, match="restarts must be 1"):
+        TRADES(EPS, restarts=2)
+
+
 @pytest.mark.parametrize("norm, eps", [("linf", EPS), ("l2", 1.0)])
 def test_trades_example_stays_in_the_ball_and_raises_the_kl(norm, eps):
     exp = experiment()
     model, (x, y) = exp.model.eval(), batch(exp)
-    x_adv = seeded(0, trades_example, model, x, y, eps, eps / 4, 10, norm)
+    x_adv = seeded(0, TRADES(eps, alpha=eps / 4, steps=10, norm=norm), model, x, y)
     delta = (x_adv - x).flatten(1)
     size = delta.abs().max(1).values if norm == "linf" else delta.norm(dim=1)
     assert size.max() <= eps + 1e-5 and x_adv.min() >= 0 and x_adv.max() <= 1

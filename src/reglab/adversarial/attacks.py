@@ -1,4 +1,4 @@
-"""Adversarial examples: FGSM and PGD (L∞ and L2), in the style of torchattacks.
+"""Adversarial examples: FGSM, PGD (L∞ and L2) and TRADES' KL maximization, in the style of torchattacks.
 
 Threat model: inputs lie in [0, 1] and ε is measured on that scale. Any normalization
 (mean/std) belongs inside the model, so that the ε-ball is the one a person means.
@@ -35,7 +35,7 @@ _TINY = 1e-12
 # --------------------------------------------------------------------------- validation
 
 
-def _check_eps(eps: float, norm: str) -> float:
+def check_eps(eps: float, norm: str) -> float:
     if norm not in NORMS:
         raise UserError(f"unknown attack norm {norm!r}; choose one of: {', '.join(NORMS)}")
     try:
@@ -85,7 +85,7 @@ def check_inputs(x: torch.Tensor, y: torch.Tensor) -> int:
     return int(ymax)
 
 
-def _check_logits(out: object, n: int, y_max: int) -> None:
+def check_logits(out: object, n: int, y_max: int) -> None:
     shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
     if not (isinstance(out, torch.Tensor) and out.ndim == 2 and out.shape[0] == n and out.shape[1] >= 2):
         hint = ""
@@ -100,7 +100,7 @@ def _check_logits(out: object, n: int, y_max: int) -> None:
 
 
 @contextlib.contextmanager
-def _mode(model, eval_mode: bool):
+def model_mode(model, eval_mode: bool):
     """Eval mode for the duration, then every submodule's own training flag back."""
     if not eval_mode or not isinstance(model, torch.nn.Module):
         yield
@@ -119,7 +119,7 @@ def _input_grad(model, x: torch.Tensor, y: torch.Tensor, y_max: int | None = Non
     x.requires_grad_(True)
     logits = model(x)
     if y_max is not None:
-        _check_logits(logits, x.shape[0], y_max)
+        check_logits(logits, x.shape[0], y_max)
     (g,) = torch.autograd.grad(F.cross_entropy(logits, y, reduction="sum"), x)
     return g
 
@@ -131,8 +131,9 @@ def _bshape(x: torch.Tensor) -> tuple[int, ...]:
 # --------------------------------------------------------------------------- attacks
 
 
-class _Attack(ABC):
-    """Shared call logic: validation, mode switching, restarts. Subclasses define ``_perturb``."""
+class Attack(ABC):
+    """The base of every attack: validation, mode switching, restarts. A new attack subclasses it
+    and defines ``_perturb``."""
 
     restarts: int = 1
     eval_mode: bool = True
@@ -155,7 +156,7 @@ class _Attack(ABC):
         y = y.detach().long()
         if x0.shape[0] == 0:
             return x0.clone(), torch.zeros(0, dtype=torch.bool, device=x0.device)
-        with _mode(model, self.eval_mode), torch.enable_grad():
+        with model_mode(model, self.eval_mode), torch.enable_grad():
             best = best_loss = best_fooled = None
             for r in range(self.restarts):
                 x_adv = self._perturb(model, x0, y, y_max if r == 0 else None)
@@ -177,7 +178,7 @@ class _Attack(ABC):
 
 
 @dataclass(frozen=True)
-class FGSM(_Attack):
+class FGSM(Attack):
     """Fast gradient sign method (Goodfellow et al. 2015), L∞:
 
         x_adv = clip_[0,1]( x + ε · sign(∇ₓ CE(f(x), y)) )
@@ -189,7 +190,7 @@ class FGSM(_Attack):
     eval_mode: bool = True
 
     def __post_init__(self):
-        object.__setattr__(self, "eps", _check_eps(self.eps, "linf"))
+        object.__setattr__(self, "eps", check_eps(self.eps, "linf"))
 
     norm = "linf"
 
@@ -200,7 +201,7 @@ class FGSM(_Attack):
 
 
 @dataclass(frozen=True)
-class PGD(_Attack):
+class PGD(Attack):
     """Projected gradient descent (Madry et al. 2018) on the cross-entropy, L∞ or L2.
 
     Start at x₀ (or a uniform random point of the ε-ball when ``random_start``), then ``steps`` times
@@ -226,7 +227,7 @@ class PGD(_Attack):
     eval_mode: bool = True
 
     def __post_init__(self):
-        object.__setattr__(self, "eps", _check_eps(self.eps, self.norm))
+        object.__setattr__(self, "eps", check_eps(self.eps, self.norm))
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps <= 0:
             raise UserError(f"PGD steps must be an integer >= 1, got {self.steps!r}")
         if isinstance(self.restarts, bool) or not isinstance(self.restarts, int) or self.restarts < 1:
@@ -244,34 +245,77 @@ class PGD(_Attack):
         """α: the given ``alpha``, else 2.5·ε/steps."""
         return self.alpha if self.alpha is not None else 2.5 * self.eps / self.steps
 
-    def _perturb(self, model, x0, y, y_max):
-        if self.norm == "linf":
-            return self._linf(model, x0, y, y_max)
-        return self._l2(model, x0, y, y_max)
+    def _gradient(self, model, x0, y, y_max):
+        """``grad(x, first)``: ∇ₓ of the loss the attack ascends (cross-entropy; the logits are
+        checked on the first call)."""
+        return lambda x, first: _input_grad(model, x, y, y_max if first else None)
 
-    def _linf(self, model, x0, y, y_max):
-        eps, alpha = self.eps, self.step_size
-        lo, hi = (x0 - eps).clamp_(min=0), (x0 + eps).clamp_(max=1)
+    def _start(self, x0):
+        """The first iterate: x₀, or a uniform random point of the ε-ball when ``random_start``."""
         x = x0.clone()
-        if self.random_start:
-            x.add_(torch.empty_like(x0).uniform_(-eps, eps)).clamp_(0, 1)
+        if not self.random_start:
+            return x
+        if self.norm == "linf":
+            return x.add_(torch.empty_like(x0).uniform_(-self.eps, self.eps)).clamp_(0, 1)
+        # uniform in the L2 ball: direction ~ N(0, I), radius ε·U^(1/d)
+        d = torch.randn_like(x0)
+        n = torch.linalg.vector_norm(d.flatten(1), dim=1).clamp_(min=_TINY)
+        r = self.eps * torch.rand(x0.shape[0], device=x0.device, dtype=x0.dtype).pow_(1.0 / x0[0].numel())
+        return x.add_(d.mul_((r / n).view(_bshape(x0)))).clamp_(0, 1)
+
+    def _perturb(self, model, x0, y, y_max):
+        gradient = self._gradient(model, x0, y, y_max)
+        x = self._start(x0)
+        step = self._linf_step(x0) if self.norm == "linf" else self._l2_step(x0)
         for i in range(self.steps):
-            g = _input_grad(model, x, y, y_max if i == 0 else None)
-            x = torch.minimum(torch.maximum(x.detach().add_(g.sign(), alpha=alpha), lo), hi)
+            x = step(x, gradient(x, i == 0))
         return x.detach()
 
-    def _l2(self, model, x0, y, y_max):
+    def _linf_step(self, x0):
+        """x ← Π(x + α·sign(g)): clip to the ε-ball around x₀ intersected with [0, 1]."""
+        eps, alpha = self.eps, self.step_size
+        lo, hi = (x0 - eps).clamp_(min=0), (x0 + eps).clamp_(max=1)
+        return lambda x, g: torch.minimum(torch.maximum(x.detach().add_(g.sign(), alpha=alpha), lo), hi)
+
+    def _l2_step(self, x0):
+        """x ← Π(x + α·g/‖g‖₂): shrink into the ε-ball around x₀, then clip to [0, 1]."""
         eps, alpha, shape = self.eps, self.step_size, _bshape(x0)
-        x = x0.clone()
-        if self.random_start:  # uniform in the L2 ball: direction ~ N(0, I), radius ε·U^(1/d)
-            d = torch.randn_like(x0)
-            n = torch.linalg.vector_norm(d.flatten(1), dim=1).clamp_(min=_TINY)
-            r = eps * torch.rand(x0.shape[0], device=x0.device, dtype=x0.dtype).pow_(1.0 / x0[0].numel())
-            x.add_(d.mul_((r / n).view(shape))).clamp_(0, 1)
-        for i in range(self.steps):
-            g = _input_grad(model, x, y, y_max if i == 0 else None)
+
+        def step(x, g):
             gn = torch.linalg.vector_norm(g.flatten(1), dim=1).add_(_TINY)
             delta = x.detach().add_(g / gn.view(shape), alpha=alpha).sub_(x0)
             dn = torch.linalg.vector_norm(delta.flatten(1), dim=1).clamp_(min=_TINY)
-            x = delta.mul_((eps / dn).clamp_(max=1).view(shape)).add_(x0).clamp_(0, 1)
-        return x.detach()
+            return delta.mul_((eps / dn).clamp_(max=1).view(shape)).add_(x0).clamp_(0, 1)
+
+        return step
+
+
+@dataclass(frozen=True)
+class TRADES(PGD):
+    """TRADES' inner maximization (Zhang et al. 2019): x' ≈ argmax_{x'∈B(x,ε)∩[0,1]^d} KL(p(x) ‖ p(x')).
+
+    PGD's steps and projection on the summed KL(p(xᵢ) ‖ p(x'ᵢ)) instead of the cross-entropy,
+    started at x + 0.001·N(0, I) (``random_start`` and ``restarts`` do not apply); ``y`` is only
+    used to check the logits.
+    """
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.restarts != 1:
+            raise UserError(f"TRADES runs once from its small Gaussian start; restarts must be 1, got {self.restarts!r}")
+
+    def _gradient(self, model, x0, y, y_max):
+        with torch.no_grad():
+            clean = model(x0)
+            check_logits(clean, len(x0), y_max)
+            p_clean = F.softmax(clean, dim=1)
+
+        def grad(x, first):
+            x.requires_grad_(True)
+            kl = F.kl_div(F.log_softmax(model(x), dim=1), p_clean, reduction="sum")
+            return torch.autograd.grad(kl, x)[0]
+
+        return grad
+
+    def _start(self, x0):
+        return (x0 + 0.001 * torch.randn_like(x0)).clamp_(0, 1)

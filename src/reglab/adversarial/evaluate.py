@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from reglab.adversarial.attacks import FGSM, PGD, _check_eps, _mode, check_inputs
+from reglab.adversarial.attacks import FGSM, PGD, check_eps, check_inputs, model_mode
 from reglab.errors import UserError
 
 AUTOATTACK_INSTALL = "pip install git+https://github.com/fra31/auto-attack"
@@ -45,7 +45,7 @@ def robust_accuracy(model, x: torch.Tensor, y: torch.Tensor, attack, batch_size:
         raise UserError("robust accuracy needs at least one example")
     dev = _device(model)
     correct = None
-    with _mode(model, True):
+    with model_mode(model, True):
         for i in range(0, n, batch_size):
             xb, yb = x[i : i + batch_size], y[i : i + batch_size]
             if dev is not None:
@@ -93,7 +93,7 @@ def robust_curve(
     """
     points = []
     for eps in eps_list:
-        eps = _check_eps(eps, norm)
+        eps = check_eps(eps, norm)
         atk = _clean_attack if eps == 0 else PGD(eps, steps=steps, norm=norm, restarts=restarts)
         points.append((eps, _acc(model, x, y, atk, batch_size, seed)))
     return points
@@ -136,7 +136,7 @@ def sanity_checks(
     A failure means the gradients do not point the way the loss rises (masking, obfuscation,
     a non-differentiable step, saturated softmax) and the robust accuracy is not to be trusted.
     """
-    eps = _check_eps(eps, norm)
+    eps = check_eps(eps, norm)
     check_inputs(x, y)
     n = x.shape[0]
     if n == 0:
@@ -199,7 +199,7 @@ def autoattack_accuracy(
     seed: int = 0,
 ) -> float:
     """Robust accuracy under AutoAttack (Croce & Hein 2020), when the ``autoattack`` package is installed."""
-    eps = _check_eps(eps, norm)
+    eps = check_eps(eps, norm)
     _check_batch_size(batch_size)
     check_inputs(x, y)
     try:
@@ -212,7 +212,7 @@ def autoattack_accuracy(
         model, norm={"linf": "Linf", "l2": "L2"}[norm], eps=eps, version=version,
         seed=seed, verbose=False, device=str(dev),
     )
-    with _mode(model, True):
+    with model_mode(model, True):
         x_adv = adversary.run_standard_evaluation(x, y, bs=batch_size)
         with torch.no_grad():
             ok = torch.cat([

@@ -35,46 +35,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reglab.adversarial.attacks import PGD, _check_logits, _mode, check_inputs
+from reglab.adversarial.attacks import PGD, TRADES, model_mode
 from reglab.adversarial.evaluate import AUTOATTACK_INSTALL, autoattack_accuracy, sanity_checks
 from reglab.errors import UserError
 from reglab.plots import robustness
 from reglab.tasks.supervised import SupervisedTask
 
 EVAL_BATCH = 512
-
-
-def trades_example(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float,
-                   steps: int, norm: str = "linf", eval_mode: bool = True) -> torch.Tensor:
-    """TRADES' inner maximization: x' ≈ argmax_{x'∈B(x,ε)∩[0,1]^d} KL(p(x) ‖ p(x')).
-
-    Start at x + 0.001·N(0, I), then ``steps`` times x' ← Π(x' + α·sign(g)) (L∞) or
-    x' ← Π(x' + α·g/‖g‖₂) (L2), with g = ∇ₓ' Σᵢ KL(p(xᵢ) ‖ p(x'ᵢ)) and Π the projection onto the
-    ε-ball around x followed by clipping to [0, 1]. ``y`` is only used to validate the logits.
-    """
-    y_max = check_inputs(x, y)
-    x0 = x.detach()
-    shape = (len(x0),) + (1,) * (x0.ndim - 1)
-    with _mode(model, eval_mode), torch.enable_grad():
-        with torch.no_grad():
-            clean = model(x0)
-            _check_logits(clean, len(x0), y_max)
-            p_clean = F.softmax(clean, dim=1)
-        x_adv = (x0 + 0.001 * torch.randn_like(x0)).clamp_(0, 1)
-        for _ in range(steps):
-            x_adv.requires_grad_(True)
-            kl = F.kl_div(F.log_softmax(model(x_adv), dim=1), p_clean, reduction="sum")
-            (g,) = torch.autograd.grad(kl, x_adv)
-            x_adv = x_adv.detach()
-            if norm == "linf":
-                x_adv = torch.minimum(torch.maximum(x_adv + alpha * g.sign(), x0 - eps), x0 + eps)
-            else:
-                g_norm = torch.linalg.vector_norm(g.flatten(1), dim=1).add_(1e-12).view(shape)
-                delta = x_adv + alpha * g / g_norm - x0
-                d_norm = torch.linalg.vector_norm(delta.flatten(1), dim=1).clamp_(min=1e-12).view(shape)
-                x_adv = x0 + delta * (eps / d_norm).clamp_(max=1)
-            x_adv = x_adv.clamp_(0, 1)
-    return x_adv.detach()
 
 
 @torch.no_grad()
@@ -93,7 +60,7 @@ def robust_accuracy_restarts(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     """
     if attack.eps == 0:
         restarts = 0
-    with _mode(model, True), torch.random.fork_rng(devices=[x.device] if x.is_cuda else []):
+    with model_mode(model, True), torch.random.fork_rng(devices=[x.device] if x.is_cuda else []):
         torch.manual_seed(seed)
         alive = correct(model, x, y)
         for _ in range(restarts):
@@ -114,6 +81,8 @@ def training_attack(adv) -> PGD | None:
             raise UserError("adv.method=fgsm-rs is an L∞ method; use adv.norm=linf or adv.method=pgd")
         alpha = adv.alpha if adv.alpha is not None or adv.eps == 0 else 1.25 * adv.eps
         return PGD(adv.eps, alpha=alpha, steps=1, random_start=True, eval_mode=eval_mode)
+    if adv.method == "trades":
+        return TRADES(adv.eps, alpha=adv.alpha, steps=adv.steps, norm=adv.norm, eval_mode=eval_mode)
     if adv.method in ("pgd", "weighted"):
         return PGD(adv.eps, alpha=adv.alpha, steps=adv.steps, norm=adv.norm, restarts=adv.restarts,
                    eval_mode=eval_mode)
@@ -166,9 +135,7 @@ class AdversarialTask(SupervisedTask):
         if adv.method == "none":
             return self.criterion(model(x), y)
         if adv.method == "trades":
-            alpha = adv.alpha or 2.5 * adv.eps / adv.steps
-            x_adv = trades_example(model, x, y, adv.eps, alpha, adv.steps, adv.norm,
-                                   eval_mode=adv.attack_mode == "eval")
+            x_adv = self.attack(model, x, y)
             logits = model(x)
             kl = F.kl_div(F.log_softmax(model(x_adv), dim=1), F.softmax(logits, dim=1),
                           reduction="batchmean")
