@@ -13,7 +13,7 @@ from torch import nn
 
 from reglab.adversarial.attacks import PGD, TRADES, Attack
 from reglab.adversarial.evaluate import robust_accuracy
-from reglab.adversarial.task import robust_accuracy_restarts, state_copy
+from reglab.adversarial.task import state_copy
 from reglab.cli import main
 from reglab.config import load_config
 from reglab.errors import UserError
@@ -189,11 +189,11 @@ def test_restarts_only_lower_robust_accuracy_and_match_a_deterministic_attack():
     x, y = exp.tensors["test"]
     deterministic = PGD(EPS, steps=5, random_start=False)
     reference = robust_accuracy(model, x, y, deterministic)
-    assert robust_accuracy_restarts(model, x, y, deterministic, 1, 0) == reference
+    assert robust_accuracy(model, x, y, deterministic, restarts=1, seed=0) == reference
     rs = PGD(EPS, steps=5)
-    one, five = (robust_accuracy_restarts(model, x, y, rs, k, 0) for k in (1, 5))
+    one, five = (robust_accuracy(model, x, y, rs, restarts=k, seed=0) for k in (1, 5))
     assert five <= one
-    assert robust_accuracy_restarts(model, x, y, PGD(0.0), 5, 0) == exp.task.evaluate(x, y)["acc"]
+    assert robust_accuracy(model, x, y, PGD(0.0), restarts=5, seed=0) == exp.task.evaluate(x, y)["acc"]
 
 
 def test_summary_reports_curve_gap_sanity_and_best_versus_final():

@@ -32,11 +32,16 @@ def _check_batch_size(batch_size: int) -> int:
     return batch_size
 
 
-def robust_accuracy(model, x: torch.Tensor, y: torch.Tensor, attack, batch_size: int = 256) -> float:
-    """Fraction of examples classified correctly both clean and under ``attack(model, x, y)``.
+def robust_accuracy(model, x: torch.Tensor, y: torch.Tensor, attack, batch_size: int = 256, restarts: int = 1,
+                    seed: int | None = None) -> float:
+    """Fraction of examples classified correctly clean and after each of ``restarts`` runs of
+    ``attack(model, x, y)``. The first run attacks every example, in batches, as one call of the
+    attack would; each later run only the examples still standing (correct clean and not fooled
+    yet), so with a random start every run is a fresh restart per example.
 
     ``attack`` is any callable ``(model, x, y) -> x_adv`` (e.g. :class:`~reglab.adversarial.attacks.PGD`).
-    Batches go to the device of the model's parameters.
+    Batches go to the device of the model's parameters. With ``seed`` the random starts are drawn
+    from it and the global RNG state is left as it was.
     """
     _check_batch_size(batch_size)
     check_inputs(x, y)
@@ -44,18 +49,26 @@ def robust_accuracy(model, x: torch.Tensor, y: torch.Tensor, attack, batch_size:
     if n == 0:
         raise UserError("robust accuracy needs at least one example")
     dev = _device(model)
-    correct = None
-    with model_mode(model, True):
-        for i in range(0, n, batch_size):
-            xb, yb = x[i : i + batch_size], y[i : i + batch_size]
-            if dev is not None:
-                xb, yb = xb.to(dev), yb.to(dev)
-            x_adv = attack(model, xb, yb)
-            with torch.no_grad():
-                ok = (model(xb).argmax(1) == yb) & (model(x_adv).argmax(1) == yb)
-            s = ok.sum()
-            correct = s if correct is None else correct + s
-    return float(correct.item()) / n
+    if dev is not None:
+        x, y = x.to(dev), y.to(dev)
+    seeded = _seeded(model, seed) if seed is not None else contextlib.nullcontext()
+    with model_mode(model, True), seeded:
+        alive = _correct(model, x, y, batch_size)
+        for run in range(restarts):
+            idx = torch.arange(n, device=x.device) if run == 0 else alive.nonzero().squeeze(1)
+            if len(idx) == 0:
+                break
+            for i in range(0, len(idx), batch_size):
+                part = idx[i : i + batch_size]
+                alive[part] &= _correct(model, attack(model, x[part], y[part]), y[part], batch_size)
+    return int(alive.sum()) / n
+
+
+@torch.no_grad()
+def _correct(model, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Per example: is the model's argmax the label?"""
+    return torch.cat([model(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]
+                      for i in range(0, len(x), batch_size)])
 
 
 @contextlib.contextmanager
@@ -65,15 +78,6 @@ def _seeded(model, seed: int):
     with torch.random.fork_rng(devices=[dev] if dev is not None and dev.type == "cuda" else []):
         torch.manual_seed(seed)
         yield
-
-
-def _acc(model, x, y, attack, batch_size, seed):
-    with _seeded(model, seed):
-        return robust_accuracy(model, x, y, attack, batch_size)
-
-
-def _clean_attack(model, x, y):
-    return x
 
 
 def robust_curve(
@@ -94,8 +98,8 @@ def robust_curve(
     points = []
     for eps in eps_list:
         eps = check_eps(eps, norm)
-        atk = _clean_attack if eps == 0 else PGD(eps, steps=steps, norm=norm, restarts=restarts)
-        points.append((eps, _acc(model, x, y, atk, batch_size, seed)))
+        attack = PGD(eps, steps=steps, norm=norm, restarts=restarts)
+        points.append((eps, robust_accuracy(model, x, y, attack, batch_size, restarts=int(eps > 0), seed=seed)))
     return points
 
 
@@ -144,9 +148,8 @@ def sanity_checks(
     tol = max(1.0 / n, 0.005) if tol is None else float(tol)
 
     def pgd(e, k=steps, r=restarts):
-        if e == 0:
-            return _acc(model, x, y, _clean_attack, batch_size, seed)
-        return _acc(model, x, y, PGD(e, steps=k, norm=norm, restarts=r), batch_size, seed)
+        attack = PGD(e, steps=k, norm=norm, restarts=r)
+        return robust_accuracy(model, x, y, attack, batch_size, restarts=int(e > 0), seed=seed)
 
     checks = []
     top = min(2 * eps, 1.0) if norm == "linf" else 2 * eps
@@ -178,7 +181,7 @@ def sanity_checks(
 
     if eps > 0:
         one = FGSM(eps) if norm == "linf" else PGD(eps, alpha=eps, steps=1, norm="l2", random_start=False)
-        acc_one = _acc(model, x, y, one, batch_size, seed)
+        acc_one = robust_accuracy(model, x, y, one, batch_size, seed=seed)
         name = "FGSM" if norm == "linf" else "one L2 step"
         checks.append(SanityCheck(
             "single step is weaker than PGD",

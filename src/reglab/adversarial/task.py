@@ -35,42 +35,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reglab.adversarial.attacks import PGD, TRADES, model_mode
-from reglab.adversarial.evaluate import AUTOATTACK_INSTALL, autoattack_accuracy, sanity_checks
+from reglab.adversarial.attacks import PGD, TRADES
+from reglab.adversarial.evaluate import AUTOATTACK_INSTALL, autoattack_accuracy, robust_accuracy, sanity_checks
 from reglab.errors import UserError
 from reglab.plots import robustness
 from reglab.tasks.supervised import SupervisedTask
 
 EVAL_BATCH = 512
-
-
-@torch.no_grad()
-def correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per example: is the model's argmax the label (in batches of EVAL_BATCH)?"""
-    return torch.cat([model(x[i : i + EVAL_BATCH]).argmax(1) == y[i : i + EVAL_BATCH]
-                      for i in range(0, len(x), EVAL_BATCH)])
-
-
-def robust_accuracy_restarts(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: PGD,
-                             restarts: int, seed: int) -> float:
-    """Fraction of examples classified correctly clean and after each of ``restarts`` runs of
-    ``attack`` (fresh random starts each): the robust accuracy of PGD with restarts, where a run
-    only attacks the examples that no earlier run has fooled (those it fools stay fooled).
-    Random starts are drawn from ``seed``; the global RNG state is left as it was.
-    """
-    if attack.eps == 0:
-        restarts = 0
-    with model_mode(model, True), torch.random.fork_rng(devices=[x.device] if x.is_cuda else []):
-        torch.manual_seed(seed)
-        alive = correct(model, x, y)
-        for _ in range(restarts):
-            idx = alive.nonzero().squeeze(1)
-            if len(idx) == 0:
-                break
-            for i in range(0, len(idx), EVAL_BATCH):
-                part = idx[i : i + EVAL_BATCH]
-                alive[part] = correct(model, attack(model, x[part], y[part]), y[part])
-    return int(alive.sum()) / len(alive)
 
 
 def training_attack(adv) -> PGD | None:
@@ -151,8 +122,8 @@ class AdversarialTask(SupervisedTask):
     def robust(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_list, steps: int,
                restarts: int) -> list[tuple[float, float]]:
         """[(ε, accuracy under PGD-steps × restarts)], random starts drawn from the run's seed."""
-        return [(eps, robust_accuracy_restarts(model, x, y, PGD(eps, steps=steps, norm=self.adv.norm),
-                                               restarts, self.config.seed))
+        return [(eps, robust_accuracy(model, x, y, PGD(eps, steps=steps, norm=self.adv.norm), EVAL_BATCH,
+                                      restarts if eps > 0 else 0, self.config.seed))
                 for eps in eps_list]
 
     def monitored(self, tensors, split: str) -> float:
