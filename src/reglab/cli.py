@@ -87,7 +87,8 @@ def config(
     overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. reg.l2=1e-3"),
 ):
     """Print the resolved config as YAML, each key with its type, default and meaning."""
-    from reglab.config import annotated_yaml, load_config
+    from reglab.config import load_config
+    from reglab.config_yaml import annotated_yaml
 
     sys.stdout.write(annotated_yaml(load_config(recipe, overrides)))
 

@@ -18,8 +18,7 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from types import UnionType
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
@@ -397,61 +396,6 @@ def load_config(recipe: str, overrides: list[str] | None = None) -> Config:
     tree.setdefault("name", Path(recipe).stem)
     parsed = [parse_override(o) for o in overrides or []]
     return validate(apply_overrides(tree, parsed))
-
-
-def type_text(annotation: Any) -> str:
-    """A field's type as a reader writes it: ``int``, ``float or null``, ``one of a|b``, ``list of int``."""
-    origin, args = get_origin(annotation), get_args(annotation)
-    if origin is Annotated:
-        return type_text(args[0])
-    if origin is Literal:
-        return "one of " + "|".join(str(a) for a in args)
-    if origin in (UnionType, Union):
-        return " or ".join("null" if a is type(None) else type_text(a) for a in args)
-    if origin is list:
-        return f"list of {type_text(args[0])}"
-    if origin is tuple:
-        return "[" + ", ".join(type_text(a) for a in args) + "]"
-    return getattr(annotation, "__name__", str(annotation))
-
-
-def bounds_text(metadata: list[Any]) -> str:
-    """The constraints pydantic checks, e.g. ``> 0``, ``>= 0, < 1``."""
-    signs = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
-    return ", ".join(f"{sign} {getattr(m, name)}" for m in metadata for name, sign in signs.items()
-                     if hasattr(m, name))
-
-
-def annotated_yaml(config: Config) -> str:
-    """The resolved config as YAML, each key followed by a comment with its type, its default and
-    its meaning (the schema's field descriptions). The text is valid YAML that loads back to the
-    same config."""
-    width = 44
-
-    def walk(node: BaseModel, indent: str) -> list[str]:
-        lines = []
-        for name, field in type(node).model_fields.items():
-            value = getattr(node, name)
-            if isinstance(value, BaseModel):
-                lines.append(f"{indent}{flow(name)}:".ljust(width) + f"  # {field.description}")
-                lines.extend(walk(value, indent + "  "))
-                continue
-            bounds = bounds_text(field.metadata)
-            kind = type_text(field.annotation) + (f" ({bounds})" if bounds else "")
-            lines.append(f"{indent}{flow(name)}: {flow(value)}".ljust(width)
-                         + f"  # {kind}; default {flow(field.default)}; {field.description}")
-        return lines
-
-    return "\n".join(walk(config, "")) + "\n"
-
-
-def flow(value: Any) -> str:
-    """A key or value as one line of YAML (``on`` quoted, lists in brackets, newlines escaped)."""
-    value = list(value) if isinstance(value, tuple) else value
-    style = '"' if isinstance(value, str) and "\n" in value else None
-    text = yaml.safe_dump(value, default_flow_style=True, default_style=style, width=float("inf"),
-                          allow_unicode=True)
-    return text.removesuffix("\n").removesuffix("\n...").strip()
 
 
 def save_config(config: Config, path: Path) -> None:
