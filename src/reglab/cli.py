@@ -26,14 +26,14 @@ SHOWN_KEYS = ("status", "reason", "epochs_run", "best_epoch", "train_loss", "val
               "reference", "reference_max_abs_dw", "seconds")
 
 
-def fmt(value) -> str:
+def summary_cell(value) -> str:
     """A summary value for the table: short floats, one line per string of a list, no rich markup."""
     if isinstance(value, float):
         return f"{value:.6g}"
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
         return "\n".join(escape(v) for v in value)
     if isinstance(value, list):
-        return "[" + ", ".join(fmt(v) for v in value) + "]"
+        return "[" + ", ".join(summary_cell(v) for v in value) + "]"
     return escape(str(value))
 
 
@@ -41,10 +41,10 @@ def summary_table(summary: dict, title: str | None) -> Table:
     table = Table(title=title, show_header=False)
     for key in SHOWN_KEYS:
         if key in summary:
-            table.add_row(key, fmt(summary[key]))
+            table.add_row(key, summary_cell(summary[key]))
     for key, value in summary.items():
         if key.startswith(("penalty/", "robust", "clean", "modes", "hq", "fid", "reverse_kl")):
-            table.add_row(key, fmt(value))
+            table.add_row(key, summary_cell(value))
     return table
 
 

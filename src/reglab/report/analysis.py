@@ -146,7 +146,7 @@ def mean_of(records: list, key: str) -> float | None:
 
 
 @dataclass
-class Selection:
+class FamilyChoice:
     """λ_min and λ_1se of one family, with the configs they point to (sorted by λ)."""
 
     family: str
@@ -176,7 +176,7 @@ class Comparison:
 
 
 @dataclass
-class Progress:
+class StudyProgress:
     """How much of the study is done; ``pending`` maps a label to (waiting, running) counts."""
 
     total: int
@@ -202,9 +202,9 @@ class Progress:
 class Analysis:
     spec: dict[str, Any]
     metric: Metric
-    progress: Progress
+    progress: StudyProgress
     configs: list[ConfigStats]
-    selections: list[Selection]
+    selections: list[FamilyChoice]
     comparisons: list[Comparison]
     notes: list[str]
     failed: list
@@ -215,13 +215,13 @@ class Analysis:
         return self.metric.key in GAN_METRICS
 
 
-def progress_of(records: list) -> Progress:
+def progress_of(records: list) -> StudyProgress:
     counts = Counter(r.status for r in records)
     pending: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for r in records:
         if r.status in ("waiting", "running"):
             pending[r.label][0 if r.status == "waiting" else 1] += 1
-    return Progress(len(records), counts, {k: (w, r) for k, (w, r) in pending.items()})
+    return StudyProgress(len(records), counts, {k: (w, r) for k, (w, r) in pending.items()})
 
 
 def resolved_config(spec: dict, record):
@@ -241,7 +241,7 @@ def metric_of(spec: dict, finished: list) -> Metric:
     return metric
 
 
-def require_finished(spec: dict, records: list, progress: Progress) -> None:
+def require_finished(spec: dict, records: list, progress: StudyProgress) -> None:
     """Nothing to report without a successful trial: say what there is instead."""
     if progress.counts["ok"]:
         return
@@ -295,7 +295,7 @@ def group_configs(spec: dict, finished: list, metric: Metric) -> list[ConfigStat
     return sorted(configs, key=lambda c: (c.lam is not None, c.family, -1.0 if c.lam is None else c.lam))
 
 
-def select(configs: list[ConfigStats], metric: Metric) -> list[Selection]:
+def select(configs: list[ConfigStats], metric: Metric) -> list[FamilyChoice]:
     families: dict[str, list[ConfigStats]] = defaultdict(list)
     for c in configs:
         if c.lam is not None:
@@ -304,7 +304,7 @@ def select(configs: list[ConfigStats], metric: Metric) -> list[Selection]:
     for family, members in families.items():
         by_lam = {c.lam: c for c in members}
         choice = one_se_choice({c.lam: c.selection_values(metric.key) for c in members}, metric.direction)
-        selections.append(Selection(family, choice, by_lam[choice.lam_min], by_lam[choice.lam_1se],
+        selections.append(FamilyChoice(family, choice, by_lam[choice.lam_min], by_lam[choice.lam_1se],
                                     sorted(members, key=lambda c: c.lam)))
     return selections
 
@@ -341,7 +341,7 @@ def compare(chosen: ConfigStats, baseline: ConfigStats, metric: Metric) -> Compa
                       differing(baseline.settings, chosen.off))
 
 
-def compared(selections: list[Selection], configs: list[ConfigStats]) -> list[tuple[str, ConfigStats]]:
+def compared(selections: list[FamilyChoice], configs: list[ConfigStats]) -> list[tuple[str, ConfigStats]]:
     """``(name, config)`` of every config to compare: each family's λ_min, and each regularizer
     that has no strength to choose (spectral norm)."""
     out = [(sel.family, sel.at_min) for sel in selections]
@@ -349,7 +349,7 @@ def compared(selections: list[Selection], configs: list[ConfigStats]) -> list[tu
     return out
 
 
-def comparisons_of(selections: list[Selection], configs: list[ConfigStats], metrics: list[Metric],
+def comparisons_of(selections: list[FamilyChoice], configs: list[ConfigStats], metrics: list[Metric],
                    notes: list[str]) -> list[Comparison]:
     out = []
     selection_of = {id(sel.at_min): sel for sel in selections}

@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from reglab.report.analysis import Analysis, ConfigStats, Selection  # noqa: E402
+from reglab.report.analysis import Analysis, ConfigStats, FamilyChoice  # noqa: E402
 from reglab.report.formatting import fmt_lam  # noqa: E402
 from reglab.report.stats import Summary  # noqa: E402
 
@@ -231,7 +231,7 @@ def weights_vs_lambda(analysis: Analysis, folder: Path) -> Plot:
                 "L2 shrinks the norm without making weights exactly zero; only a proximal L1 step gives exact zeros.")
 
 
-def coefficient_selections(analysis: Analysis) -> list[Selection]:
+def coefficient_selections(analysis: Analysis) -> list[FamilyChoice]:
     return [sel for sel in analysis.selections
             if all("trained_coef" in r.summary for c in sel.configs for r in c.records)]
 

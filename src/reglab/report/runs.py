@@ -69,7 +69,7 @@ def irrelevant(key: str, penalty: str) -> bool:
     return key == "reg.dropout"
 
 
-def fmt(value: Any) -> str:
+def label_value(value: Any) -> str:
     if isinstance(value, float):
         return fmt_lam(value)
     return json.dumps(value, separators=(",", ":")) if isinstance(value, (list, dict)) else str(value)
@@ -77,7 +77,7 @@ def fmt(value: Any) -> str:
 
 def family_and_label(penalty: str, lam: float | None, point: dict[str, Any]) -> tuple[str, str]:
     """``("l2 optim.lr=0.01", "l2 optim.lr=0.01 λ=1e-3")``"""
-    others = [f"{k}={fmt(v)}" for k, v in point.items() if k not in ("reg.penalty", "reg.lam", "reg.dropout")]
+    others = [f"{k}={label_value(v)}" for k, v in point.items() if k not in ("reg.penalty", "reg.lam", "reg.dropout")]
     family = " ".join([penalty, *others])
     return family, family if lam is None else f"{family} {'p' if penalty == 'dropout' else 'λ'}={fmt_lam(lam)}"
 
@@ -132,7 +132,7 @@ def records_from_runs(targets: Iterable[str | Path]) -> tuple[dict[str, Any], li
         "source": "run folders", "recipe": ", ".join(names), "name": ", ".join(names),
         "seeds": sorted({r.seed for r in records}), "folds": max(folds) if folds else None,
         "published": runs[0]["config"].get("published") if runs else None,
-        "grids": [f"{k}={','.join(fmt(json.loads(v)) for v in sorted({flat[k] for flat in flats if k in flat}))}"
+        "grids": [f"{k}={','.join(label_value(json.loads(v)) for v in sorted({flat[k] for flat in flats if k in flat}))}"
                   for k in sorted(varying - NOT_A_POINT)],
     }
     return spec, records

@@ -46,7 +46,7 @@ class Point:
         return json.dumps(self.values, sort_keys=True)
 
 
-def fmt(value: Any) -> str:
+def setting_text(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, (list, dict)):
@@ -134,8 +134,8 @@ def describe(values: dict[str, Any], config: Config) -> Point:
     else:
         base = config.reg.penalty
     skip = (*SHORTHAND_KEYS, "reg.penalty", "gan.regularizer", "gan.strength", *own[-1:])
-    family = " ".join([base, *(f"{k}={fmt(v)}" for k, v in kept.items() if k not in skip)])
-    label = family if lam is None else f"{family} {SYMBOLS.get(key, 'λ')}={fmt(lam)}"
+    family = " ".join([base, *(f"{k}={setting_text(v)}" for k, v in kept.items() if k not in skip)])
+    label = family if lam is None else f"{family} {SYMBOLS.get(key, 'λ')}={setting_text(lam)}"
     return Point(kept, label, family, lam)
 
 
