@@ -14,22 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import cli
 
 TINY = ["train.epochs=5", "train.plots=false", "train.save_weights=false"]
-
-
-def cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """``reglab ARGS`` through ``reglab.cli.main`` in this process: (exit code, stdout, stderr)."""
-    from reglab.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["reglab", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exit:
-        code = exit.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def results_in(root: Path) -> list[Path]:
@@ -276,7 +263,7 @@ def fuzz_cases(tmp: Path) -> list[tuple[str, list[str]]]:
         "", str(tmp / "nothere"), str(tmp / "a_file"), str(tmp), "a b"]]
     cases += [(f"report {a}", ["report", *a.split()]) for a in [
         "", str(tmp / "nothere"), str(tmp / "a_file"), f"{tmp / 'empty'} --storage nonsense",
-        f"x --storage sqlite:////no/such/x.db", str(tmp / "empty")]]
+        "x --storage sqlite:////no/such/x.db", str(tmp / "empty")]]
     return cases
 
 

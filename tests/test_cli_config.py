@@ -3,7 +3,6 @@ error that lists its section's keys, ``reglab --version``, help text, and the gi
 
 import json
 import subprocess
-import sys
 from importlib.metadata import version
 from pathlib import Path
 
@@ -11,20 +10,7 @@ import pytest
 import yaml
 
 from reglab.config import Config, RegConfig, Section, TrainConfig, load_config, valid_keys
-
-
-def reglab(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """``reglab ARGS`` through the command line's own entry point, in this process."""
-    from reglab.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["reglab", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exit:
-        code = exit.code
-    out, err = capsys.readouterr()
-    return code, out, err
+from cli_runner import cli as reglab
 
 
 @pytest.mark.parametrize("recipe", ["mlp-l2", "adversarial-l2", "gan-ring"])

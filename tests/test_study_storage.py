@@ -20,6 +20,7 @@ from reglab.study.spec import make_spec
 from reglab.study.storage import default_url, heartbeat_settings, open_storage
 from reglab.study.sweep import sweep
 from reglab.study.worker import claim
+from cli_runner import cli
 
 TINY = ["train.epochs=30", "train.plots=false", "train.save_weights=false"]
 
@@ -346,22 +347,6 @@ def test_the_postgres_password_is_never_written_in_clear(tmp_path, postgres_url,
         assert code == 0 and name in out and secret not in out, err
     finally:
         optuna.delete_study(study_name=name, storage=open_storage(postgres_url))
-
-
-def cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """``reglab ARGS`` through the command line's own entry point, in this process."""
-    import sys
-
-    from reglab.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["reglab", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exit:
-        code = exit.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_equal_grids_written_differently_resume_the_same_study(tmp_path):

@@ -22,8 +22,10 @@ from reglab.study.queue import create_or_resume, open_study
 from reglab.study.records import load_study, superseded
 from reglab.study.spec import make_spec
 from reglab.study.storage import default_url, open_storage
+from cli_runner import cli
 
-SLOW = ["train.epochs=300", "train.plots=false", "train.save_weights=false"]  # about a second a trial
+SLOW = ["train.epochs=1200", "train.plots=false", "train.save_weights=false"]  # about a second a trial
+LONG = ["train.epochs=6000", "train.plots=false", "train.save_weights=false"]  # long enough to interrupt
 GRID = "reg.l2=1e-3,1e-1"
 FAST_HEARTBEAT = ["--batch", "1", "--heartbeat", "1", "--grace", "3"]
 
@@ -131,7 +133,7 @@ def test_postgres_three_workers_survive_a_sigkill_mid_trial(tmp_path):
 
 def test_ctrl_c_puts_the_trial_back_and_the_same_command_resumes(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    sweep = ["sweep", "ridge-gd", *SLOW, "--grid", "reg.l2=1e-2", "--name", "stop"]
+    sweep = ["sweep", "ridge-gd", *LONG, "--grid", "reg.l2=1e-2", "--name", "stop"]
     code, out, err = cli(monkeypatch, capsys, *sweep, "--workers", "0")
     assert code == 0, err
     assert "study 'stop' created: 1 trials" in out and "reglab worker --dir studies --study stop" in out
@@ -186,20 +188,6 @@ def test_a_sweep_says_what_is_done_failed_and_left(tmp_path, monkeypatch, capsys
     lines = [line for line in out.splitlines() if line.startswith("progress:")]
     assert lines[0].startswith("progress: 1 done, 0 failed, 1 left; about ") and lines[0].endswith(" pace")
     assert lines[-1] == "progress: 1 done, 1 failed, 0 left"
-
-
-def cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """``reglab ARGS`` through the command line's own entry point, in this process."""
-    from reglab.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["reglab", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exit:
-        code = exit.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def closed_port() -> int:
