@@ -333,3 +333,5 @@ def test_tiny_run_end_to_end(tmp_path):
     first = json.loads((folder / "metrics.jsonl").read_text().splitlines()[0])
     assert {"val_robust_acc", "train_robust_acc", "gap_robust_acc", "penalty/l2"} <= set(first)
     assert "monotone in eps" in proc.stdout and "robust_test_acc" in proc.stdout
+    # off a terminal, the robust evaluation reports its progress: ε ∈ {0, 0.05, 0.1}, train, val, checks
+    assert "robust evaluation: part 6/6 sanity checks" in proc.stderr

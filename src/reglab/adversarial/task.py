@@ -39,6 +39,7 @@ from reglab.adversarial.attacks import PGD, TRADES
 from reglab.adversarial.evaluate import AUTOATTACK_INSTALL, autoattack_accuracy, robust_accuracy, sanity_checks
 from reglab.errors import UserError
 from reglab.plots import robustness
+from reglab.progress import Progress
 from reglab.tasks.supervised import SupervisedTask
 
 EVAL_BATCH = 512
@@ -120,11 +121,16 @@ class AdversarialTask(SupervisedTask):
     # ------------------------------------------------------------------ evaluation
 
     def robust(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_list, steps: int,
-               restarts: int) -> list[tuple[float, float]]:
-        """[(ε, accuracy under PGD-steps × restarts)], random starts drawn from the run's seed."""
-        return [(eps, robust_accuracy(model, x, y, PGD(eps, steps=steps, norm=self.adv.norm), EVAL_BATCH,
-                                      restarts if eps > 0 else 0, self.config.seed))
-                for eps in eps_list]
+               restarts: int, progress: Progress | None = None) -> list[tuple[float, float]]:
+        """[(ε, accuracy under PGD-steps × restarts)], random starts drawn from the run's seed;
+        ``progress`` advances once per ε."""
+        points = []
+        for eps in eps_list:
+            points.append((eps, robust_accuracy(model, x, y, PGD(eps, steps=steps, norm=self.adv.norm), EVAL_BATCH,
+                                                restarts if eps > 0 else 0, self.config.seed)))
+            if progress is not None:
+                progress.update(f"test ε = {eps:g}: {points[-1][1]:.3f}")
+        return points
 
     def monitored(self, tensors, split: str) -> float:
         x, y = (t[: self.adv.monitor_examples] for t in tensors[split])
@@ -157,13 +163,21 @@ class AdversarialTask(SupervisedTask):
         x, y = (t[:n] for t in tensors["test"])
         x_train, y_train = (t[:n] for t in tensors["train"])
         steps, restarts = adv.eval_steps, adv.eval_restarts
-        curve = self.robust(self.model, x, y, sorted({0.0, adv.eps, *adv.eval_eps}), steps, restarts)
-        at_eps = dict(curve)[adv.eps]
-        train_at_eps = self.robust(self.model, x_train, y_train, [adv.eps], steps, restarts)[0][1]
-        x_val, y_val = (t[:n] for t in tensors["val"])
-        val_at_eps = self.robust(self.model, x_val, y_val, [adv.eps], steps, restarts)[0][1]
-        checks = sanity_checks(self.model, x, y, adv.eps, adv.norm, steps=steps, restarts=1,
-                               batch_size=EVAL_BATCH, seed=self.config.seed)
+        eps_list = sorted({0.0, adv.eps, *adv.eval_eps})
+        progress = Progress(None, len(eps_list) + 3, f"{self.config.name} robust evaluation", unit="part")
+        try:
+            curve = self.robust(self.model, x, y, eps_list, steps, restarts, progress)
+            at_eps = dict(curve)[adv.eps]
+            train_at_eps = self.robust(self.model, x_train, y_train, [adv.eps], steps, restarts)[0][1]
+            progress.update(f"train ε = {adv.eps:g}: {train_at_eps:.3f}")
+            x_val, y_val = (t[:n] for t in tensors["val"])
+            val_at_eps = self.robust(self.model, x_val, y_val, [adv.eps], steps, restarts)[0][1]
+            progress.update(f"val ε = {adv.eps:g}: {val_at_eps:.3f}")
+            checks = sanity_checks(self.model, x, y, adv.eps, adv.norm, steps=steps, restarts=1,
+                                   batch_size=EVAL_BATCH, seed=self.config.seed)
+            progress.update("sanity checks")
+        finally:
+            progress.close()
         out = {
             "robust_attack": f"PGD-{steps} {adv.norm}, {restarts} restarts, α = 2.5·ε/{steps}, "
                              f"{len(y)} test examples",

@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import math
 import random
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from torch import Tensor, nn
 from reglab.config import Config
 from reglab.data import Splits, load_dataset, make_splits
 from reglab.errors import UserError
+from reglab.progress import Progress
 from reglab.plots import learning_curve, weight_histogram
 from reglab.runs import RunFolder
 from reglab.tasks.base import Task
@@ -173,39 +173,6 @@ def is_better(value: float, best: float | None, monitor: str) -> bool:
     if best is None:
         return True
     return value < best if monitor == "val_loss" else value > best
-
-
-class Progress:
-    """A rich progress bar on a terminal; off a terminal, a plain line on stderr at most every
-    ``PLAIN_EVERY`` seconds and at the end; nothing when ``enabled`` is False."""
-
-    PLAIN_EVERY = 10.0
-
-    def __init__(self, enabled: bool | None, total: int, label: str):
-        self.bar, self.plain = None, False
-        self.total, self.label, self.done, self.last = total, label, 0, time.monotonic()
-        if enabled is None:
-            enabled = sys.stdout.isatty()
-            self.plain = not enabled
-        if enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeRemainingColumn
-
-            self.bar = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                    TimeRemainingColumn(), TextColumn("{task.fields[info]}"), transient=True)
-            self.bar.start()
-            self.task = self.bar.add_task(label, total=total, info="")
-
-    def update(self, info: str) -> None:
-        self.done += 1
-        if self.bar is not None:
-            self.bar.update(self.task, advance=1, info=info)
-        elif self.plain and (time.monotonic() - self.last >= self.PLAIN_EVERY or self.done == self.total):
-            print(f"{self.label}: epoch {self.done}/{self.total} {info}", file=sys.stderr, flush=True)
-            self.last = time.monotonic()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
 
 @dataclass
