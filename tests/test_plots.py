@@ -9,7 +9,7 @@ from reglab.plots import learning_curve_figure, weight_figure
 
 def history(epochs: int, zeros: bool) -> list[dict]:
     return [{"epoch": e, "train_loss": 2.0 / e, "val_loss": 2.2 / e, "train_acc": 0.1 * e, "val_acc": 0.09 * e,
-             "zeros/body.0.weight": 0.1 * e if zeros else 0.0, "zeros/head.weight": 0.05 * e if zeros else 0.0}
+             "zeros/body.0.weight": 10.0 * e if zeros else 0.0, "zeros/head.weight": 5.0 * e if zeros else 0.0}
             for e in range(1, epochs + 1)]
 
 

@@ -116,7 +116,7 @@ def test_proximal_l1_gives_the_same_exact_zeros(tmp_path):
     separate, together = train_both("l1-sparsity", TINY_MLP + ["train.plots=true"],
                                     [["seed=0", "reg.lam=0.03"], ["seed=1", "reg.lam=0.1"]], tmp_path)
     assert_same(separate, together)
-    assert all(r.summary["zeros_total"] > 0.05 for r in together)
+    assert all(r.summary["zeros_total"] > 5 for r in together)
     for r in together:
         for name in ("config.yaml", "env.json", "weights.pt", "plots/learning_curve.png", "plots/weights.png"):
             assert (r.path / name).is_file(), name

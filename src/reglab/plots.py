@@ -44,7 +44,7 @@ def epoch_axis(ax) -> None:
 
 
 def layer_zeros(metrics: list[dict]) -> dict[str, list[float]]:
-    """Per layer, its share of exact zeros at each epoch (``zeros/<name>``), when some layer has any."""
+    """Per layer, its percentage of exact zeros at each epoch (``zeros/<name>``), when some layer has any."""
     layers = {k.removeprefix("zeros/"): [m.get(k, np.nan) for m in metrics]
               for k in metrics[0] if k.startswith("zeros/")}
     return layers if any(v > 0 for values in layers.values() for v in values) else {}
@@ -83,7 +83,7 @@ def learning_curve_figure(metrics: list[dict], title: str) -> plt.Figure:
     if zeros:
         ax = axes.pop(0)
         for layer, values in zeros.items():
-            ax.plot(epochs, [100 * v for v in values], label=layer)
+            ax.plot(epochs, values, label=layer)
         ax.set(xlabel="epoch", ylabel="exact zeros (%)", title="exact zeros per layer", ylim=(-2, 102))
         ax.legend(fontsize="small")
         epoch_axis(ax)

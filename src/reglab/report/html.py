@@ -137,7 +137,7 @@ def comparisons(a: Analysis) -> str:
 def config_rows(configs: list[ConfigStats], scale: float) -> list[tuple[str, ...]]:
     return [(escape(c.label), str(c.n), ci(c.val, scale), ci(c.test, scale),
              ci(c.gap, scale),
-             escape(fmt_value(c.weight_l2)), escape(fmt_value(c.sparsity, 100.0)))
+             escape(fmt_value(c.weight_l2)), "–" if c.sparsity is None else f"{c.sparsity:.1f}")
             for c in configs]
 
 

@@ -207,7 +207,7 @@ def gap_vs_lambda(analysis: Analysis, folder: Path) -> Plot:
 
 def weights_vs_lambda(analysis: Analysis, folder: Path) -> Plot:
     fig, axes = panels(2 * len(analysis.selections), columns=2)
-    quantities = (("weight_l2", "‖w‖₂ of all weights", 1.0, "C4"), ("sparsity", "exact zeros (%)", 100.0, "C1"))
+    quantities = (("weight_l2", "‖w‖₂ of all weights", 1.0, "C4"), ("sparsity", "exact zeros (%)", 1.0, "C1"))
     for i, sel in enumerate(analysis.selections):
         for ax, (attr, label, scale, color) in zip(axes[2 * i : 2 * i + 2], quantities):
             known = [c for c in sel.configs if getattr(c, attr) is not None]

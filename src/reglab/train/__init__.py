@@ -97,7 +97,7 @@ def prepare(config: Config) -> Experiment:
 
 
 def weight_stats(model: nn.Module) -> dict[str, float]:
-    """L2 norm of all weight matrices/filters, and the fraction of exact zeros per layer."""
+    """L2 norm of all weight matrices/filters, and the percentage of exact zeros per layer and in all."""
     stats: dict[str, float] = {}
     total_sq, zeros, count = 0.0, 0, 0
     for name, p in model.named_parameters():
@@ -106,11 +106,11 @@ def weight_stats(model: nn.Module) -> dict[str, float]:
         w = p.detach()
         total_sq += float(w.pow(2).sum())
         n_zero = int((w == 0).sum())
-        stats[f"zeros/{name}"] = n_zero / w.numel()
+        stats[f"zeros/{name}"] = 100.0 * n_zero / w.numel()
         zeros += n_zero
         count += w.numel()
     stats["weight_l2"] = math.sqrt(total_sq)
-    stats["zeros_total"] = zeros / max(count, 1)
+    stats["zeros_total"] = 100.0 * zeros / max(count, 1)
     return stats
 
 
