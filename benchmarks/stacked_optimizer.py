@@ -28,7 +28,7 @@ from torch.optim.adam import adam
 
 from reglab.config import load_config
 from reglab.train import prepare
-from reglab.train.batched import StackedOptimizer
+from reglab.train.stacked_optim import StackedOptimizer
 
 BETAS, EPS = (0.9, 0.999), 1e-8
 

@@ -14,7 +14,7 @@ from sklearn.linear_model import Lasso, Ridge
 from torch import nn
 
 from reglab import L1, L2, ElasticNet, Regularizer
-from reglab.penalties import from_sklearn_alpha, sklearn_alpha, sklearn_params
+from reglab.conventions import from_sklearn_alpha, sklearn_alpha, sklearn_params
 
 
 @pytest.fixture(scope="module")

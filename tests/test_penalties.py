@@ -8,7 +8,7 @@ import torch
 from scipy.optimize import minimize
 
 from reglab import L1, L2, ElasticNet, GroupLasso, UserError, from_keras, keras_factors, penalty_from_name
-from reglab.penalties import from_sklearn_alpha, sklearn_alpha, sklearn_params
+from reglab.conventions import from_sklearn_alpha, sklearn_alpha, sklearn_params
 
 SHAPES = [(7,), (4, 3), (3, 2, 2, 2)]
 PENALTIES = [L2(0.7), L1(0.3), ElasticNet(0.5, l1_ratio=0.3), ElasticNet(0.4, l1_ratio=1.0), GroupLasso(0.2)]

@@ -6,7 +6,7 @@ import torch
 
 from reglab.penalties import L1, L2, ElasticNet, GroupLasso, Penalty
 from reglab.regularizer import constant
-from reglab.train.batched import StackedTerm
+from reglab.train.stacked_optim import StackedTerm
 
 LAMS = [0.0, 0.05, 0.3]
 RATIOS = [0.2, 0.5, 1.0]

@@ -14,7 +14,8 @@ from reglab.config import load_config
 from reglab.errors import UserError
 from reglab.runs import RunFolder, load_weights, read_run
 from reglab.train import fit_and_close, prepare, run
-from reglab.train.batched import BatchedLinear, run_many, vectorizable
+from reglab.train.batched import run_many, vectorizable
+from reglab.train.batched_net import BatchedLinear
 
 RTOL = 1e-5
 TINY_MLP = ["data.n_train=300", "train.epochs=3", "model.hidden=[32,16]", "train.plots=false"]

@@ -19,19 +19,8 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from reglab.errors import UserError  # noqa: E402
-from reglab.penalties import (
-    L1,
-    L2,
-    ElasticNet,
-    GroupLasso,
-    Penalty,
-    from_keras,
-    from_sklearn_alpha,
-    keras_factors,
-    penalty_from_name,
-    sklearn_alpha,
-    sklearn_params,
-)
+from reglab.conventions import from_keras, from_sklearn_alpha, keras_factors, sklearn_alpha, sklearn_params
+from reglab.penalties import L1, L2, ElasticNet, GroupLasso, Penalty, penalty_from_name
 from reglab.regularizer import Regularizer, Term, constant, warmup
 from reglab.selection import (
     Selection,

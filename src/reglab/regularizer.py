@@ -27,7 +27,7 @@ Param groups added to the optimizer after ``attach`` (``add_param_group``) are s
 step. ``reg.penalty()`` computed with gradients enabled between two steps of the attached optimizer
 warns once: in the loss as well, the terms would be applied twice.
 
-λ schedules (``constant()``, ``warmup(steps)``) scale a term's λ by a factor of the number of
+λ schedules (``constant()``, ``warmup(steps)``, :mod:`reglab.schedules`) scale a term's λ by a factor of the number of
 optimizer steps taken, counted by the attached optimizer (``reg.steps``; restore it with
 ``load_state_dict``). Schedules are per step; for ``n`` epochs pass ``n * steps_per_epoch``.
 """
@@ -35,7 +35,6 @@ optimizer steps taken, counted by the attached optimizer (``reg.steps``; restore
 from __future__ import annotations
 
 import warnings
-from abc import ABC, abstractmethod
 from typing import Any, Callable, Iterable, Sequence
 
 import torch
@@ -43,6 +42,7 @@ from torch import Tensor, nn
 
 from reglab.errors import UserError
 from reglab.penalties import Penalty, penalty_from_name
+from reglab.schedules import Schedule, constant, warmup
 from reglab.selection import (
     Selection,
     biases,
@@ -63,51 +63,6 @@ def _check_mode(mode: Any) -> str:
     if mode not in MODES:
         raise UserError(f"unknown regularization mode {mode!r}; choose one of {', '.join(MODES)}")
     return mode
-
-
-# -- schedules ----------------------------------------------------------------------------------
-
-
-class Schedule(ABC):
-    """A factor in [0, 1] that multiplies a term's λ, as a function of optimizer steps taken."""
-
-    @abstractmethod
-    def __call__(self, step: int) -> float:
-        """The factor at the step taken after ``step`` optimizer steps."""
-
-
-class _Constant(Schedule):
-    def __call__(self, step):
-        return 1.0
-
-    def __repr__(self):
-        return "constant()"
-
-
-class _Warmup(Schedule):
-    def __init__(self, steps: int):
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-            raise UserError(f"warmup steps must be an integer ≥ 0, got {steps!r}")
-        self.steps = steps
-
-    def __call__(self, step):
-        return 1.0 if step >= self.steps else step / self.steps
-
-    def __repr__(self):
-        return f"warmup({self.steps})"
-
-
-def constant() -> Schedule:
-    """Factor 1: the full λ at every step."""
-    return _Constant()
-
-
-def warmup(steps: int) -> Schedule:
-    """Linear warm-up: factor ``min(1, t/steps)`` at the optimizer step taken after ``t`` steps.
-
-    So the first step uses λ·0, step ``steps + 1`` and later the full λ.
-    """
-    return _Warmup(steps)
 
 
 # -- terms --------------------------------------------------------------------------------------

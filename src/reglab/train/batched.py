@@ -43,16 +43,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import stack_module_state, vmap
+from torch.func import stack_module_state
 
 from reglab.adversarial.config import wants_attacks
 from reglab.config import Config, flat_keys
-from reglab.models.build import ACTIVATIONS, Net
 from reglab.models.dropout import CountedDropout, dropout_masks
 from reglab.penalties import Penalty
 from reglab.runs import RunFolder
+from reglab.train.batched_net import BatchedNet, batch_losses
+from reglab.train.stacked_optim import StackedOptimizer, StackedTerm, clip_
 from reglab.train.threads import cores, free_cores, use_free_cores
 from reglab.train import Experiment, Progress, RunResult, Tracker, add_gaps, close, prepare, run_or_fail
 
@@ -76,8 +76,6 @@ HANDLED = {
 """The keys the fast path implements (and every ``data.*`` key); any other key must keep its default."""
 
 EVAL_BATCH = 2048  # the chunk size of SupervisedTask.evaluate, so that the losses add up alike
-BATCHED_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.MaxPool1d, nn.MaxPool2d, CountedDropout,
-                  *ACTIVATIONS.values())  # fmt: skip
 
 
 def unsupported(config: Config) -> str | None:
@@ -142,218 +140,6 @@ def batched_message(n: int) -> str:
     threads = use_free_cores()
     return (f"training {n} models at once (vectorized) in this process on {threads} thread"
             f"{'s' * (threads > 1)} ({free_cores()} of {cores()} cores free)")
-
-
-def col(values: Tensor, like: Tensor) -> Tensor:
-    """A per-model vector [M] (computed in float64, as torch computes its Python scalars) rounded to
-    ``like``'s dtype and shaped [M, 1, …] to broadcast against ``like``."""
-    return values.to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
-
-
-# -- the batched model ------------------------------------------------------------------------------
-
-
-def layer_plan(model: nn.Module) -> list[tuple[str, nn.Module | None]]:
-    """``Net``'s layers in forward order, by parameter prefix; ``None`` marks the flatten."""
-    if not isinstance(model, Net):
-        raise ValueError(f"the fast path trains reglab's Net, not {type(model).__name__}")
-    plan: list[tuple[str, nn.Module | None]] = []
-    for part in ("features", "body"):
-        plan += [(f"{part}.{name}", layer) for name, layer in getattr(model, part).named_children()]
-        if part == "features":
-            plan.append(("flatten", None))
-    plan.append(("head", model.head))
-    for name, layer in plan:
-        if layer is not None and not isinstance(layer, BATCHED_LAYERS):
-            raise ValueError(f"layer {name} ({type(layer).__name__}) has no batched form")
-    return plan
-
-
-class BatchedLinear(torch.autograd.Function):
-    """h·Wᵀ + b for each model, as ``baddbmm``; the backward gives ∂h = g·W, ∂W = gᵀ·h (laid out
-    as W, like ``addmm``'s) and ∂b = Σ_batch g."""
-
-    @staticmethod
-    def forward(ctx, h: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-        ctx.save_for_backward(h, weight)
-        return torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
-
-    @staticmethod
-    def backward(ctx, g: Tensor):
-        h, weight = ctx.saved_tensors
-        grad_h = torch.bmm(g, weight) if ctx.needs_input_grad[0] else None
-        return grad_h, torch.bmm(g.transpose(1, 2), h), g.sum(1)
-
-
-class BatchedNet:
-    """The forward pass of M models of one ``Net`` architecture: stacked parameters
-    ``{name: [M, ...]}`` and inputs ``[M, B, ...]`` give outputs ``[M, B, n_outputs]``.
-
-    Linear: h ← h·Wᵀ + b per model (:class:`BatchedLinear`); convolutions under ``vmap``;
-    activations act elementwise and pooling per example, on the models and examples as one batch.
-    """
-
-    def __init__(self, model: Net):
-        self.plan = layer_plan(model)
-
-    def __call__(self, params: dict[str, Tensor], x: Tensor,
-                 dropout: Callable[[CountedDropout, Tensor], Tensor] | None = None) -> Tensor:
-        """``dropout(layer, h)`` gives each model's scaled masks for ``h`` in training; None means
-        eval mode."""
-        h = x
-        for name, layer in self.plan:
-            if layer is None:
-                h = h.flatten(2)
-            elif isinstance(layer, nn.Linear):
-                h = BatchedLinear.apply(h, params[f"{name}.weight"], params[f"{name}.bias"])
-            elif isinstance(layer, (nn.Conv1d, nn.Conv2d)):
-                conv = F.conv2d if isinstance(layer, nn.Conv2d) else F.conv1d
-
-                def one(xm, wm, bm, conv=conv, layer=layer):
-                    return conv(xm, wm, bm, layer.stride, layer.padding, layer.dilation, layer.groups)
-
-                h = vmap(one)(h, params[f"{name}.weight"], params[f"{name}.bias"])
-            elif isinstance(layer, CountedDropout):
-                if dropout is not None:
-                    h = h * dropout(layer, h)
-            elif isinstance(layer, (nn.MaxPool1d, nn.MaxPool2d)):
-                h = layer(h.flatten(0, 1)).unflatten(0, h.shape[:2])
-            else:
-                h = layer(h)  # an elementwise activation
-        return h
-
-
-def batch_losses(out: Tensor, y: Tensor, classify: bool) -> Tensor:
-    """Each model's mean loss on its batch, [M]: cross-entropy for classes, else (1/n)·Σ(y − ŷ)²."""
-    if classify:
-        m, b, k = out.shape
-        return F.cross_entropy(out.reshape(m * b, k), y.reshape(m * b), reduction="none").view(m, b).mean(1)
-    return F.mse_loss(out, y, reduction="none").flatten(1).mean(1)
-
-
-def clip_(grads: list[Tensor], clip_norm: float | None, clip_value: float | None) -> None:
-    """``clip_grad_norm_`` and ``clip_grad_value_`` of torch, each model by its own global norm."""
-    if clip_norm is not None:
-        norms = torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads], 1)
-        total = torch.linalg.vector_norm(norms, dim=1)
-        coef = torch.clamp(clip_norm / (total + 1e-6), max=1.0)
-        for g in grads:
-            g.mul_(coef.view(-1, *([1] * (g.dim() - 1))))
-    if clip_value is not None:
-        for g in grads:
-            g.clamp_(-clip_value, clip_value)
-
-
-# -- optimizer and penalty on stacked tensors -------------------------------------------------------
-
-
-class StackedOptimizer:
-    """torch's SGD (momentum), Adam and AdamW (single-tensor form) on stacked tensors, with the
-    learning rate lr_m and weight decay wd_m of each model. Adam, at step t:
-
-        g ← g + wd·w (Adam) or w ← w·(1 − lr·wd) (AdamW);   m ← m + (1 − β₁)(g − m)  (``lerp``);
-        v ← β₂·v + (1 − β₂)·g²;   w ← w − lr/(1 − β₁ᵗ) · m / (√v / √(1 − β₂ᵗ) + ε).
-
-    SGD: g ← g + wd·w;  b ← g (first step), b ← μ·b + g;  w ← w − lr·b.
-
-    Why not torch's own functions (``torch.optim.adam.adam``, ``torch.optim.sgd.sgd``): they take
-    one lr and one weight decay per call (a number or a 0-dim tensor), so models with their own lr
-    need one call per model on its rows; on the stacked tensors with one shared lr they give the
-    same bits as this class but take longer. ``benchmarks/stacked_optimizer.py`` (docs/benchmarks.md)
-    measures 1.67× (foreach) and 2.56× (single-tensor) this class's step with one lr, and one call
-    per model 1.57× this class's shared-lr step (0.72× of its lr-per-model step) on CPU.
-    """
-
-    def __init__(self, name: str, group: dict[str, Any]):
-        self.name, self.group = name, group  # group: the shared hyper-parameters of torch's optimizer
-        self.steps = 0
-        self.shared_lr: float | None = None  # set per epoch: the lr every model has, if they share one
-        self.state: dict[str, list[Tensor]] = {}
-
-    def select(self, keep: Tensor) -> None:
-        self.state = {name: [s[keep] for s in states] for name, states in self.state.items()}
-
-    def step(self, params: dict[str, Tensor], grads: dict[str, Tensor], lr: Tensor,
-             wd: Tensor | None) -> None:
-        """One step; ``wd`` is None when no model has weight decay."""
-        if self.name == "sgd":
-            self.sgd(params, grads, lr, wd)
-        else:
-            self.adam(params, grads, lr, wd)
-        self.steps += 1
-
-    def sgd(self, params, grads, lr, wd) -> None:
-        momentum = self.group["momentum"]
-        for name, w in params.items():
-            g = grads[name]
-            if wd is not None:
-                g = torch.addcmul(g, w, col(wd, w))
-            if momentum:
-                if name in self.state:
-                    g = self.state[name][0].mul_(momentum).add_(g)
-                else:
-                    self.state[name] = [g.clone()]
-                    g = self.state[name][0]
-            w.addcmul_(g, col(-lr, w))
-
-    def adam(self, params, grads, lr, wd) -> None:
-        beta1, beta2 = self.group["betas"]
-        t = self.steps + 1
-        neg_step = -(lr / (1 - beta1**t))
-        shared = None if self.shared_lr is None else -(self.shared_lr / (1 - beta1**t))
-        bias2_sqrt = (1 - beta2**t) ** 0.5
-        for name, w in params.items():
-            g = grads[name]
-            if wd is not None and self.name == "adamw":
-                w.mul_(col(1 - lr * wd, w))
-            elif wd is not None:
-                g = torch.addcmul(g, w, col(wd, w))
-            if name not in self.state:
-                self.state[name] = [torch.zeros_like(w), torch.zeros_like(w)]
-            exp_avg, exp_avg_sq = self.state[name]
-            exp_avg.lerp_(g, 1 - beta1)
-            exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-            denom = exp_avg_sq.sqrt().div_(bias2_sqrt).add_(self.group["eps"])
-            if shared is not None:
-                w.addcdiv_(exp_avg, denom, value=shared)
-            else:
-                w.add_(torch.mul(exp_avg, col(neg_step, w)).div_(denom))
-
-
-class StackedTerm:
-    """The config's penalty term on the selected stacked weights, with λ_m (and the penalty's
-    settings, e.g. l1_ratio) per model, applied as the Regularizer applies it:
-
-    * coupled:   g ← g + ∇(λ·R)(w)         before the optimizer step;
-    * decoupled: w ← w − lr·∇(λ·R)(w)      before the optimizer step;
-    * proximal:  w ← prox(w, lr·λ)         after it.
-
-    The math is the penalty's own (``Penalty.stacked_add_grad_``, ``stacked_decay_``,
-    ``stacked_prox``), rounded as its single-model forms round.
-    """
-
-    def __init__(self, penalty: Penalty, mode: str, names: list[str], settings: dict[str, Tensor],
-                 schedule: Callable[[int], float]):
-        self.penalty, self.mode, self.names = penalty, mode, names
-        self.settings, self.schedule = settings, schedule
-
-    def select(self, keep: Tensor) -> None:
-        self.settings = {name: values[keep] for name, values in self.settings.items()}
-
-    def before_step(self, params: dict[str, Tensor], grads: dict[str, Tensor], lr: Tensor,
-                    lam: Tensor) -> None:
-        if self.mode == "coupled":
-            for name in self.names:
-                self.penalty.stacked_add_grad_(grads[name], params[name], lam, self.settings)
-        elif self.mode == "decoupled":
-            for name in self.names:
-                self.penalty.stacked_decay_(params[name], lr, lam, self.settings)
-
-    def after_step(self, params: dict[str, Tensor], lr: Tensor, lam: Tensor) -> None:
-        if self.mode == "proximal":
-            for name in self.names:
-                w = params[name]
-                w.copy_(self.penalty.stacked_prox(w, lr * lam, self.settings))
 
 
 def dropout_seed(model: nn.Module) -> int:

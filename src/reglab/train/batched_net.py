@@ -1,0 +1,95 @@
+"""The forward pass of M models of one ``Net`` architecture on stacked parameters, for the batched
+engine (:mod:`reglab.train.batched`)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import vmap
+
+from reglab.models.build import ACTIVATIONS, Net
+from reglab.models.dropout import CountedDropout
+
+BATCHED_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.MaxPool1d, nn.MaxPool2d, CountedDropout,
+                  *ACTIVATIONS.values())  # fmt: skip
+
+
+def layer_plan(model: nn.Module) -> list[tuple[str, nn.Module | None]]:
+    """``Net``'s layers in forward order, by parameter prefix; ``None`` marks the flatten."""
+    if not isinstance(model, Net):
+        raise ValueError(f"the fast path trains reglab's Net, not {type(model).__name__}")
+    plan: list[tuple[str, nn.Module | None]] = []
+    for part in ("features", "body"):
+        plan += [(f"{part}.{name}", layer) for name, layer in getattr(model, part).named_children()]
+        if part == "features":
+            plan.append(("flatten", None))
+    plan.append(("head", model.head))
+    for name, layer in plan:
+        if layer is not None and not isinstance(layer, BATCHED_LAYERS):
+            raise ValueError(f"layer {name} ({type(layer).__name__}) has no batched form")
+    return plan
+
+
+class BatchedLinear(torch.autograd.Function):
+    """h·Wᵀ + b for each model, as ``baddbmm``; the backward gives ∂h = g·W, ∂W = gᵀ·h (laid out
+    as W, like ``addmm``'s) and ∂b = Σ_batch g."""
+
+    @staticmethod
+    def forward(ctx, h: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        ctx.save_for_backward(h, weight)
+        return torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        h, weight = ctx.saved_tensors
+        grad_h = torch.bmm(g, weight) if ctx.needs_input_grad[0] else None
+        return grad_h, torch.bmm(g.transpose(1, 2), h), g.sum(1)
+
+
+class BatchedNet:
+    """The forward pass of M models of one ``Net`` architecture: stacked parameters
+    ``{name: [M, ...]}`` and inputs ``[M, B, ...]`` give outputs ``[M, B, n_outputs]``.
+
+    Linear: h ← h·Wᵀ + b per model (:class:`BatchedLinear`); convolutions under ``vmap``;
+    activations act elementwise and pooling per example, on the models and examples as one batch.
+    """
+
+    def __init__(self, model: Net):
+        self.plan = layer_plan(model)
+
+    def __call__(self, params: dict[str, Tensor], x: Tensor,
+                 dropout: Callable[[CountedDropout, Tensor], Tensor] | None = None) -> Tensor:
+        """``dropout(layer, h)`` gives each model's scaled masks for ``h`` in training; None means
+        eval mode."""
+        h = x
+        for name, layer in self.plan:
+            if layer is None:
+                h = h.flatten(2)
+            elif isinstance(layer, nn.Linear):
+                h = BatchedLinear.apply(h, params[f"{name}.weight"], params[f"{name}.bias"])
+            elif isinstance(layer, (nn.Conv1d, nn.Conv2d)):
+                conv = F.conv2d if isinstance(layer, nn.Conv2d) else F.conv1d
+
+                def one(xm, wm, bm, conv=conv, layer=layer):
+                    return conv(xm, wm, bm, layer.stride, layer.padding, layer.dilation, layer.groups)
+
+                h = vmap(one)(h, params[f"{name}.weight"], params[f"{name}.bias"])
+            elif isinstance(layer, CountedDropout):
+                if dropout is not None:
+                    h = h * dropout(layer, h)
+            elif isinstance(layer, (nn.MaxPool1d, nn.MaxPool2d)):
+                h = layer(h.flatten(0, 1)).unflatten(0, h.shape[:2])
+            else:
+                h = layer(h)  # an elementwise activation
+        return h
+
+
+def batch_losses(out: Tensor, y: Tensor, classify: bool) -> Tensor:
+    """Each model's mean loss on its batch, [M]: cross-entropy for classes, else (1/n)·Σ(y − ŷ)²."""
+    if classify:
+        m, b, k = out.shape
+        return F.cross_entropy(out.reshape(m * b, k), y.reshape(m * b), reduction="none").view(m, b).mean(1)
+    return F.mse_loss(out, y, reduction="none").flatten(1).mean(1)
