@@ -20,7 +20,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from reglab.errors import UserError  # noqa: E402
 from reglab.conventions import from_keras, from_sklearn_alpha, keras_factors, sklearn_alpha, sklearn_params
-from reglab.penalties import L1, L2, ElasticNet, GroupLasso, Penalty, penalty_from_name
+from reglab.penalties import L1, L2, ElasticNet, GroupLasso, Penalty, penalty_from_name, register
 from reglab.regularizer import Regularizer, Term, constant, warmup
 from reglab.selection import (
     Selection,
@@ -51,7 +51,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "UserError",
-    "Penalty", "L1", "L2", "ElasticNet", "GroupLasso", "penalty_from_name",
+    "Penalty", "L1", "L2", "ElasticNet", "GroupLasso", "penalty_from_name", "register",
     "sklearn_alpha", "sklearn_params", "from_sklearn_alpha", "keras_factors", "from_keras",
     "Regularizer", "Term", "constant", "warmup",
     "Selection", "weights", "biases", "norms", "embeddings", "named", "modules", "everything",

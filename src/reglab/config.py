@@ -27,10 +27,10 @@ from pydantic_core import PydanticCustomError
 from reglab.adversarial.config import AdvConfig
 from reglab.errors import UserError
 from reglab.gan.config import GanConfig, check_gan
+from reglab.penalties import penalty_names
 from reglab.sections import Beta, Section, Width
 
 RECIPE_DIR = Path(__file__).parent / "recipes"
-PENALTY_SHORTHANDS = ("l1", "l2", "elastic", "group")
 FACTORY_PATTERN = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 MAX_SEED = 2**32 - 1  # numpy's and torch's generators both take seeds up to this
@@ -118,8 +118,8 @@ class ModelConfig(Section):
 
 
 class RegConfig(Section):
-    penalty: Literal["none", "l1", "l2", "elastic", "group", "dropout"] = "none"
-    """the weight penalty: l2 is λ/2·‖w‖², l1 λ·‖w‖₁, elastic λ·(α‖w‖₁ + (1−α)/2·‖w‖²), group λ·Σ‖w_g‖₂"""
+    penalty: str = "none"
+    """none, dropout or a registered penalty: l2 is λ/2·‖w‖², l1 λ·‖w‖₁, elastic λ·(α‖w‖₁ + (1−α)/2·‖w‖²), group λ·Σ‖w_g‖₂"""
     lam: float = Field(0.0, ge=0)
     """the penalty's strength λ"""
     l1_ratio: float = Field(0.5, ge=0, le=1)
@@ -132,6 +132,25 @@ class RegConfig(Section):
     """with reg=dropout: the dropout probability under study"""
     warmup_epochs: int = Field(0, ge=0)
     """epochs over which λ ramps up linearly from 0"""
+
+    @field_validator("penalty")
+    @classmethod
+    def _known_penalty(cls, name: str) -> str:
+        choices = penalty_choices()
+        if name not in choices:
+            listed = ", ".join(f"'{c}'" for c in choices[:-1]) + f" or '{choices[-1]}'"
+            raise PydanticCustomError("literal_error", "Input should be {choices}", {"choices": listed})
+        return name
+
+
+def penalty_choices() -> tuple[str, ...]:
+    """The values of ``reg.penalty``: none, the registered penalties (:mod:`reglab.penalties`), dropout."""
+    return ("none", *penalty_names(), "dropout")
+
+
+def shorthand_keys() -> tuple[str, ...]:
+    """``reg`` and ``reg.NAME`` for each registered penalty: the keys :func:`expand_shorthand` rewrites."""
+    return ("reg", *(f"reg.{name}" for name in penalty_names()))
 
 
 class OptimConfig(Section):
@@ -302,7 +321,7 @@ def expand_shorthand(key: str, value: Any) -> list[tuple[str, Any]]:
         choice = str(value).lower()
         return [("reg.penalty", choice)]
     head, _, tail = key.partition(".")
-    if head == "reg" and tail in PENALTY_SHORTHANDS:
+    if head == "reg" and tail in penalty_names():
         return [("reg.penalty", tail), ("reg.lam", value)]
     return [(key, value)]
 

@@ -52,6 +52,8 @@ __all__ = [
     "L2",
     "ElasticNet",
     "GroupLasso",
+    "register",
+    "penalty_names",
     "penalty_from_name",
 ]
 
@@ -175,6 +177,28 @@ class Penalty(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._args()})"
+
+
+PENALTIES: dict[str, type[Penalty]] = {}
+"""The penalties the lab knows by name (``reg.penalty=NAME``, ``reg.NAME=λ``), filled by :func:`register`."""
+
+
+def register(cls: type[Penalty]) -> type[Penalty]:
+    """Make ``cls`` known by its ``name``, e.g. as ``reg.penalty=NAME``; usable as a class decorator.
+
+    The constructor takes λ, then each name of ``cls.settings`` as a keyword, then the hints."""
+    if not (isinstance(cls, type) and issubclass(cls, Penalty)):
+        raise TypeError(f"register takes a Penalty subclass, got {cls!r}")
+    known = PENALTIES.get(cls.name)
+    if known is not None and known is not cls:
+        raise ValueError(f"a penalty named '{cls.name}' is registered already: {known.__name__}")
+    PENALTIES[cls.name] = cls
+    return cls
+
+
+def penalty_names() -> tuple[str, ...]:
+    """The registered penalties' names, in the order they were registered."""
+    return tuple(PENALTIES)
 
 
 class L2(Penalty):
@@ -367,14 +391,15 @@ class GroupLasso(Penalty):
         return (g * keep).reshape(w.shape)
 
 
-_BY_NAME = {"l1": L1, "l2": L2, "elastic": ElasticNet, "group": GroupLasso}
+for builtin in (L1, L2, ElasticNet, GroupLasso):
+    register(builtin)
 
 
 def penalty_from_name(name: str, lam: float, *, l1_ratio: float = 0.5, **hints: Any) -> Penalty:
-    """``"l1" | "l2" | "elastic" | "group"`` → a penalty (``l1_ratio`` is used by ``elastic`` only)."""
-    cls = _BY_NAME.get(str(name).lower())
+    """A registered penalty by name (``"l1" | "l2" | "elastic" | "group"`` and any other
+    :func:`register`-ed one); ``l1_ratio`` goes to the penalties whose settings include it."""
+    cls = PENALTIES.get(str(name).lower())
     if cls is None:
-        raise UserError(f"unknown penalty '{name}'; choose one of {', '.join(_BY_NAME)}")
-    if cls is ElasticNet:
-        return ElasticNet(lam, l1_ratio=l1_ratio, **hints)
-    return cls(lam, **hints)
+        raise UserError(f"unknown penalty '{name}'; choose one of {', '.join(PENALTIES)}")
+    settings = {"l1_ratio": l1_ratio}
+    return cls(lam, **{key: settings[key] for key in cls.settings if key in settings}, **hints)

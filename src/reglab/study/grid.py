@@ -32,11 +32,10 @@ from typing import Any
 import numpy as np
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
 
-from reglab.config import MAX_SEED, PENALTY_SHORTHANDS, closest_key, parse_value, valid_keys
+from reglab.config import MAX_SEED, closest_key, parse_value, shorthand_keys, valid_keys
 from reglab.errors import UserError
 
 RANGE_FORM = "START:STOP:log|lin:COUNT"
-SHORTHAND_KEYS = ("reg", *(f"reg.{p}" for p in PENALTY_SHORTHANDS))
 RESERVED_KEYS = {"seed": "--seeds", "data.fold": "--cv", "data.n_folds": "--cv"}
 
 
@@ -121,7 +120,7 @@ def split_tokens(text: str) -> list[str]:
 def check_key(key: str, text: str) -> None:
     if key in RESERVED_KEYS:
         raise UserError(f"--grid '{text}': set '{key}' with {RESERVED_KEYS[key]}, not with a grid")
-    if key in SHORTHAND_KEYS or key in valid_keys():
+    if key in shorthand_keys() or key in valid_keys():
         return
     suggestion = closest_key(key)
     hint = f"; did you mean '{suggestion}'?" if suggestion else ""

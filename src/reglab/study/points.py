@@ -21,8 +21,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from reglab.config import Config, flat_keys
-from reglab.study.grid import SHORTHAND_KEYS, parse_grid, product
+from reglab.config import Config, flat_keys, shorthand_keys
+from reglab.study.grid import parse_grid, product
 from reglab.study.spec import config_for, fold_list
 
 STRENGTH_KEYS = ("reg.lam", "reg.l1", "reg.l2", "reg.elastic", "reg.group", "optim.weight_decay", "reg.dropout")
@@ -89,7 +89,7 @@ def unused_keys(values: dict[str, Any], config: Config) -> set[str]:
     penalty = config.reg.penalty
     unused = set()
     for key in values:
-        sets_lam = key in PENALTY_SETTINGS or key in SHORTHAND_KEYS[1:]
+        sets_lam = key in PENALTY_SETTINGS or key in shorthand_keys()[1:]
         if penalty in ("none", "dropout") and sets_lam:
             unused.add(key)
         if penalty == "none" and key.startswith("reg.") and key != "reg":
@@ -133,7 +133,7 @@ def describe(values: dict[str, Any], config: Config) -> Point:
         base = decay if config.reg.penalty == "none" else f"{config.reg.penalty} + {decay}"
     else:
         base = config.reg.penalty
-    skip = (*SHORTHAND_KEYS, "reg.penalty", "gan.regularizer", "gan.strength", *own[-1:])
+    skip = (*shorthand_keys(), "reg.penalty", "gan.regularizer", "gan.strength", *own[-1:])
     family = " ".join([base, *(f"{k}={setting_text(v)}" for k, v in kept.items() if k not in skip)])
     label = family if lam is None else f"{family} {SYMBOLS.get(key, 'λ')}={setting_text(lam)}"
     return Point(kept, label, family, lam)
