@@ -9,6 +9,7 @@ import torch
 
 from reglab import Penalty, UserError, register
 from reglab.config import load_config, shorthand_keys
+from reglab.config_yaml import annotated_yaml
 from reglab.penalties import PENALTIES, penalty_from_name, penalty_names
 from reglab.runs import RunFolder, load_weights
 from reglab.train import fit_and_close, prepare
@@ -62,6 +63,7 @@ def test_registering_makes_the_name_known(quartic):
     assert load_config("mlp-l2", ["reg.penalty=quartic"]).reg.penalty == "quartic"
     config = load_config("mlp-l2", ["reg.quartic=0.02"])
     assert (config.reg.penalty, config.reg.lam) == ("quartic", 0.02)
+    assert "one of none|l1|l2|elastic|group|quartic|dropout" in annotated_yaml(config)
 
 
 def test_an_unregistered_name_is_refused():

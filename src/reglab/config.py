@@ -18,7 +18,7 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
@@ -28,7 +28,7 @@ from reglab.adversarial.config import AdvConfig
 from reglab.errors import UserError
 from reglab.gan.config import GanConfig, check_gan
 from reglab.penalties import penalty_names
-from reglab.sections import Beta, Section, Width
+from reglab.sections import Beta, OneOf, Section, Width
 
 RECIPE_DIR = Path(__file__).parent / "recipes"
 FACTORY_PATTERN = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
@@ -117,8 +117,13 @@ class ModelConfig(Section):
         return self
 
 
+def penalty_choices() -> tuple[str, ...]:
+    """The values of ``reg.penalty``: none, the registered penalties (:mod:`reglab.penalties`), dropout."""
+    return ("none", *penalty_names(), "dropout")
+
+
 class RegConfig(Section):
-    penalty: str = "none"
+    penalty: Annotated[str, OneOf(penalty_choices)] = "none"
     """none, dropout or a registered penalty: l2 is λ/2·‖w‖², l1 λ·‖w‖₁, elastic λ·(α‖w‖₁ + (1−α)/2·‖w‖²), group λ·Σ‖w_g‖₂"""
     lam: float = Field(0.0, ge=0)
     """the penalty's strength λ"""
@@ -132,20 +137,6 @@ class RegConfig(Section):
     """with reg=dropout: the dropout probability under study"""
     warmup_epochs: int = Field(0, ge=0)
     """epochs over which λ ramps up linearly from 0"""
-
-    @field_validator("penalty")
-    @classmethod
-    def _known_penalty(cls, name: str) -> str:
-        choices = penalty_choices()
-        if name not in choices:
-            listed = ", ".join(f"'{c}'" for c in choices[:-1]) + f" or '{choices[-1]}'"
-            raise PydanticCustomError("literal_error", "Input should be {choices}", {"choices": listed})
-        return name
-
-
-def penalty_choices() -> tuple[str, ...]:
-    """The values of ``reg.penalty``: none, the registered penalties (:mod:`reglab.penalties`), dropout."""
-    return ("none", *penalty_names(), "dropout")
 
 
 def shorthand_keys() -> tuple[str, ...]:

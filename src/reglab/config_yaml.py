@@ -10,6 +10,7 @@ import yaml
 from pydantic import BaseModel
 
 from reglab.config import Config
+from reglab.sections import OneOf
 
 
 def type_text(annotation: Any) -> str:
@@ -50,7 +51,9 @@ def annotated_yaml(config: Config) -> str:
                 lines.extend(walk(value, indent + "  "))
                 continue
             bounds = bounds_text(field.metadata)
-            kind = type_text(field.annotation) + (f" ({bounds})" if bounds else "")
+            one_of = next((m for m in field.metadata if isinstance(m, OneOf)), None)
+            kind = "one of " + "|".join(one_of.choices()) if one_of else type_text(field.annotation)
+            kind += f" ({bounds})" if bounds else ""
             lines.append(f"{indent}{flow(name)}: {flow(value)}".ljust(width)
                          + f"  # {kind}; default {flow(field.default)}; {field.description}")
         return lines

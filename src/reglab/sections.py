@@ -4,12 +4,32 @@ Each domain keeps its section beside its code (``reglab.adversarial.config``, ``
 :mod:`reglab.config` assembles them into one :class:`~reglab.config.Config`.
 """
 
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError, core_schema
 
 Width = Annotated[int, Field(ge=1)]  # a layer's units or channels
 Beta = Annotated[float, Field(ge=0, lt=1)]  # Adam's moment decay
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """``Annotated[str, OneOf(choices)]``: a string that must be one of ``choices()``, read when a
+    value is checked, so that the choices can grow after import (registered penalties)."""
+
+    choices: Callable[[], tuple[str, ...]]
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def check(self, value: str) -> str:
+        choices = self.choices()
+        if value not in choices:
+            listed = ", ".join(f"'{c}'" for c in choices[:-1]) + f" or '{choices[-1]}'"
+            raise PydanticCustomError("literal_error", "Input should be {choices}", {"choices": listed})
+        return value
 
 
 class Section(BaseModel):
