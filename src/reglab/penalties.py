@@ -231,10 +231,10 @@ class L2(Penalty):
         torch._foreach_div_(list(params), 1 + step * lam)
 
     def stacked_add_grad_(self, g, w, lam, settings=None):
-        g.addcmul_(w, _per_model(lam, w))  # rounds as add_grad_'s add(·, alpha=λ)
+        g.addcmul_(w, per_model(lam, w))  # rounds as add_grad_'s add(·, alpha=λ)
 
     def stacked_decay_(self, w, lr, lam, settings=None):
-        w.mul_(_per_model(1 - lr * lam, w))
+        w.mul_(per_model(1 - lr * lam, w))
 
 
 class L1(Penalty):
@@ -270,13 +270,13 @@ class L1(Penalty):
         _foreach_soft_threshold_(list(params), step * lam)
 
     def stacked_add_grad_(self, g, w, lam, settings=None):
-        g.addcmul_(torch.sign(w), _per_model(lam, w))
+        g.addcmul_(torch.sign(w), per_model(lam, w))
 
     def stacked_decay_(self, w, lr, lam, settings=None):
-        w.addcmul_(torch.sign(w), _per_model(-(lr * lam), w))
+        w.addcmul_(torch.sign(w), per_model(-(lr * lam), w))
 
 
-def _per_model(values: Tensor, like: Tensor) -> Tensor:
+def per_model(values: Tensor, like: Tensor) -> Tensor:
     """K per-model numbers (float64, as Python computes them) rounded once to ``like``'s dtype and
     shaped [K, 1, …] to broadcast over the stacked tensor ``like`` [K, …]."""
     return values.to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
@@ -341,13 +341,13 @@ class ElasticNet(Penalty):
 
     def stacked_add_grad_(self, g, w, lam, settings=None):
         a = self._ratio(settings, w)
-        g.addcmul_(torch.sign(w), _per_model(lam * a, w))
-        g.addcmul_(w, _per_model(lam * (1 - a), w))
+        g.addcmul_(torch.sign(w), per_model(lam * a, w))
+        g.addcmul_(w, per_model(lam * (1 - a), w))
 
     def stacked_decay_(self, w, lr, lam, settings=None):
         a = self._ratio(settings, w)
-        step = torch.sign(w).mul_(_per_model(a, w)).addcmul_(w, _per_model(1 - a, w))
-        w.addcmul_(step, _per_model(-(lr * lam), w))
+        step = torch.sign(w).mul_(per_model(a, w)).addcmul_(w, per_model(1 - a, w))
+        w.addcmul_(step, per_model(-(lr * lam), w))
 
     def _args(self):
         return f"lam={self.lam:g}, l1_ratio={self.l1_ratio:g}"

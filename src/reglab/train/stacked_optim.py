@@ -9,13 +9,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from reglab.penalties import Penalty
-
-
-def col(values: Tensor, like: Tensor) -> Tensor:
-    """A per-model vector [M] (computed in float64, as torch computes its Python scalars) rounded to
-    ``like``'s dtype and shaped [M, 1, …] to broadcast against ``like``."""
-    return values.to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
+from reglab.penalties import Penalty, per_model
 
 
 def clip_(grads: list[Tensor], clip_norm: float | None, clip_value: float | None) -> None:
@@ -71,14 +65,14 @@ class StackedOptimizer:
         for name, w in params.items():
             g = grads[name]
             if wd is not None:
-                g = torch.addcmul(g, w, col(wd, w))
+                g = torch.addcmul(g, w, per_model(wd, w))
             if momentum:
                 if name in self.state:
                     g = self.state[name][0].mul_(momentum).add_(g)
                 else:
                     self.state[name] = [g.clone()]
                     g = self.state[name][0]
-            w.addcmul_(g, col(-lr, w))
+            w.addcmul_(g, per_model(-lr, w))
 
     def adam(self, params, grads, lr, wd) -> None:
         beta1, beta2 = self.group["betas"]
@@ -89,9 +83,9 @@ class StackedOptimizer:
         for name, w in params.items():
             g = grads[name]
             if wd is not None and self.name == "adamw":
-                w.mul_(col(1 - lr * wd, w))
+                w.mul_(per_model(1 - lr * wd, w))
             elif wd is not None:
-                g = torch.addcmul(g, w, col(wd, w))
+                g = torch.addcmul(g, w, per_model(wd, w))
             if name not in self.state:
                 self.state[name] = [torch.zeros_like(w), torch.zeros_like(w)]
             exp_avg, exp_avg_sq = self.state[name]
@@ -101,7 +95,7 @@ class StackedOptimizer:
             if shared is not None:
                 w.addcdiv_(exp_avg, denom, value=shared)
             else:
-                w.add_(torch.mul(exp_avg, col(neg_step, w)).div_(denom))
+                w.add_(torch.mul(exp_avg, per_model(neg_step, w)).div_(denom))
 
 
 class StackedTerm:
