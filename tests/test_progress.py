@@ -1,6 +1,6 @@
 """Progress off a terminal: plain lines on stderr, at most every few seconds and at the end."""
 
-from reglab.train import Progress
+from reglab.progress import Progress
 
 
 def test_plain_lines_off_a_terminal_are_throttled_and_end_with_the_last_epoch(capsys, monkeypatch):

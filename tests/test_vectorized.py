@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from reglab.config import load_config
-from reglab.errors import UserError
 from reglab.runs import RunFolder, load_weights, read_run
 from reglab.train import fit_and_close, prepare, run
 from reglab.train.batched import run_many, vectorizable

@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from reglab.gan.losses import discriminator_loss, generator_loss, gradient_penalty, r1_penalty
 from reglab.gan.metrics import MixtureJudge, make_judge

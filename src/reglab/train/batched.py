@@ -40,7 +40,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -50,11 +50,12 @@ from reglab.adversarial.config import wants_attacks
 from reglab.config import Config, flat_keys
 from reglab.models.dropout import CountedDropout, dropout_masks
 from reglab.penalties import Penalty
+from reglab.progress import Progress
 from reglab.runs import RunFolder
 from reglab.train.batched_net import BatchedNet, batch_losses
 from reglab.train.stacked_optim import StackedOptimizer, StackedTerm, clip_
 from reglab.train.threads import cores, free_cores, use_free_cores
-from reglab.train import Experiment, Progress, RunResult, Tracker, add_gaps, close, prepare, run_or_fail
+from reglab.train import Experiment, RunResult, Tracker, add_gaps, close, prepare, run_or_fail
 
 VARYING = {"seed", "reg.lam", "reg.l1_ratio", "optim.lr", "optim.weight_decay", "model.dropout", "reg.dropout",
            "name", "description", "out"}
