@@ -11,7 +11,7 @@ training subclass this and override ``loss`` and the metric hooks.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -57,6 +57,17 @@ class SupervisedTask:
 
     def criterion(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(out, y) if self.classify else F.mse_loss(out, y)
+
+    def stacked_loss(self, forward: Callable[[torch.Tensor, bool], torch.Tensor], x: torch.Tensor,
+                     y: torch.Tensor) -> torch.Tensor:
+        """The training loss of M stacked models, [M], each on its own batch: ``forward(x, train)``
+        maps inputs [M, B, ...] to outputs [M, B, ...] (``train``: with dropout). Each model's mean
+        cross-entropy for classes, else (1/n)·Σ(y − ŷ)²; training methods override this as ``loss``."""
+        out = forward(x, True)
+        if self.classify:
+            m, b, k = out.shape
+            return F.cross_entropy(out.reshape(m * b, k), y.reshape(m * b), reduction="none").view(m, b).mean(1)
+        return F.mse_loss(out, y, reduction="none").flatten(1).mean(1)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """One optimizer step on a batch; returns the detached batch loss."""

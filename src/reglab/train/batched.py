@@ -52,7 +52,7 @@ from reglab.models.dropout import CountedDropout, dropout_masks
 from reglab.penalties import Penalty
 from reglab.progress import Progress
 from reglab.runs import RunFolder
-from reglab.train.batched_net import BatchedNet, batch_losses
+from reglab.train.batched_net import BatchedNet
 from reglab.train.stacked_optim import StackedOptimizer, StackedTerm, clip_
 from reglab.train.threads import cores, free_cores, use_free_cores
 from reglab.train import Experiment, RunResult, Tracker, add_gaps, close, prepare, run_or_fail
@@ -205,6 +205,7 @@ class Group:
         first = members[0].exp
         self.members, self.size = members, len(members)
         self.config, self.device = first.config, first.device
+        self.task = first.task
         self.classify = first.task.classify
         self.net = BatchedNet(first.model)
         self.params, _ = stack_module_state([m.exp.model for m in members])
@@ -235,10 +236,15 @@ class Group:
         rate (the rate of every dropout layer of a model is its ``model.dropout``)."""
         return dropout_masks(self.dropout_seeds, self.steps, layer.layer, h.shape[1:], self.keep, h.dtype)
 
+    def forward(self, x: Tensor, train: bool) -> Tensor:
+        """Every model's outputs [M, B, ...] on its inputs [M, B, ...]; ``train`` applies this
+        step's dropout masks."""
+        return self.net(self.params, x, self.draw_dropout if train else None)
+
     def train_step(self, x: Tensor, y: Tensor, lr: Tensor, lam: Tensor, wd: Tensor | None) -> Tensor:
         """One step of every model on its batch; returns the batch losses [M]."""
         names = list(self.params)
-        losses = batch_losses(self.net(self.params, x, self.draw_dropout), y, self.classify)
+        losses = self.task.stacked_loss(self.forward, x, y)
         grads = dict(zip(names, torch.autograd.grad(losses.sum(), [self.params[n] for n in names])))
         with torch.no_grad():
             clip_(list(grads.values()), self.config.train.clip_norm, self.config.train.clip_value)

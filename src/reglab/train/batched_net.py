@@ -86,10 +86,3 @@ class BatchedNet:
                 h = layer(h)  # an elementwise activation
         return h
 
-
-def batch_losses(out: Tensor, y: Tensor, classify: bool) -> Tensor:
-    """Each model's mean loss on its batch, [M]: cross-entropy for classes, else (1/n)·Σ(y − ŷ)²."""
-    if classify:
-        m, b, k = out.shape
-        return F.cross_entropy(out.reshape(m * b, k), y.reshape(m * b), reduction="none").view(m, b).mean(1)
-    return F.mse_loss(out, y, reduction="none").flatten(1).mean(1)
