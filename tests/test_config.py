@@ -2,7 +2,9 @@
 
 import pytest
 
-from reglab.config import RECIPE_DIR, load_config
+import yaml
+
+from reglab.config import RECIPE_DIR, RegConfig, load_config, penalty_choices, validate
 from reglab.errors import UserError
 
 
@@ -23,7 +25,7 @@ def test_overrides_and_shorthands():
     assert none.reg.penalty == "none" and none.model.dropout == 0.2  # "none" removes the penalty only
     assert load_config("mlp-l2", ["reg=none", "model.dropout=0"]).model.dropout == 0.0
     dropout = load_config("mlp-l2", ["reg=dropout", "reg.dropout=0.3"])
-    assert dropout.reg.penalty == "dropout" and dropout.model.dropout == 0.3
+    assert dropout.reg.penalty == "none" and dropout.model.dropout == 0.3  # dropout is a model setting
 
 
 @pytest.mark.parametrize(
@@ -53,3 +55,26 @@ def test_yaml_file_with_unknown_key(tmp_path):
     path.write_text("data:\n  name: digits\nmodle:\n  kind: mlp\n")
     with pytest.raises(UserError, match="did you mean 'model'"):
         load_config(str(path))
+
+
+def test_reg_dropout_is_a_shorthand_for_model_dropout():
+    assert "dropout" not in penalty_choices() and "dropout" not in RegConfig.model_fields
+    # the rate is the list's reg.dropout wherever it stands; without one, 0.2
+    assert load_config("cnn-l2", ["reg.dropout=0.4", "reg=dropout"]).model.dropout == 0.4
+    assert load_config("cnn-l2", ["reg=dropout"]).model.dropout == 0.2
+    # reg.dropout alone sets nothing: a grid over it leaves the penalized points as they are
+    l2 = load_config("cnn-l2", ["reg=l2", "reg.dropout=0.4"])
+    assert (l2.reg.penalty, l2.model.dropout) == ("l2", 0.0)
+
+
+def test_a_config_written_with_reg_penalty_dropout_reads_in_todays_form(tmp_path):
+    """Older reglab saved reg.dropout in every config and reg.penalty: dropout for dropout runs."""
+    old = load_config("mlp-l2", ["model.dropout=0.3"]).to_dict()
+    old["reg"] = {**old["reg"], "penalty": "dropout", "dropout": 0.3}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(old))
+    config = load_config(str(path))
+    assert (config.reg.penalty, config.model.dropout) == ("none", 0.3)
+    old["reg"] = {**old["reg"], "penalty": "l2", "lam": 0.01, "dropout": 0.5}
+    config = validate(old)
+    assert (config.reg.penalty, config.model.dropout) == ("l2", 0.3)  # reg.dropout was ignored then too

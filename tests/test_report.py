@@ -34,12 +34,13 @@ def train(root: Path, *overrides: str, recipe: str = "mlp-l2", tiny=TINY):
 
 @pytest.fixture(scope="module")
 def runs_root(tmp_path_factory) -> Path:
-    """none, l2 at two λ, and dropout, each on three seeds."""
+    """none, l2 at two λ, and dropout, each on three seeds; the model has no dropout of its own, so
+    each differs from none in its regularizer only."""
     root = tmp_path_factory.mktemp("runs")
     for seed in SEEDS:
-        train(root, "reg=none", f"seed={seed}")
+        train(root, "reg=none", "model.dropout=0", f"seed={seed}")
         for lam in (1e-3, 1e-1):
-            train(root, "reg=l2", f"reg.lam={lam}", f"seed={seed}")
+            train(root, "reg=l2", f"reg.lam={lam}", "model.dropout=0", f"seed={seed}")
         train(root, "reg=dropout", "reg.dropout=0.3", f"seed={seed}")
     return root
 
@@ -58,14 +59,14 @@ def summaries(root: Path) -> list[tuple[dict, dict]]:
             for p in sorted(root.glob("**/summary.json"))]
 
 
-def by_config(root: Path, penalty: str, strength: float | None, key: str) -> dict[int, float]:
-    """seed → summary[key] of the runs with this penalty and strength."""
+def by_config(root: Path, family: str, strength: float | None, key: str) -> dict[int, float]:
+    """seed → summary[key] of the runs of this family (a penalty, dropout or none) and strength."""
     out = {}
     for config, summary in summaries(root):
-        reg = config["reg"]
-        if reg["penalty"] != penalty:
+        reg, rate = config["reg"], config["model"]["dropout"]
+        if (reg["penalty"] if reg["penalty"] != "none" else "dropout" if rate else "none") != family:
             continue
-        if strength is not None and reg["dropout" if penalty == "dropout" else "lam"] != strength:
+        if strength is not None and (rate if family == "dropout" else reg["lam"]) != strength:
             continue
         out[config["seed"]] = summary[key]
     return out
@@ -97,7 +98,7 @@ def test_report_writes_every_file_and_embeds_every_figure(report):
 def test_configs_table_matches_the_run_summaries(report, runs_root):
     _, out = report
     rows = {r["label"]: r for r in read_csv(out / "configs.csv")}
-    assert set(rows) == {"none", "l2 λ=1e-3", "l2 λ=0.1", "dropout p=0.3"}
+    assert set(rows) == {"none", "l2 λ=0.001", "l2 λ=0.1", "dropout p=0.3"}
     val = by_config(runs_root, "l2", 0.1, "val_acc")
     assert int(rows["l2 λ=0.1"]["n_seeds"]) == 3
     assert float(rows["l2 λ=0.1"]["val_mean"]) == pytest.approx(np.mean(list(val.values())))
@@ -135,8 +136,8 @@ def test_comparisons_are_paired_on_test_with_wilcoxon_and_holm(report, runs_root
         diffs = np.array([treated[s] - base[s] for s in SEEDS])
         row = rows[selection.at_min.label]
         assert row["baseline"] == "none" and int(row["pairs"]) == 3
-        # reg=none keeps the recipe's dropout 0.2: L2 differs from it in L2 only, dropout p=0.3 in its rate
-        own = "reg.lam reg.penalty" if selection.family == "l2" else "model.dropout reg.penalty"
+        # L2 differs from none in L2 only, dropout p=0.3 in its rate only (it is no weight penalty)
+        own = "reg.lam reg.penalty" if selection.family == "l2" else "model.dropout"
         assert row["baseline_differs_in"] == own
         assert float(row["mean_diff"]) == pytest.approx(diffs.mean())
         p = 1.0 if not diffs.any() else sps.wilcoxon(diffs).pvalue
@@ -148,17 +149,37 @@ def test_comparisons_are_paired_on_test_with_wilcoxon_and_holm(report, runs_root
         assert float(rows[label]["holm_p"]) == pytest.approx(expected_holm[p])
 
 
+def test_run_folders_of_an_older_reglab_read_the_same(runs_root, tmp_path):
+    """An older reglab wrote reg.dropout into every config and reg.penalty: dropout for dropout runs;
+    such folders give the same points as today's."""
+    import shutil
+
+    import yaml
+
+    old_root = tmp_path / "old"
+    shutil.copytree(runs_root, old_root)
+    for path in old_root.glob("**/config.yaml"):
+        config = yaml.safe_load(path.read_text())
+        rate = config["model"]["dropout"]
+        config["reg"]["dropout"] = rate or 0.2
+        if rate:
+            config["reg"].update(penalty="dropout", lam=0.0)
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+    points = lambda root: sorted((r.label, r.family, r.lam, r.seed) for r in records_from_runs([root])[1])
+    assert points(old_root) == points(runs_root)
+    assert ("dropout p=0.3", "dropout", 0.3, 0) in points(old_root)
+
+
 def test_verdict_sentences_are_in_the_page(report):
     result, out = report
     html = result.index.read_text()
     pattern = re.compile(r"^(L2 λ=\S+|Dropout p=0\.3) (raises|lowers|changes) test accuracy by −?\d+\.\d points "
-                         r"\[−?\d+\.\d, −?\d+\.\d\] over none(, which also differs in model\.dropout=0\.2 \(vs 0\.3\))?"
+                         r"\[−?\d+\.\d, −?\d+\.\d\] over none"
                          r"(: no significant difference at 0\.05)? \(n = 3 seeds, Holm p(=[\d.e-]+|<0\.001)\)$")
     verdicts = [row["verdict"] for row in read_csv(out / "comparisons.csv")]
     assert len(verdicts) == 2
     for sentence in verdicts:
         assert pattern.match(sentence), sentence
-        assert ("which also differs in" in sentence) == sentence.startswith("Dropout")
         assert sentence.replace("'", "&#x27;") in html
     assert "Each family" in html and "λ_1se" in html
 

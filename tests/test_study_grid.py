@@ -89,7 +89,7 @@ def test_bad_seed_specs(text):
 
 
 def test_none_times_a_lambda_grid_is_one_point():
-    spec = make_spec("mlp-l2", [], ["reg=none,l2,dropout", "reg.lam=1e-4:1e-2:log:3"], "0", None)
+    spec = make_spec("mlp-l2", ["model.dropout=0"], ["reg=none,l2,dropout", "reg.lam=1e-4:1e-2:log:3"], "0", None)
     points = grid_points(spec)
     labels = [p.label for p in points]
     assert labels == ["none", "l2 λ=0.0001", "l2 λ=0.001", "l2 λ=0.01", "dropout p=0.2"]
@@ -97,7 +97,21 @@ def test_none_times_a_lambda_grid_is_one_point():
     assert none.values == {"reg": "none"} and none.lam is None and none.family == "none"
     assert {p.family for p in points[1:4]} == {"l2"} and [p.lam for p in points[1:4]] == pytest.approx([1e-4, 1e-3, 1e-2])
     dropout = points[-1]
-    assert dropout.values == {"reg": "dropout"} and dropout.lam == config_for(spec, {"reg": "dropout"}, 0, None).reg.dropout
+    assert dropout.values == {"reg": "dropout"} and dropout.lam == config_for(spec, {"reg": "dropout"}, 0, None).model.dropout
+
+
+def test_dropout_is_a_model_setting_and_its_family_is_derived():
+    """reg=dropout is no weight penalty and model.dropout=p: on mlp-l2, whose model has dropout 0.2
+    of its own, reg=dropout at 0.2 trains what reg=none trains, so the two are one point."""
+    spec = make_spec("mlp-l2", [], ["reg=none,dropout", "reg.dropout=0.2,0.5"], "0", None)
+    points = grid_points(spec)
+    assert [p.label for p in points] == ["none", "dropout p=0.5"]
+    config = config_for(spec, points[1].values, 0, None)
+    assert (config.reg.penalty, config.model.dropout) == ("none", 0.5)
+    # a dropout rate among a point's keys makes the dropout family; beside a penalty it is a setting
+    spec = make_spec("mlp-l2", [], ["reg=none,l2", "reg.lam=1e-3", "model.dropout=0,0.3"], "0", None)
+    assert [p.label for p in grid_points(spec)] == ["none", "dropout p=0.3", "l2 model.dropout=0 λ=0.001",
+                                                    "l2 model.dropout=0.3 λ=0.001"]
 
 
 def test_a_label_names_one_config():

@@ -8,9 +8,15 @@ Shorthands accepted in overrides (and in grids):
 * ``reg=l2`` sets ``reg.penalty=l2``;
 * ``reg.l2=1e-3`` sets ``reg.penalty=l2`` and ``reg.lam=1e-3`` (likewise ``l1``, ``elastic``,
   ``group``);
-* ``reg=dropout`` means no weight penalty and ``model.dropout=reg.dropout`` (dropout as the
-  regularizer under study); ``reg=none`` means no weight penalty and nothing else: the model's
-  own ``model.dropout`` stays as it is (set ``model.dropout=0`` for no dropout either).
+* ``reg=dropout`` means no weight penalty and ``model.dropout=p`` (dropout as the regularizer
+  under study), where p is the override list's ``reg.dropout=p`` (0.2 without one; ``reg.dropout``
+  sets nothing by itself, so a grid over it leaves the penalized points alone); ``reg=none``
+  means no weight penalty and nothing else: the model's own ``model.dropout`` stays as it is (set
+  ``model.dropout=0`` for no dropout either).
+
+Dropout is a model setting (``model.dropout``), not a value of ``reg.penalty``. A config written
+by an older reglab (``reg.penalty: dropout`` with its rate in ``reg.dropout``) is read in today's
+form (:func:`upgraded`).
 """
 
 from __future__ import annotations
@@ -118,13 +124,13 @@ class ModelConfig(Section):
 
 
 def penalty_choices() -> tuple[str, ...]:
-    """The values of ``reg.penalty``: none, the registered penalties (:mod:`reglab.penalties`), dropout."""
-    return ("none", *penalty_names(), "dropout")
+    """The values of ``reg.penalty``: none and the registered penalties (:mod:`reglab.penalties`)."""
+    return ("none", *penalty_names())
 
 
 class RegConfig(Section):
     penalty: Annotated[str, OneOf(penalty_choices)] = "none"
-    """none, dropout or a registered penalty: l2 is λ/2·‖w‖², l1 λ·‖w‖₁, elastic λ·(α‖w‖₁ + (1−α)/2·‖w‖²), group λ·Σ‖w_g‖₂"""
+    """none or a registered penalty: l2 is λ/2·‖w‖², l1 λ·‖w‖₁, elastic λ·(α‖w‖₁ + (1−α)/2·‖w‖²), group λ·Σ‖w_g‖₂"""
     lam: float = Field(0.0, ge=0)
     """the penalty's strength λ"""
     l1_ratio: float = Field(0.5, ge=0, le=1)
@@ -133,15 +139,18 @@ class RegConfig(Section):
     """coupled (gradient added), decoupled (applied before the step, like AdamW) or proximal (exact zeros)"""
     on: str = "weights"
     """which parameters the penalty touches: weights, biases, norms, all, type:Conv2d, a name glob; | & - combine"""
-    dropout: float = Field(0.2, ge=0, lt=1)
-    """with reg=dropout: the dropout probability under study"""
     warmup_epochs: int = Field(0, ge=0)
     """epochs over which λ ramps up linearly from 0"""
 
 
+DROPOUT_RATE = 0.2
+"""The dropout rate that ``reg=dropout`` means without ``reg.dropout=p``."""
+
+
 def shorthand_keys() -> tuple[str, ...]:
-    """``reg`` and ``reg.NAME`` for each registered penalty: the keys :func:`expand_shorthand` rewrites."""
-    return ("reg", *(f"reg.{name}" for name in penalty_names()))
+    """``reg``, ``reg.dropout`` and ``reg.NAME`` for each registered penalty: the keys
+    :func:`plain_overrides` rewrites."""
+    return ("reg", "reg.dropout", *(f"reg.{name}" for name in penalty_names()))
 
 
 class OptimConfig(Section):
@@ -219,7 +228,7 @@ class Config(Section):
     model: ModelConfig = ModelConfig()
     """the network"""
     reg: RegConfig = RegConfig()
-    """the weight penalty (or dropout) under study"""
+    """the weight penalty under study (dropout is model.dropout)"""
     optim: OptimConfig = OptimConfig()
     """the optimizer"""
     train: TrainConfig = TrainConfig()
@@ -306,15 +315,25 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def expand_shorthand(key: str, value: Any) -> list[tuple[str, Any]]:
-    """Turn ``reg=l2`` / ``reg.l2=1e-3`` / ``reg=dropout`` into plain dotted assignments."""
-    if key == "reg":
-        choice = str(value).lower()
-        return [("reg.penalty", choice)]
-    head, _, tail = key.partition(".")
-    if head == "reg" and tail in penalty_names():
-        return [("reg.penalty", tail), ("reg.lam", value)]
-    return [(key, value)]
+def plain_overrides(overrides: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """The overrides with their shorthands rewritten into plain dotted assignments, in order:
+    ``reg=l2`` → ``reg.penalty=l2``; ``reg.l2=λ`` → ``reg.penalty=l2``, ``reg.lam=λ``;
+    ``reg=dropout`` (or ``reg.penalty=dropout``) → ``reg.penalty=none``, ``model.dropout=p`` with p
+    the list's last ``reg.dropout=p`` (else :data:`DROPOUT_RATE`); ``reg.dropout`` itself sets nothing."""
+    rates = [value for key, value in overrides if key == "reg.dropout"]
+    rate = rates[-1] if rates else DROPOUT_RATE
+    plain: list[tuple[str, Any]] = []
+    for key, value in overrides:
+        head, _, tail = key.partition(".")
+        if key in ("reg", "reg.penalty") and str(value).lower() == "dropout":
+            plain += [("reg.penalty", "none"), ("model.dropout", rate)]
+        elif key == "reg":
+            plain.append(("reg.penalty", str(value).lower()))
+        elif head == "reg" and tail in penalty_names():
+            plain += [("reg.penalty", tail), ("reg.lam", value)]
+        elif key != "reg.dropout":
+            plain.append((key, value))
+    return plain
 
 
 def set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
@@ -340,9 +359,8 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def apply_overrides(tree: dict[str, Any], overrides: list[tuple[str, Any]]) -> dict[str, Any]:
-    for key, value in overrides:
-        for plain_key, plain_value in expand_shorthand(key, value):
-            set_dotted(tree, plain_key, plain_value)
+    for key, value in plain_overrides(overrides):
+        set_dotted(tree, key, value)
     return tree
 
 
@@ -384,8 +402,28 @@ def check_keys(tree: dict[str, Any], prefix: str = "") -> None:
             check_keys(value, dotted + ".")
 
 
+def upgraded(tree: dict[str, Any]) -> dict[str, Any]:
+    """A config tree as an older reglab wrote it, in today's form. Its ``reg.penalty: dropout`` was
+    dropout as the regularizer under study, at the rate in ``reg.dropout``: today that is
+    ``reg.penalty: none`` with ``model.dropout`` at that rate. Every older config held
+    ``reg.dropout`` (it was ignored unless the penalty was dropout); it is dropped."""
+    reg = tree.get("reg")
+    if not isinstance(reg, dict) or ("dropout" not in reg and reg.get("penalty") != "dropout"):
+        return tree
+    reg = dict(reg)
+    rate = reg.pop("dropout", DROPOUT_RATE)
+    tree = {**tree, "reg": reg}
+    if reg.get("penalty") == "dropout":
+        reg["penalty"] = "none"
+        model = tree.get("model")
+        tree["model"] = {**(model if isinstance(model, dict) else {}), "dropout": rate}
+    return tree
+
+
 def validate(tree: dict[str, Any]) -> Config:
-    """Validate a raw tree; a schema violation becomes one readable UserError line."""
+    """Validate a raw tree (an older reglab's form included: :func:`upgraded`); a schema violation
+    becomes one readable UserError line."""
+    tree = upgraded(tree)
     check_keys(tree)
     try:
         config = Config.model_validate(tree)
@@ -395,8 +433,6 @@ def validate(tree: dict[str, Any]) -> Config:
         value = err.get("input")
         shown = f" (got {value!r})" if not isinstance(value, dict) else ""
         raise UserError(f"invalid value for '{where}': {err['msg']}{shown}") from None
-    if config.reg.penalty == "dropout":
-        config.model.dropout = config.reg.dropout
     return config
 
 

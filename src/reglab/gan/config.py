@@ -103,8 +103,6 @@ def check_gan(config: Config) -> None:
     if unused:
         raise UserError(f"{unused[0]}.* does not apply to task=gan: G and D are set by gan.g_hidden, "
                         f"gan.d_hidden and trained by Adam with gan.lr_g, gan.lr_d, gan.betas")  # fmt: skip
-    if config.reg.penalty == "dropout":
-        raise UserError("reg=dropout does not apply to task=gan; choose reg=none, l1, l2, elastic or group")
     if gan.label_smoothing > 0 and gan.loss != "ns":
         raise UserError(f"gan.label_smoothing needs the discriminator's output to be a probability "
                         f"(gan.loss=ns); gan.loss={gan.loss} gives an unbounded score")  # fmt: skip

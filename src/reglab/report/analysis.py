@@ -34,7 +34,7 @@ from reglab.report.gan_modes import METRICS as MODE_METRICS
 from reglab.report.stats import (OneSEChoice, PairedComparison, Summary, holm, one_se_choice,
                                  paired_comparison, summarize)
 from reglab.report.verdicts import best_sentence, verdict
-from reglab.study.points import settings, strength_key, switched_off
+from reglab.study.points import describe, settings, switched_off
 from reglab.study.spec import config_for
 from reglab.tasks.objective import objective
 
@@ -260,7 +260,7 @@ def config_stats(records: list, config, metric: Metric) -> ConfigStats:
     first = records[0]
     return ConfigStats(
         label=first.label, family=first.family, lam=first.lam, records=records, settings=settings(config),
-        strength=strength_key(first.point, config),
+        strength=describe(first.point, config).strength,
         val=summary_over_seeds(records, metric.key), test=summary_over_seeds(records, metric.test_key),
         gap=summary_over_seeds(records, metric.gap_key) if metric.gap_key else None,
         weight_l2=mean_of(records, "weight_l2"), sparsity=mean_of(records, "zeros_total"),

@@ -56,13 +56,13 @@ def short(label: str, width: int = 30) -> str:
     return label if len(label) <= width else label[: width - 1] + "…"
 
 
-def lam_axis(ax, lams: list[float], family: str) -> None:
+def lam_axis(ax, lams: list[float], strength: str | None) -> None:
     """Log λ axis (linear for dropout rates and a single λ); symmetric-log when λ=0 is among the
     points, so the unpenalized end shows."""
     positive = [lam for lam in lams if lam > 0]
     if len(set(lams)) == 1:
         ax.set_xticks(lams[:1], [fmt_lam(lams[0])])
-    if is_dropout(family) or not positive or len(set(lams)) == 1:
+    if is_rate(strength) or not positive or len(set(lams)) == 1:
         return
     if len(positive) < len(lams):
         ax.set_xscale("symlog", linthresh=min(positive))
@@ -95,12 +95,13 @@ def save(fig, path: Path, heading: str) -> None:
     plt.close(fig)
 
 
-def is_dropout(family: str) -> bool:
-    return family.split()[0] == "dropout"
+def is_rate(strength: str | None) -> bool:
+    """Whether a family's strength (``ConfigStats.strength``) is a dropout rate, shown on a linear axis."""
+    return strength == "model.dropout"
 
 
-def strength_name(family: str) -> str:
-    return "dropout rate p" if is_dropout(family) else "λ"
+def strength_name(strength: str | None) -> str:
+    return "dropout rate p" if is_rate(strength) else "λ"
 
 
 def metric_vs_lambda(analysis: Analysis, folder: Path) -> Plot:
@@ -114,9 +115,9 @@ def metric_vs_lambda(analysis: Analysis, folder: Path) -> Plot:
         band(ax, lams, [c.test for c in sel.configs], metric.scale, "test", style="--")
         ax.axvline(sel.choice.lam_min, color="C3", lw=1.2, label=f"λ_min = {fmt_lam(sel.choice.lam_min)}")
         ax.axvline(sel.choice.lam_1se, color="C3", lw=1.2, ls="--", label=f"λ_1se = {fmt_lam(sel.choice.lam_1se)}")
-        lam_axis(ax, lams, sel.family)
+        lam_axis(ax, lams, sel.at_min.strength)
         title(ax, sel.family)
-        ax.set(ylabel=f"{metric.name}{unit}", xlabel=strength_name(sel.family))
+        ax.set(ylabel=f"{metric.name}{unit}", xlabel=strength_name(sel.at_min.strength))
         ax.legend(fontsize=7)
     path = folder / "metric_vs_lambda.png"
     save(fig, path, f"{metric.name} vs regularization strength (mean, 95% bootstrap CI)")
@@ -166,7 +167,7 @@ def learning_curves(analysis: Analysis, folder: Path) -> Plot:
         title(ax, name)
         ax.set(xlabel="epoch", ylabel=kind_name(metric, kind))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend(fontsize=7, title=None if configs[0].lam is None else strength_name(configs[0].family),
+        ax.legend(fontsize=7, title=None if configs[0].lam is None else strength_name(configs[0].strength),
                   title_fontsize=7)
     path = folder / "curves.png"
     save(fig, path, "train (solid) and validation (dashed) curves, mean over seeds")
@@ -193,9 +194,9 @@ def gap_vs_lambda(analysis: Analysis, folder: Path) -> Plot:
         baseline_band(ax, sel.baseline, sel.baseline.gap if sel.baseline else None, scale)
         band(ax, lams, [c.gap for c in configs], scale, "gap", color="C2")
         ax.axhline(0, color="0.7", lw=0.8)
-        lam_axis(ax, lams, sel.family)
+        lam_axis(ax, lams, sel.at_min.strength)
         title(ax, sel.family)
-        ax.set(xlabel=strength_name(sel.family),
+        ax.set(xlabel=strength_name(sel.at_min.strength),
                ylabel="train − val accuracy (points)" if is_acc else "val − train loss")
         ax.legend(fontsize=7)
     path = folder / "gap_vs_lambda.png"
@@ -222,9 +223,9 @@ def weights_vs_lambda(analysis: Analysis, folder: Path) -> Plot:
                 ax.legend(fontsize=7)
             if attr == "sparsity":
                 ax.set_ylim(bottom=0, top=max(1.0, 1.1 * max(values)))
-            lam_axis(ax, lams, sel.family)
+            lam_axis(ax, lams, sel.at_min.strength)
             title(ax, sel.family)
-            ax.set(xlabel=strength_name(sel.family), ylabel=label)
+            ax.set(xlabel=strength_name(sel.at_min.strength), ylabel=label)
     path = folder / "weights_vs_lambda.png"
     save(fig, path, "weight norm and sparsity vs regularization strength (mean over seeds)")
     return Plot(path, "Weight norm and sparsity vs λ",
@@ -257,9 +258,9 @@ def coefficient_paths(analysis: Analysis, folder: Path) -> Plot | None:
             for j, path in enumerate(np.array(reference).T):
                 ax.plot(lams, path, color=colors[j], lw=0, marker="x", ms=4)
         ax.axhline(0, color="0.7", lw=0.8)
-        lam_axis(ax, lams, sel.family)
+        lam_axis(ax, lams, sel.at_min.strength)
         title(ax, sel.family)
-        ax.set(xlabel=strength_name(sel.family), ylabel="coefficient")
+        ax.set(xlabel=strength_name(sel.at_min.strength), ylabel="coefficient")
     path = folder / "coefficient_paths.png"
     save(fig, path, "coefficient paths: trained (lines) and reference solution (×)")
     return Plot(path, "Coefficient paths",

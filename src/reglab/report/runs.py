@@ -1,12 +1,13 @@
 """Trial records from plain run folders, so ``reglab report RUN_DIR…`` works without a study.
 
 The runs must be of one experiment (recipe, task and data); runs of several are refused. Each run
-becomes one trial. Its *point* is what sets it apart from the other runs given: the
-config keys whose values differ between them (seed and fold excluded, and keys its penalty makes
-irrelevant, such as ``reg.lam`` of an unregularized run). Its family is ``reg.penalty`` followed
-by the point's other settings (``l2``, ``none``, ``l1 reg.mode=proximal``), its λ is ``reg.lam``
-(``reg.dropout`` for dropout, none for ``none``), its seed and fold come from the config and its
-history from ``metrics.jsonl``.
+becomes one trial. Its *point* is what sets it apart from the other runs given: the config keys
+whose values differ between them (:func:`point_keys`: seed and fold excluded, and the weight
+penalty's settings of a run without one). The point is named as a study's grid points are
+(``study.points.name_point``): ``l2 λ=0.001``, ``none``, ``l1 reg.mode=proximal λ=0.01``, and
+``dropout p=0.3`` for a run without a weight penalty among runs whose dropout rates differ. Its
+seed and fold come from the config and its history from ``metrics.jsonl``. Folders written by an
+older reglab (``reg.penalty: dropout``) read the same way (``config.upgraded``).
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
-from reglab.config import flat_keys
+from reglab.config import Config, flat_keys, validate
 from reglab.errors import UserError
-from reglab.report.formatting import fmt_lam
 from reglab.runs import read_run
+from reglab.study.points import describe, setting_text
 from reglab.study.records import TrialRecord
 
 NOT_A_POINT = {"seed", "data.fold", "out", "description", "device"}
@@ -45,41 +46,33 @@ def run_folders(targets: Iterable[str | Path]) -> list[Path]:
     return list(found)
 
 
-def flatten(config: dict[str, Any]) -> dict[str, str]:
-    """A run's config as dotted keys with JSON-text leaves, so that lists compare."""
-    return {key: json.dumps(value) for key, value in flat_keys(config).items()}
+def resolved(run: dict[str, Any]) -> Config:
+    """A run's config, validated."""
+    try:
+        return validate(run["config"])
+    except UserError as exc:
+        raise UserError(f"{run['path']}/config.yaml: {exc}") from None
 
 
-def penalty_and_lam(config: dict[str, Any]) -> tuple[str, float | None]:
-    reg = config.get("reg", {})
-    penalty = reg.get("penalty", "none")
-    if penalty == "none":
-        return penalty, None
-    return penalty, float(reg.get("dropout" if penalty == "dropout" else "lam", 0.0))
+def relevant(key: str, flat: dict[str, Any]) -> bool:
+    """Keys that describe a run: not its seed, fold or output, nor reg.* without a penalty."""
+    return key not in NOT_A_POINT and not (flat["reg.penalty"] == "none" and key.startswith("reg."))
 
 
-def irrelevant(key: str, penalty: str) -> bool:
-    """Keys that do not describe a run with this penalty: reg.* without a penalty, and so on."""
-    if key in NOT_A_POINT:
-        return True
-    if penalty == "none":
-        return key.startswith("reg.")
-    if penalty == "dropout":
-        return key in ("reg.lam", "reg.mode", "reg.on", "reg.l1_ratio", "model.dropout")
-    return key == "reg.dropout"
+def differs(flats: list[dict[str, Any]], key: str) -> bool:
+    return len({json.dumps(flat.get(key)) for flat in flats if relevant(key, flat)}) > 1
 
 
-def label_value(value: Any) -> str:
-    if isinstance(value, float):
-        return fmt_lam(value)
-    return json.dumps(value, separators=(",", ":")) if isinstance(value, (list, dict)) else str(value)
-
-
-def family_and_label(penalty: str, lam: float | None, point: dict[str, Any]) -> tuple[str, str]:
-    """``("l2 optim.lr=0.01", "l2 optim.lr=0.01 λ=1e-3")``"""
-    others = [f"{k}={label_value(v)}" for k, v in point.items() if k not in ("reg.penalty", "reg.lam", "reg.dropout")]
-    family = " ".join([penalty, *others])
-    return family, family if lam is None else f"{family} {'p' if penalty == 'dropout' else 'λ'}={fmt_lam(lam)}"
+def point_keys(flats: list[dict[str, Any]]) -> list[list[str]]:
+    """Each run's point: the keys relevant to it whose values differ among the runs. Where dropout
+    rates differ, a run without a weight penalty and with p > 0 has its rate as its strength (it is
+    dropout); for the other runs ``model.dropout`` is a setting, in their point where it differs
+    among them."""
+    varying = sorted(k for k in set().union(*flats) if differs(flats, k))
+    dropout = ["model.dropout" in varying and f["reg.penalty"] == "none" and f["model.dropout"] > 0 for f in flats]
+    dropout_differs = differs([f for f, d in zip(flats, dropout) if not d], "model.dropout")
+    return [[k for k in varying if relevant(k, flat) and (k != "model.dropout" or d or dropout_differs)]
+            for flat, d in zip(flats, dropout)]
 
 
 def fold_of(config: dict[str, Any]) -> int | None:
@@ -87,15 +80,13 @@ def fold_of(config: dict[str, Any]) -> int | None:
     return None if data.get("n_folds") is None else int(data.get("fold") or 0)
 
 
-def record_of(run: dict[str, Any], varying: set[str]) -> TrialRecord:
+def record_of(run: dict[str, Any], resolved_config: Config, keys: list[str]) -> TrialRecord:
     config, summary = run["config"], run["summary"]
-    penalty, lam = penalty_and_lam(config)
-    flat = flatten(config)
-    point = {k: json.loads(flat[k]) for k in sorted(varying) if k in flat and not irrelevant(k, penalty)}
-    family, label = family_and_label(penalty, lam, point)
+    flat = flat_keys(resolved_config.to_dict())
+    named = describe({k: flat[k] for k in keys}, resolved_config)
     status = summary.get("status", "running")
     return TrialRecord(
-        point=point, label=label, family=family, lam=lam, seed=int(config.get("seed", 0)),
+        point=named.values, label=named.label, family=named.family, lam=named.lam, seed=int(config.get("seed", 0)),
         fold=fold_of(config), status=status if status in ("ok", "failed") else "running",
         reason=summary.get("reason"), summary=summary, history=run["metrics"], run_dir=str(run["path"]),
         config=config,
@@ -120,19 +111,17 @@ def records_from_runs(targets: Iterable[str | Path]) -> tuple[dict[str, Any], li
     """A study-like ``(spec, records)`` pair from run folders (or folders of them)."""
     runs = [read_run(path) for path in run_folders(targets)]
     require_one_experiment(runs)
-    flats = [flatten(run["config"]) for run in runs]
-    penalties = [penalty_and_lam(run["config"])[0] for run in runs]
-    keys = set().union(*flats)
-    varying = {k for k in keys
-               if len({flat.get(k) for flat, penalty in zip(flats, penalties) if not irrelevant(k, penalty)}) > 1}
-    records = [record_of(run, varying) for run in runs]
+    configs = [resolved(run) for run in runs]
+    flats = [flat_keys(config.to_dict()) for config in configs]
+    keys = point_keys(flats)
+    records = [record_of(run, config, k) for run, config, k in zip(runs, configs, keys)]
     names = sorted({str(run["config"].get("name", "run")) for run in runs})
     folds = {run["config"].get("data", {}).get("n_folds") for run in runs} - {None}
     spec = {
         "source": "run folders", "recipe": ", ".join(names), "name": ", ".join(names),
         "seeds": sorted({r.seed for r in records}), "folds": max(folds) if folds else None,
         "published": runs[0]["config"].get("published") if runs else None,
-        "grids": [f"{k}={','.join(label_value(json.loads(v)) for v in sorted({flat[k] for flat in flats if k in flat}))}"
-                  for k in sorted(varying - NOT_A_POINT)],
+        "grids": [f"{k}={','.join(sorted({setting_text(flat[k]) for flat in flats if k in flat}))}"
+                  for k in sorted(set().union(*keys))],
     }
     return spec, records

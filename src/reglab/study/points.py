@@ -6,12 +6,18 @@ equal settings are one point: ``reg=none`` × a λ grid is one point, ``--grid '
 'reg.l2=1e-4,1e-2'`` gives ``l2 λ=0.0001`` once (``reg.l2`` sets the penalty after ``reg=none``),
 and ``gan.regularizer=none`` or ``sn`` × a ``gan.strength`` grid is one point each.
 
-Each point has
+:func:`name_point` is the one place a point is named, for a study's grid points and for run folders
+alike. Its regularizer is derived from the resolved config and the keys that set the point apart
+from the others (a grid point's values; the keys in which run folders differ):
 
-* ``lam``: its strength, read from the config key that holds it (:func:`strength_key`): ``reg.lam``
-  for a penalty, ``model.dropout`` for dropout, ``optim.weight_decay`` when the point sets it,
-  ``gan.gp``/``gan.r1``/``reg.lam`` for a GAN preset; ``None`` for none and for spectral norm;
-* ``family``: the point without its strength, e.g. ``l2``, ``none``, ``adamw weight_decay``, ``gp``;
+* its *strength key* (:func:`strength_key`): a GAN preset's key (``gan.gp``, ``gan.r1``,
+  ``reg.lam``); else the last of the point's keys that holds a strength: ``reg.lam`` under a
+  penalty, ``model.dropout`` without one (dropout is a model setting: a point without a weight
+  penalty whose dropout rate p > 0 is among its keys is the *dropout* family), or
+  ``optim.weight_decay``; else ``reg.lam`` under a penalty; None for none and for spectral norm;
+* ``lam``: the strength's value;
+* ``family``: the point without its strength, e.g. ``l2``, ``dropout``, ``none``, ``adamw
+  weight_decay``, ``gp``, ``l2 optim.lr=0.01``;
 * ``label``: family and strength, e.g. ``l2 λ=0.001``, ``dropout p=0.2``, ``r1 γ=0.3``, ``none``.
 """
 
@@ -21,17 +27,16 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from reglab.config import Config, flat_keys, shorthand_keys
+from reglab.config import Config, flat_keys, plain_overrides
 from reglab.study.grid import parse_grid, product
 from reglab.study.spec import config_for, fold_list
 
-STRENGTH_KEYS = ("reg.lam", "reg.l1", "reg.l2", "reg.elastic", "reg.group", "optim.weight_decay", "reg.dropout")
-HELD_IN = {"reg.dropout": "model.dropout", "optim.weight_decay": "optim.weight_decay"}  # else reg.lam
 GAN_STRENGTH = {"none": None, "l1": "reg.lam", "l2": "reg.lam", "gp": "gan.gp", "r1": "gan.r1",
                 "sn": "gan.spectral_norm"}
 SYMBOLS = {"model.dropout": "p", "optim.weight_decay": "wd", "gan.r1": "γ"}
 PENALTY_SETTINGS = ("reg.lam", "reg.l1_ratio", "reg.mode", "reg.on", "reg.warmup_epochs")
 NOT_SETTINGS = ("name", "description", "seed", "data.fold", "out", "device", "gan.regularizer", "gan.strength")
+NOT_NAMED = ("reg.penalty", "gan.regularizer", "gan.strength")  # the family's own name says them
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,7 @@ class Point:
     label: str
     family: str
     lam: float | None
+    strength: str | None = None
 
     @property
     def key(self) -> str:
@@ -55,18 +61,14 @@ def setting_text(value: Any) -> str:
 
 
 def normalized(flat: dict[str, Any]) -> dict[str, Any]:
-    """Dotted settings with the regularizer in one canonical form: a penalty with λ = 0 and
-    dropout with p = 0 are ``none``; ``none`` and dropout keep of ``reg.*`` only ``reg.penalty``
-    and ``reg.lam = 0`` (dropout's rate is ``model.dropout``); a penalty drops ``reg.dropout``."""
-    penalty = flat.get("reg.penalty", "none")
-    if (penalty == "dropout" and not flat.get("model.dropout")) or \
-            (penalty not in ("none", "dropout") and not flat.get("reg.lam")):
-        penalty = "none"
+    """Dotted settings with the weight penalty in one canonical form: a penalty with λ = 0 is
+    ``none``, and ``none`` keeps of ``reg.*`` only ``reg.penalty`` and ``reg.lam = 0``."""
+    penalty = flat.get("reg.penalty", "none") if flat.get("reg.lam") else "none"
     kept = {k: v for k, v in flat.items() if not k.startswith("reg.")}
-    if penalty in ("none", "dropout"):
+    if penalty == "none":
         kept["reg.lam"] = 0.0
     else:
-        kept.update({k: v for k, v in flat.items() if k.startswith("reg.") and k != "reg.dropout"})
+        kept.update({k: v for k, v in flat.items() if k.startswith("reg.")})
     kept["reg.penalty"] = penalty
     return kept
 
@@ -86,57 +88,67 @@ def switched_off(values: dict[str, Any], key: str) -> dict[str, Any]:
 
 
 def unused_keys(values: dict[str, Any], config: Config) -> set[str]:
-    penalty = config.reg.penalty
+    """The keys of a grid point that do nothing in its config: penalty settings without a penalty,
+    ``reg.dropout`` unless ``reg=dropout`` took its rate, a strength for a preset that has none."""
     unused = set()
-    for key in values:
-        sets_lam = key in PENALTY_SETTINGS or key in shorthand_keys()[1:]
-        if penalty in ("none", "dropout") and sets_lam:
+    for key, value in values.items():
+        if config.reg.penalty == "none" and key.startswith("reg.") and key != "reg.dropout":
             unused.add(key)
-        if penalty == "none" and key.startswith("reg.") and key != "reg":
-            unused.add(key)
-        if penalty != "dropout" and key == "reg.dropout":
+        took = str(values.get("reg", "dropout")).lower() == "dropout" and config.model.dropout == value
+        if key == "reg.dropout" and (config.reg.penalty != "none" or not took):
             unused.add(key)
         if key == "gan.strength" and GAN_STRENGTH.get(config.gan.regularizer, "custom") in (None, "gan.spectral_norm"):
             unused.add(key)
     return unused
 
 
-def gan_preset(config: Config) -> str | None:
-    return config.gan.regularizer if config.task == "gan" and config.gan.regularizer != "custom" else None
+def gan_preset(flat: dict[str, Any]) -> str | None:
+    preset = flat.get("gan.regularizer", "custom")
+    return preset if flat.get("task") == "gan" and preset != "custom" else None
 
 
-def strength_key(values: dict[str, Any], config: Config) -> str | None:
-    """The config key that holds the strength of the point ``values`` (its last strength key,
-    else the one its penalty or GAN preset uses); None when it has no regularizer to vary."""
-    preset = gan_preset(config)
+def strength_key(flat: dict[str, Any], keys: list[str]) -> str | None:
+    """The key that holds the strength of the point set apart by the plain config ``keys`` (in
+    order), in the resolved config ``flat``; None when it has no regularizer to vary."""
+    preset = gan_preset(flat)
     if preset is not None:
         return GAN_STRENGTH[preset]
-    given = [k for k in values if k in STRENGTH_KEYS and k not in unused_keys(values, config)]
-    if given:
-        return HELD_IN.get(given[-1], "reg.lam")
-    penalty = config.reg.penalty
-    return None if penalty == "none" else "model.dropout" if penalty == "dropout" else "reg.lam"
+    penalty = flat.get("reg.penalty", "none")
+    own = "reg.lam" if penalty != "none" else "model.dropout" if flat.get("model.dropout") else None
+    held = [k for k in keys if k in ("optim.weight_decay", own)]
+    return held[-1] if held else None if penalty == "none" else "reg.lam"
+
+
+def name_point(flat: dict[str, Any], point: dict[str, Any]) -> tuple[str, str, float | None, str | None]:
+    """``(family, label, lam, strength key)`` of the point set apart by the plain config keys
+    ``point`` (key → value, in order) in the resolved config ``flat``, e.g. ``("l2 optim.lr=0.01",
+    "l2 optim.lr=0.01 λ=0.001", 0.001, "reg.lam")``: the one naming of points (module docstring)."""
+    key = strength_key(flat, list(point))
+    lam = None if key is None or isinstance(flat[key], bool) else float(flat[key])
+    penalty = flat.get("reg.penalty", "none")
+    if gan_preset(flat) is not None:
+        base = gan_preset(flat)
+    elif key == "optim.weight_decay":
+        decay = f"{flat['optim.name']} weight_decay"
+        base = decay if penalty == "none" else f"{penalty} + {decay}"
+    else:
+        base = "dropout" if key == "model.dropout" else penalty
+    hidden = {*NOT_NAMED, key, *(["model.dropout"] if base == "none" else [])}
+    family = " ".join([base, *(f"{k}={setting_text(v)}" for k, v in point.items() if k not in hidden)])
+    label = family if lam is None else f"{family} {SYMBOLS.get(key, 'λ')}={setting_text(lam)}"
+    return family, label, lam, key
 
 
 def describe(values: dict[str, Any], config: Config) -> Point:
-    """Normalize a point's values and name it; ``config`` is the point's config."""
+    """A grid point's values (shorthands allowed) without those that do nothing, named by
+    :func:`name_point`; ``config`` is the point's config."""
     kept = {k: v for k, v in values.items() if k not in unused_keys(values, config)}
-    key = strength_key(kept, config)
+    keys: list[str] = []
+    for key, value in kept.items():
+        keys += ["model.dropout"] if key == "reg.dropout" else [k for k, _ in plain_overrides([(key, value)])]
     flat = flat_keys(config.to_dict())
-    lam = None if key is None or isinstance(flat[key], bool) else float(flat[key])
-    own = [k for k in kept if k in STRENGTH_KEYS]
-    preset = gan_preset(config)
-    if preset is not None:
-        base = preset
-    elif key == "optim.weight_decay":
-        decay = f"{config.optim.name} weight_decay"
-        base = decay if config.reg.penalty == "none" else f"{config.reg.penalty} + {decay}"
-    else:
-        base = config.reg.penalty
-    skip = (*shorthand_keys(), "reg.penalty", "gan.regularizer", "gan.strength", *own[-1:])
-    family = " ".join([base, *(f"{k}={setting_text(v)}" for k, v in kept.items() if k not in skip)])
-    label = family if lam is None else f"{family} {SYMBOLS.get(key, 'λ')}={setting_text(lam)}"
-    return Point(kept, label, family, lam)
+    family, label, lam, strength = name_point(flat, {k: flat[k] for k in dict.fromkeys(keys)})
+    return Point(kept, label, family, lam, strength)
 
 
 def grid_points(spec: dict[str, Any]) -> list[Point]:

@@ -21,9 +21,9 @@ def build_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
 
 
 def build_regularizer(model: nn.Module, cfg: Config, steps_per_epoch: int) -> Regularizer | None:
-    """The config's penalty term, or None for ``reg.penalty`` none/dropout."""
+    """The config's penalty term, or None for ``reg.penalty=none``."""
     r = cfg.reg
-    if r.penalty in ("none", "dropout"):
+    if r.penalty == "none":
         return None
     return Regularizer.from_spec(model, r.penalty, r.lam, l1_ratio=r.l1_ratio, mode=r.mode, on=r.on,
                                  warmup_steps=r.warmup_epochs * steps_per_epoch)
