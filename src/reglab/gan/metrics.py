@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+from typing import Protocol
 
 import numpy as np
 import scipy.linalg
@@ -92,11 +93,25 @@ def gaussian_fit(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return features.mean(axis=0), np.cov(features, rowvar=False)
 
 
+class Judge(Protocol):
+    """What the GAN task asks of a scorer of its samples."""
+
+    def __call__(self, samples: torch.Tensor) -> dict[str, float]:
+        """The sample metrics of ``samples`` (modes, HQ %, reverse KL, …)."""
+
+    def own_metrics(self) -> dict[str, float]:
+        """The judge's own numbers for the run's summary (e.g. its classifier's test accuracy)."""
+
+
 class MixtureJudge:
     """Scores 2-D samples against a known mixture's modes."""
 
     def __init__(self, modes: np.ndarray, sigma: float):
         self.modes, self.sigma = modes, sigma
+
+    def own_metrics(self) -> dict[str, float]:
+        """None: the mixture is known exactly."""
+        return {}
 
     def __call__(self, samples: torch.Tensor) -> dict[str, float]:
         return mode_metrics(samples.detach().cpu().numpy(), self.modes, self.sigma)
@@ -110,6 +125,10 @@ class ClassifierJudge:
         self.classifier, self.n_classes = classifier.eval(), n_classes
         self.real_stats = gaussian_fit(self.features(train_x)[0])
         self.test_acc = float((self.features(test_x)[1].argmax(axis=1) == test_y).mean())
+
+    def own_metrics(self) -> dict[str, float]:
+        """The classifier's accuracy on the dataset's test split: how far its verdicts can be trusted."""
+        return {"classifier_test_acc": self.test_acc}
 
     @torch.no_grad()
     def features(self, x: torch.Tensor, batch: int = 1024) -> tuple[np.ndarray, np.ndarray]:
@@ -173,7 +192,7 @@ def feature_classifier(name: str, x: np.ndarray, y: np.ndarray, n_classes: int,
     return net
 
 
-def make_judge(splits, device: torch.device):
+def make_judge(splits, device: torch.device) -> Judge | None:
     """The scorer for the data: a known 2-D mixture, a classifier for labelled images, else None."""
     if splits.name in MIXTURES:
         mixture = MIXTURES[splits.name]

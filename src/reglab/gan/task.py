@@ -4,7 +4,8 @@ Batches and steps. Each training batch of real data is one D step on it and a fr
 G(z), z ~ N(0, I); after every ``n_critic``-th D step comes one G step on a fresh z of the same
 size. An epoch of B batches is B D steps and (about) B / n_critic G steps; the trainer's ``step``
 counts D steps. G and D each have their own Adam (``gan.lr_g``, ``gan.lr_d``, ``gan.betas``,
-default (0.5, 0.999)); ``optimizer`` is G's, so the trainer's ``lr`` column is G's rate.
+default (0.5, 0.999)): ``g_optimizer`` and ``d_optimizer``. The Task contract's ``optimizer`` (the
+one whose learning rate the metrics line reports) is G's.
 
 One D step minimizes
 
@@ -17,30 +18,58 @@ to the gradient, which is exactly adding λR to the loss (added, never subtracte
 ``decoupled`` and ``proximal`` act around Adam's step. Spectral norm reparametrizes D's layers;
 weight clipping clamps every D parameter to [−c, c] after each D step (WGAN).
 
-``train_step`` returns D's objective (adversarial loss + GP + R1 terms); it is made non-finite
-when G's loss is, so the trainer's divergence guard names the step where either net diverged.
+``train_step`` returns D's objective (adversarial loss + GP + R1 terms) when it and G's loss are
+finite, else the non-finite one, so the trainer's divergence guard names the step where either net
+diverged.
 ``evaluate`` reports D's adversarial loss on a split's real examples against as many fakes from a
 fixed noise. ``epoch_metrics`` gives each epoch's mean D/G losses and penalties, and every
 ``gan.eval_every`` epochs (and at the last) the mode metrics of ``gan_metrics`` on
 ``gan.n_eval_samples`` samples from a fixed noise, which never touches the training's random
 numbers.
+
+Subnormal floats are flushed to zero while the task computes (:func:`flushed_denormals`): L2 on G
+drives the weights of dead ReLU units into subnormals, which make CPU matmuls several times slower;
+flushing changes no value above 1e-38. The setting is the process's, so it is restored afterwards.
 """
 
 from __future__ import annotations
 
+import functools
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
 from reglab.gan.losses import discriminator_loss, generator_loss, gradient_penalty, r1_penalty
-from reglab.gan.metrics import MixtureJudge, make_judge
+from reglab.gan.metrics import Judge, MixtureJudge, make_judge
 from reglab.gan.nets import build_gan
 from reglab.gan.plots import loss_curves, sample_grid, scatter
 from reglab.regularizer import Regularizer
 from reglab.tasks.optim import build_regularizer, build_scheduler, clip_gradients
 
 EVAL_NOISE_OFFSET = 10_007  # the evaluation noise's seed is the run's seed plus this
+
+
+@contextmanager
+def flushed_denormals() -> Iterator[None]:
+    """Flush subnormal floats to zero inside, and restore torch's default (off) on leaving."""
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def flushing(method):
+    """The method, run inside :func:`flushed_denormals`."""
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        with flushed_denormals():
+            return method(*args, **kwargs)
+
+    return wrapper
 
 
 class JointSchedule:
@@ -57,20 +86,18 @@ class JointSchedule:
 class GanTask:
     """G and D, their two Adam optimizers and regularizers, and the judge of the samples."""
 
+    @flushing
     def __init__(self, config, splits, device: torch.device):
-        # L2 on G drives the weights of dead ReLU units into subnormal floats, which make CPU matmuls
-        # several times slower; flushing them to zero (process-wide) changes no value above 1e-38.
-        torch.set_flush_denormal(True)
         self.config, self.gan, self.device = config, config.gan, device
         self.model = build_gan(config.gan, tuple(splits.input_shape)).to(device)
         self.g, self.d = self.model["g"], self.model["d"]
         betas = tuple(self.gan.betas)
-        self.optimizer = torch.optim.Adam(self.g.parameters(), lr=self.gan.lr_g, betas=betas)
+        self.g_optimizer = torch.optim.Adam(self.g.parameters(), lr=self.gan.lr_g, betas=betas)
         self.d_optimizer = torch.optim.Adam(self.d.parameters(), lr=self.gan.lr_d, betas=betas)
-        schedules = [build_scheduler(opt, config) for opt in (self.optimizer, self.d_optimizer)]
+        schedules = [build_scheduler(opt, config) for opt in (self.g_optimizer, self.d_optimizer)]
         self.scheduler = JointSchedule(*schedules) if schedules[0] is not None else None
         self.regularizers: dict[str, Regularizer] = {}
-        self.judge = make_judge(splits, device)
+        self.judge: Judge | None = make_judge(splits, device)
         self.d_steps, self.epoch = 0, 0
         self.steps: dict[str, list[torch.Tensor]] = {"d_loss": [], "g_loss": [], "gp": [], "r1": []}
         self.samples: torch.Tensor | None = None
@@ -78,9 +105,14 @@ class GanTask:
 
     # -- the trainer's interface ----------------------------------------------------------------
 
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        """The optimizer whose learning rate the metrics line reports: G's."""
+        return self.g_optimizer
+
     def attach_regularizer(self, steps_per_epoch: int) -> None:
         """The ``reg`` penalty on each net of ``gan.reg_on``, acting inside that net's Adam step."""
-        nets = {"g": (self.g, self.optimizer, max(1, steps_per_epoch // self.gan.n_critic)),
+        nets = {"g": (self.g, self.g_optimizer, max(1, steps_per_epoch // self.gan.n_critic)),
                 "d": (self.d, self.d_optimizer, steps_per_epoch)}  # fmt: skip
         names = ("g", "d") if self.gan.reg_on == "both" else (self.gan.reg_on,)
         for name in names:
@@ -94,14 +126,17 @@ class GanTask:
         """Labels (the mode or class) ride along unused: a GAN is unsupervised."""
         return torch.as_tensor(y)
 
+    @flushing
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """D's objective; G's loss instead where that is not finite (and D's is)."""
         d_objective = self.discriminator_step(x)
         self.d_steps += 1
         if self.d_steps % self.gan.n_critic:
             return d_objective
         g_loss = self.generator_step(len(x))
-        return d_objective + 0.0 * g_loss  # non-finite when G's loss is
+        return torch.where(torch.isfinite(d_objective) & ~torch.isfinite(g_loss), g_loss, d_objective)
 
+    @flushing
     @torch.no_grad()
     def evaluate(self, x: torch.Tensor, y: torch.Tensor, batch_size: int = 4096) -> dict[str, float]:
         """D's adversarial loss on the real ``x`` and as many fakes from the fixed evaluation noise."""
@@ -114,11 +149,13 @@ class GanTask:
         loss = discriminator_loss(self.gan.loss, real_scores, fake_scores, self.gan.label_smoothing)
         return {"loss": float(loss)}
 
+    @flushing
     def penalty_values(self) -> dict[str, float]:
         """Current λ·R(w) of each net's weight penalty, e.g. ``penalty/d.l1``."""
         return {f"penalty/{net}.{term}": value for net, reg in self.regularizers.items()
                 for term, value in reg.values().items()}  # fmt: skip
 
+    @flushing
     def epoch_metrics(self, tensors) -> dict[str, float]:
         """The epoch's mean D/G losses and penalties; the mode metrics every ``gan.eval_every``."""
         self.epoch += 1
@@ -128,12 +165,10 @@ class GanTask:
             out.update(self.quality())
         return out
 
+    @flushing
     def final_metrics(self, tensors) -> dict[str, float]:
-        """The mode metrics of the trained G (and the image classifier's own test accuracy)."""
-        out = self.quality()
-        if self.judge is not None and hasattr(self.judge, "test_acc"):
-            out["classifier_test_acc"] = self.judge.test_acc
-        return out
+        """The mode metrics of the trained G and the judge's own numbers (``Judge.own_metrics``)."""
+        return {**self.quality(), **(self.judge.own_metrics() if self.judge is not None else {})}
 
     def write_plots(self, folder: Path, history: list[dict], summary: dict[str, Any]) -> None:
         """``samples.png`` (a scatter over the modes, or an image grid) and ``gan_curves.png``."""
@@ -185,10 +220,10 @@ class GanTask:
         """One Adam step on L_G with D frozen; returns L_G's value (detached)."""
         self.d.requires_grad_(False)
         loss = generator_loss(self.gan.loss, self.d(self.g(self.noise(n))))
-        self.optimizer.zero_grad(set_to_none=True)
+        self.g_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         clip_gradients(self.g, self.config)
-        self.optimizer.step()
+        self.g_optimizer.step()
         self.d.requires_grad_(True)
         self.steps["g_loss"].append(loss.detach())
         return loss.detach()
