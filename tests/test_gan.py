@@ -181,6 +181,18 @@ def test_discriminator_weight_penalty_is_added_not_subtracted():
     assert task.penalty_values()["penalty/d.l1"] > 0 and "penalty/g.l1" not in task.penalty_values()
 
 
+def test_the_step_is_non_finite_when_either_loss_is_and_subnormals_stay_as_the_process_had_them():
+    config = load_config("gan-ring", TINY + ["gan.n_critic=1"])
+    task = prepare(config).task
+    assert task.optimizer is task.g_optimizer  # the lr the metrics line reports is G's
+    x = torch.randn(32, 2)
+    assert torch.isfinite(task.train_step(x, torch.zeros(32)))
+    task.generator_step = lambda n: torch.tensor(float("inf"))  # G diverged, D's objective is finite
+    assert not torch.isfinite(task.train_step(x, torch.zeros(32)))
+    subnormal = torch.tensor([1e-39])
+    assert (subnormal * 1.0).item() > 0  # the task flushed subnormals only while it computed
+
+
 # -- configuration ----------------------------------------------------------------------------------
 
 
@@ -208,6 +220,7 @@ def test_presets_set_one_regularizer_at_strength_times_reference():
         (["optim.lr=0.1"], "optim.* does not apply to task=gan"),
         (["gan.n_critc=5"], "did you mean 'gan.n_critic'"),
         (["gan.regularizer=custom", "gan.strength=3"], "gan.strength scales a gan.regularizer preset"),
+        (["reg=dropout"], "model.* does not apply to task=gan"),
     ],
 )
 def test_bad_gan_input_is_one_clear_error(overrides, fragment):
