@@ -197,6 +197,14 @@ def test_list_datasets_is_static_and_complete(monkeypatch):
     assert all(i.description and i.source for i in names.values())
 
 
+def test_dataset_info_fields_are_named():
+    with pytest.raises(TypeError):
+        DatasetInfo("ring", "regression", 1, (2,), "", True, "")  # which flag is True? said by name only
+    info = DatasetInfo(name="ring", kind="regression", n_examples=1, shape=(2,), source="", offline=True,
+                       description="")
+    assert info.offline is True and info.options == ()
+
+
 def test_register_dataset(monkeypatch):
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
 
@@ -215,9 +223,11 @@ def test_register_dataset(monkeypatch):
     assert splits.n_outputs == 2 and splits.input_shape == (2,)
     assert "ring" in [i.name for i in list_datasets()]
     with pytest.raises(ValueError, match="already registered"):
-        register_dataset("ring", ring, DatasetInfo("ring", "regression", 1, (2,), "", True, ""))
+        register_dataset("ring", ring, DatasetInfo(name="ring", kind="regression", n_examples=1, shape=(2,), source="",
+                                                 offline=True, description=""))
     register_dataset("bad", lambda c: Dataset("bad", np.zeros((3, 2)), np.zeros(3), "regression"),
-                     DatasetInfo("bad", "regression", 3, (2,), "", True, ""))
+                     DatasetInfo(name="bad", kind="regression", n_examples=3, shape=(2,), source="",
+                                 offline=True, description=""))
     with pytest.raises(ValueError, match="float32"):  # loaders that break the contract are bugs
         load_dataset(cfg(name="bad"))
 

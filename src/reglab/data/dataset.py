@@ -50,14 +50,15 @@ class Dataset:
         return 1 if self.y.ndim == 1 else int(self.y.shape[1])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DatasetInfo:
     """What ``reglab datasets`` prints; stated statically, without loading the data.
 
     ``n_examples`` and ``shape`` (of one example) are the defaults (``None`` when they depend on
     the user's file). ``offline`` tells whether the dataset loads without network. ``options``
     names the ``data.*`` keys among ``path``, ``target``, ``n_samples``, ``noise`` that the
-    dataset uses (setting another one is an error); ``None`` means it takes any of them.
+    dataset uses (setting another one is an error); ``None`` means it takes any of them. Every
+    field is given by its name.
     """
 
     name: str

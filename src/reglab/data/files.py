@@ -174,11 +174,11 @@ def _finish(name, x, y, cfg: DataConfig, where: str, source: str, extra: dict) -
 
 _FILE_OPTIONS = ("path", "target")
 register_dataset("csv", load_csv, DatasetInfo(
-    "csv", "auto", None, None, "your CSV (data.path, data.target)", True,
-    "a CSV with a header row; the target column by name, all other columns are features",
+    name="csv", kind="auto", n_examples=None, shape=None, source="your CSV (data.path, data.target)", offline=True,
+    description="a CSV with a header row; the target column by name, all other columns are features",
     options=_FILE_OPTIONS,
 ))  # fmt: skip
 register_dataset("npz", load_npz, DatasetInfo(
-    "npz", "auto", None, None, "your .npz (data.path)", True,
-    "arrays x and y (or data.target=KEY) from numpy.savez", options=_FILE_OPTIONS,
+    name="npz", kind="auto", n_examples=None, shape=None, source="your .npz (data.path)", offline=True,
+    description="arrays x and y (or data.target=KEY) from numpy.savez", options=_FILE_OPTIONS,
 ))  # fmt: skip

@@ -72,6 +72,7 @@ def _loader(name: str):
 
 for _name, _mixture in MIXTURES.items():
     register_dataset(_name, _loader(_name), DatasetInfo(
-        _name, "classification", DEFAULT_SAMPLES, (2,), "generated (seed: data.split_seed)", True,
-        _mixture.description + " (n_samples)", n_classes=len(_mixture.modes), options=("n_samples",),
+        name=_name, kind="classification", n_examples=DEFAULT_SAMPLES, shape=(2,),
+        source="generated (seed: data.split_seed)", offline=True,
+        description=_mixture.description + " (n_samples)", n_classes=len(_mixture.modes), options=("n_samples",),
     ))  # fmt: skip

@@ -132,14 +132,14 @@ def _loader(name: str):
 
 
 register_dataset("mnist", _loader("mnist"), DatasetInfo(
-    "mnist", "classification", 70000, (1, 28, 28),
-    "IDX files: data.path=DIR, or a one-time MD5-checked download",
+    name="mnist", kind="classification", n_examples=70000, shape=(1, 28, 28),
+    source="IDX files: data.path=DIR, or a one-time MD5-checked download",
     offline=False, n_classes=10, options=("path",),
     description="handwritten digits 28x28, 60k train + the official 10k test",
 ))  # fmt: skip
 register_dataset("fashion-mnist", _loader("fashion-mnist"), DatasetInfo(
-    "fashion-mnist", "classification", 70000, (1, 28, 28),
-    "IDX files: data.path=DIR, or a one-time MD5-checked download",
+    name="fashion-mnist", kind="classification", n_examples=70000, shape=(1, 28, 28),
+    source="IDX files: data.path=DIR, or a one-time MD5-checked download",
     offline=False, n_classes=10, options=("path",),
     description="Zalando clothing images 28x28, 60k train + the official 10k test",
 ))  # fmt: skip
