@@ -197,6 +197,19 @@ def test_list_datasets_is_static_and_complete(monkeypatch):
     assert all(i.description and i.source for i in names.values())
 
 
+def test_every_builtin_dataset_is_declared_in_the_catalog(monkeypatch):
+    """The loader modules register nothing when imported; reglab.data.catalog declares them all."""
+    import importlib
+
+    builtin_names = [info.name for info in list_datasets()]
+    monkeypatch.setattr(registry, "_REGISTRY", {})
+    for module in ("builtin", "mnist", "files", "gan2d"):
+        importlib.reload(importlib.import_module(f"reglab.data.{module}"))
+    assert registry._REGISTRY == {}
+    importlib.reload(importlib.import_module("reglab.data.catalog"))
+    assert [info.name for info in list_datasets()] == builtin_names
+
+
 def test_dataset_info_fields_are_named():
     with pytest.raises(TypeError):
         DatasetInfo("ring", "regression", 1, (2,), "", True, "")  # which flag is True? said by name only

@@ -9,18 +9,15 @@
 
 Built-in datasets: ``synthetic-linear``, ``synthetic-sparse``, ``mnist1d``, ``digits``,
 ``mnist-5k``, ``gaussian-ring``, ``gaussian-grid`` (all offline), ``mnist`` and ``fashion-mnist`` (``data.path=DIR`` of IDX files, or a
-one-time verified download), and the user's ``csv`` / ``npz`` files. Other modules add theirs
-with :func:`register_dataset`.
+one-time verified download), and the user's ``csv`` / ``npz`` files, each declared in
+:mod:`reglab.data.catalog`. Other modules add theirs with :func:`register_dataset`.
 """
 
 from reglab.data.dataset import Dataset, DatasetInfo
 from reglab.data.registry import dataset_info, list_datasets, load_dataset, register_dataset
 from reglab.data.splits import Split, Splits, make_splits
 from reglab.data.download import cache_dir
-from reglab.data import builtin as _builtin  # noqa: F401  (registers the datasets)
-from reglab.data import mnist as _mnist  # noqa: F401
-from reglab.data import files as _files  # noqa: F401
-from reglab.data import gan2d as _gan2d  # noqa: F401
+from reglab.data import catalog as _catalog  # noqa: F401  (registers the built-in datasets)
 
 __all__ = [
     "Dataset",

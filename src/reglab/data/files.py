@@ -21,8 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from reglab.config import DataConfig
-from reglab.data.dataset import Dataset, DatasetInfo, as_labels, as_targets, infer_kind
-from reglab.data.registry import register_dataset
+from reglab.data.dataset import Dataset, as_labels, as_targets, infer_kind
 from reglab.errors import UserError
 
 MISSING = {"", "nan", "na", "n/a", "null", "none"}
@@ -170,15 +169,3 @@ def _finish(name, x, y, cfg: DataConfig, where: str, source: str, extra: dict) -
         labels, n_classes = as_labels(y, where)
         return Dataset(name, x, labels, kind, n_classes, source, extra)
     return Dataset(name, x, as_targets(y), kind, None, source, extra)
-
-
-_FILE_OPTIONS = ("path", "target")
-register_dataset("csv", load_csv, DatasetInfo(
-    name="csv", kind="auto", n_examples=None, shape=None, source="your CSV (data.path, data.target)", offline=True,
-    description="a CSV with a header row; the target column by name, all other columns are features",
-    options=_FILE_OPTIONS,
-))  # fmt: skip
-register_dataset("npz", load_npz, DatasetInfo(
-    name="npz", kind="auto", n_examples=None, shape=None, source="your .npz (data.path)", offline=True,
-    description="arrays x and y (or data.target=KEY) from numpy.savez", options=_FILE_OPTIONS,
-))  # fmt: skip

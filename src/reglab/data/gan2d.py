@@ -17,8 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from reglab.config import DataConfig
-from reglab.data.dataset import Dataset, DatasetInfo
-from reglab.data.registry import register_dataset
+from reglab.data.dataset import Dataset
 
 DEFAULT_SAMPLES = 10_000
 
@@ -58,7 +57,7 @@ def sample_mixture(mixture: Mixture, n: int, seed: int) -> tuple[np.ndarray, np.
     return x.astype(np.float32), labels.astype(np.int64)
 
 
-def _loader(name: str):
+def mixture_loader(name: str):
     mixture = MIXTURES[name]
 
     def load(cfg: DataConfig) -> Dataset:
@@ -68,11 +67,3 @@ def _loader(name: str):
                        f"generated: {mixture.description}", extra)  # fmt: skip
 
     return load
-
-
-for _name, _mixture in MIXTURES.items():
-    register_dataset(_name, _loader(_name), DatasetInfo(
-        name=_name, kind="classification", n_examples=DEFAULT_SAMPLES, shape=(2,),
-        source="generated (seed: data.split_seed)", offline=True,
-        description=_mixture.description + " (n_samples)", n_classes=len(_mixture.modes), options=("n_samples",),
-    ))  # fmt: skip

@@ -10,10 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from reglab.config import DataConfig
-from reglab.data.dataset import Dataset, DatasetInfo
+from reglab.data.dataset import Dataset
 from reglab.data.download import cache_dir, require_download
 from reglab.data.idx import read_idx
-from reglab.data.registry import register_dataset
 from reglab.errors import UserError
 
 PARTS = {  # role → standard file name
@@ -127,19 +126,5 @@ def load_idx_dataset(name: str, cfg: DataConfig) -> Dataset:
     return Dataset(name, x, y, "classification", 10, f"IDX files in {where}", extra)
 
 
-def _loader(name: str):
+def idx_loader(name: str):
     return lambda cfg: load_idx_dataset(name, cfg)
-
-
-register_dataset("mnist", _loader("mnist"), DatasetInfo(
-    name="mnist", kind="classification", n_examples=70000, shape=(1, 28, 28),
-    source="IDX files: data.path=DIR, or a one-time MD5-checked download",
-    offline=False, n_classes=10, options=("path",),
-    description="handwritten digits 28x28, 60k train + the official 10k test",
-))  # fmt: skip
-register_dataset("fashion-mnist", _loader("fashion-mnist"), DatasetInfo(
-    name="fashion-mnist", kind="classification", n_examples=70000, shape=(1, 28, 28),
-    source="IDX files: data.path=DIR, or a one-time MD5-checked download",
-    offline=False, n_classes=10, options=("path",),
-    description="Zalando clothing images 28x28, 60k train + the official 10k test",
-))  # fmt: skip
