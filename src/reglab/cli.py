@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from reglab.envvars import STORAGE_VARIABLE
 from reglab.errors import UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
@@ -160,7 +161,7 @@ def sweep(
 @app.command()
 def worker(
     study: str = typer.Option(..., help="the study's name"),
-    storage: Optional[str] = typer.Option(None, envvar="REGLAB_STORAGE", show_envvar=True,
+    storage: Optional[str] = typer.Option(None, envvar=STORAGE_VARIABLE, show_envvar=True,
                                           help="database URL (default: SQLite in the study folder)"),
     studies_dir: Path = typer.Option(Path("studies"), "--dir", help="folder of study folders (runs go there)"),
     batch: int = typer.Option(16, help="most runs trained at once when they can be vectorized"),

@@ -20,9 +20,9 @@ from typing import Any, Callable
 
 from optuna.storages import RDBStorage
 
+from reglab.envvars import STORAGE_VARIABLE
 from reglab.study.records import progress
 
-STORAGE_VARIABLE = "REGLAB_STORAGE"  # ``reglab worker --storage`` reads it when the option is absent
 POLL_SECONDS = 2.0
 SELF_STOP_WAIT = 2.0  # seconds for workers that saw the terminal's Ctrl-C to stop on their own
 STOP_WAIT = 30.0  # seconds a worker gets to put its trials back after SIGINT
