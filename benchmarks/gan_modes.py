@@ -3,7 +3,7 @@
 Runs a 2-D GAN recipe once per (``gan.regularizer`` preset × seed), each in its own process with
 one torch thread (with tiny MLPs, extra threads cost more than they give, badly so on shared cores),
 writes the run folders under ``--out``, and prints per run its wall time and CPU time, then the
-table of ``reglab.report.gan_modes`` (mean [95% bootstrap CI]) and the verdict sentences on L1.
+table of ``reglab.gan.modes`` (mean [95% bootstrap CI]) and the verdict sentences on L1.
 
     python benchmarks/gan_modes.py gan-grid --seeds 10
     python benchmarks/gan_modes.py gan-ring --seeds 10 --presets none l1 r1 --workers 2
@@ -63,7 +63,7 @@ def main() -> None:
             for future in futures:
                 label, wall, cpu, status = future.result()
                 print(f"  {label:40s} {status:6s} wall {wall:6.1f} s  cpu {cpu:6.1f} s")
-    from reglab.report.gan_modes import l1_verdict, markdown_table, mode_rows, runs_from_folders
+    from reglab.gan.modes import l1_verdict, markdown_table, mode_rows, runs_from_folders
 
     runs = runs_from_folders([os.path.join(args.out, args.recipe)])
     print(markdown_table(mode_rows(runs)))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 from collections import defaultdict
 
-from reglab.report.stats import paired_comparison
+from reglab.stats import paired_comparison
 from reglab.study.records import load_study
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from reglab.config import load_config
-from reglab.report.gan_modes import GanRun, comparison, l1_verdict, markdown_table, mode_rows, regularizer_label
+from reglab.gan.modes import GanRun, comparison, l1_verdict, markdown_table, mode_rows, regularizer_label
 
 
 def label_of(*overrides):

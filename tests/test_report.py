@@ -17,7 +17,7 @@ from scipy import stats as sps
 from reglab.config import load_config
 from reglab.errors import UserError
 from reglab.report import analyse, build_report, records_from_runs, write_report
-from reglab.report.stats import bootstrap_ci
+from reglab.stats import bootstrap_ci
 from reglab.runs import RunFolder
 from reglab.study.records import TrialRecord
 from reglab.train import run

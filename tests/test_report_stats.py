@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from reglab.report.formatting import fmt_lam
-from reglab.report.stats import (bootstrap_ci, holm, one_se_choice, paired_comparison, standard_error,
+from reglab.formatting import fmt_lam
+from reglab.stats import (bootstrap_ci, holm, one_se_choice, paired_comparison, standard_error,
                                  summarize)
 
 
@@ -124,7 +124,7 @@ def test_best_sentence_reads_against_the_published_figure():
     from types import SimpleNamespace
 
     from reglab.report.analysis import Metric
-    from reglab.report.stats import Summary
+    from reglab.stats import Summary
     from reglab.report.verdicts import best_sentence
 
     metric = Metric("val_acc", "maximize", True)

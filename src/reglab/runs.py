@@ -23,7 +23,7 @@ import subprocess
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import torch
 import yaml
@@ -233,3 +233,24 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
     """The saved state dict, read back with ``weights_only=True``."""
     return torch.load(Path(path) / "weights.pt", weights_only=True, map_location="cpu")
+
+
+def is_run_folder(path: Path) -> bool:
+    return (path / "summary.json").is_file() and (path / "config.yaml").is_file()
+
+
+def run_folders(targets: Iterable[str | Path]) -> list[Path]:
+    """The run folders named, or found below the folders named, in order and without repeats."""
+    found: dict[Path, None] = {}
+    for target in targets:
+        path = Path(target)
+        if not path.exists():
+            raise UserError(f"'{path}' does not exist")
+        if is_run_folder(path):
+            found[path] = None
+            continue
+        below = sorted(p.parent for p in path.glob("**/summary.json") if is_run_folder(p.parent))
+        if not below:
+            raise UserError(f"'{path}' is neither a run folder nor a folder holding run folders")
+        found.update(dict.fromkeys(below))
+    return list(found)

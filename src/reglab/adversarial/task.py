@@ -38,7 +38,7 @@ from torch import nn
 from reglab.adversarial.attacks import PGD, TRADES
 from reglab.adversarial.evaluate import AUTOATTACK_INSTALL, autoattack_accuracy, robust_accuracy, sanity_checks
 from reglab.errors import UserError
-from reglab.plots import robustness
+from reglab.adversarial.plots import robustness
 from reglab.progress import Progress
 from reglab.tasks.supervised import SupervisedTask
 

@@ -1,2 +1,3 @@
 """GANs on 2-D mixtures: the nets (:mod:`.nets`), losses and penalties (:mod:`.losses`), mode
-metrics (:mod:`.metrics`), figures (:mod:`.plots`) and the training task (:mod:`.task`)."""
+metrics (:mod:`.metrics`), figures (:mod:`.plots`), the training task (:mod:`.task`), its config
+section (:mod:`.config`) and the mode table of finished runs (:mod:`.modes`)."""

@@ -30,8 +30,8 @@ import numpy as np
 
 from reglab.config import validate
 from reglab.errors import UserError
-from reglab.report.gan_modes import METRICS as MODE_METRICS
-from reglab.report.stats import (OneSEChoice, PairedComparison, Summary, holm, one_se_choice,
+from reglab.gan.modes import METRICS as MODE_METRICS
+from reglab.stats import (OneSEChoice, PairedComparison, Summary, holm, one_se_choice,
                                  paired_comparison, summarize)
 from reglab.report.verdicts import best_sentence, verdict
 from reglab.study.points import describe, settings, switched_off

@@ -9,11 +9,11 @@ from html import escape
 from typing import Iterable
 
 from reglab.report.analysis import Analysis, ConfigStats
-from reglab.report.formatting import fmt_ci, fmt_lam, fmt_p, fmt_value
-from reglab.report.gan_modes import METRICS as MODE_METRICS
-from reglab.report.gan_modes import cell, rows_of_configs
+from reglab.formatting import fmt_ci, fmt_lam, fmt_p, fmt_value
+from reglab.gan.modes import METRICS as MODE_METRICS
+from reglab.gan.modes import cell, rows_of_configs
 from reglab.report.plots import Plot
-from reglab.report.stats import Summary
+from reglab.stats import Summary
 from reglab.report.verdicts import ALPHA
 
 CSS = """

@@ -23,8 +23,8 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from reglab.report.analysis import Analysis, ConfigStats, FamilyChoice  # noqa: E402
-from reglab.report.formatting import fmt_lam  # noqa: E402
-from reglab.report.stats import Summary  # noqa: E402
+from reglab.formatting import fmt_lam  # noqa: E402
+from reglab.stats import Summary  # noqa: E402
 
 PANEL_W, PANEL_H, DPI, MAX_COLUMNS = 4.6, 3.4, 100, 3
 PLOT_NAMES = ("metric_vs_lambda", "curves", "gap_vs_lambda", "weights_vs_lambda", "coefficient_paths")

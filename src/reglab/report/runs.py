@@ -18,32 +18,11 @@ from typing import Any, Iterable
 
 from reglab.config import Config, flat_keys, validate
 from reglab.errors import UserError
-from reglab.runs import read_run
+from reglab.runs import read_run, run_folders
 from reglab.study.points import describe, setting_text
 from reglab.study.records import TrialRecord
 
 NOT_A_POINT = {"seed", "data.fold", "out", "description", "device"}
-
-
-def is_run_folder(path: Path) -> bool:
-    return (path / "summary.json").is_file() and (path / "config.yaml").is_file()
-
-
-def run_folders(targets: Iterable[str | Path]) -> list[Path]:
-    """The run folders named, or found below the folders named, in order and without repeats."""
-    found: dict[Path, None] = {}
-    for target in targets:
-        path = Path(target)
-        if not path.exists():
-            raise UserError(f"'{path}' does not exist")
-        if is_run_folder(path):
-            found[path] = None
-            continue
-        below = sorted(p.parent for p in path.glob("**/summary.json") if is_run_folder(p.parent))
-        if not below:
-            raise UserError(f"'{path}' is neither a run folder nor a folder holding run folders")
-        found.update(dict.fromkeys(below))
-    return list(found)
 
 
 def resolved(run: dict[str, Any]) -> Config:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from reglab.report.analysis import Analysis, ConfigStats
-from reglab.report.stats import Summary
+from reglab.stats import Summary
 from reglab.report.verdicts import ALPHA
 
 

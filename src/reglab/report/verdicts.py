@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 
-from reglab.report.formatting import fmt_p, fmt_value, signed
+from reglab.formatting import fmt_p, fmt_value, signed
 
 ALPHA = 0.05
 DISPLAY = {"l1": "L1", "l2": "L2", "elastic": "Elastic net", "group": "Group lasso", "dropout": "Dropout",

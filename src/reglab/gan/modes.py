@@ -1,7 +1,7 @@
 """The GAN mode table: modes, HQ % and reverse KL per regularizer as mean [95% CI] over seeds, and
 the verdict on L1 against no regularizer and against the best other regularizer.
 
-Intervals are percentile bootstraps of the mean (``report.stats``). A comparison pairs runs by
+Intervals are percentile bootstraps of the mean (``reglab.stats``). A comparison pairs runs by
 seed: d_i = A_i − B_i; a difference is significant when the two-sided Wilcoxon signed-rank p of
 {d_i} is below 0.05 (unadjusted: three metrics and two comparisons are stated, not searched).
 "Best" ranks by mean modes, then mean HQ %, then lower mean reverse KL. When several L1 strengths
@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from reglab.report.formatting import fmt_lam, fmt_p, signed
-from reglab.report.runs import run_folders
-from reglab.report.stats import Summary, paired_comparison, summarize
-from reglab.runs import read_run
+from reglab.formatting import fmt_lam, fmt_p, signed
+from reglab.stats import Summary, paired_comparison, summarize
+from reglab.runs import read_run, run_folders
 
 ALPHA = 0.05
 METRICS = (("modes", "modes", "maximize", ".1f"), ("hq_pct", "HQ %", "maximize", ".1f"),
