@@ -495,6 +495,14 @@ def test_official_test_split_is_the_test_set(tmp_path):
     assert shuffled.metadata()["test_split"] == "random" and shuffled.test.index.tolist() != list(range(40, 50))
 
 
+def test_test_fraction_beside_the_official_split_is_refused(tmp_path):
+    make_idx_folder(tmp_path / "mnist", n_train=40, n_test=10)
+    c = cfg(name="mnist", path=str(tmp_path / "mnist"), test_fraction=0.3)
+    with pytest.raises(UserError, match=r"data.test_fraction=0.3 has no effect: dataset 'mnist' has an official "
+                                        r"test split.*set data.test_split=random"):
+        make_splits(load_dataset(c), c)
+
+
 def test_datasets_without_an_official_split_cut_a_random_test_set():
     ds = load_dataset(cfg(name="digits"))
     assert make_splits(ds, cfg(name="digits")).metadata()["test_split"] == "random"

@@ -4,7 +4,9 @@
   MNIST-1D: ``extra['official_test_index']``) uses it when ``test_split=official`` (the default),
   so test figures are comparable with published ones; otherwise (no official split, or
   ``test_split=random``) it is ``test_fraction`` of the examples, stratified by class for
-  classification. It is the same whether or not folds are used, and the same for every fold.
+  classification. A ``test_fraction`` other than its default beside an official split used is an
+  error (it would do nothing). It is the same whether or not folds are used, and the same for
+  every fold.
   Validation and folds are always cut from the remaining (training) part.
 * Without folds, ``val_fraction`` of *all* examples is then cut from the rest as validation.
   With ``n_folds=k``, the rest is cut into k (stratified) folds and fold ``fold`` (default 0)
@@ -113,6 +115,12 @@ def make_splits(ds: Dataset, cfg: DataConfig) -> Splits:
             f"{cfg.val_fraction} + {cfg.test_fraction}"
         )
     official = ds.extra.get("official_test_index") if cfg.test_split == "official" else None
+    if official is not None and cfg.test_fraction != DataConfig.model_fields["test_fraction"].default:
+        raise UserError(
+            f"data.test_fraction={cfg.test_fraction} has no effect: dataset '{ds.name}' has an official test "
+            f"split, which data.test_split=official (the default) uses; set data.test_split=random to hold "
+            f"out test_fraction of the examples instead"
+        )
     try:
         if official is not None:
             test = np.asarray(official)
