@@ -9,8 +9,9 @@ quantiles of {m*_b}.
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from dataclasses import dataclass
-from typing import Literal, Mapping, Sequence
+from typing import Iterable, Literal, Mapping, Sequence
 
 import numpy as np
 from scipy import stats
@@ -57,6 +58,17 @@ def summarize(values: Sequence[float], level: float = 0.95, n_boot: int = 10000,
     x = np.asarray(values, dtype=np.float64)
     low, high = bootstrap_ci(x, level, n_boot, seed)
     return Summary(len(x), float(x.mean()), low, high)
+
+
+def summary_over_seeds(records: Iterable, key: str) -> Summary | None:
+    """:func:`summarize` over seeds of ``key``: each seed's value is the mean over its records (its
+    folds) that report ``key``, the seeds in the order they first appear. ``records`` are anything
+    with ``seed`` and ``summary`` (a study's trial records, a GAN's runs); None when none reports it."""
+    values: dict[int, list[float]] = defaultdict(list)
+    for r in records:
+        if isinstance(r.summary.get(key), (int, float)):
+            values[r.seed].append(float(r.summary[key]))
+    return summarize([np.mean(v) for v in values.values()]) if values else None
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,14 @@ favours L1.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
 from reglab.formatting import fmt_lam, fmt_p, signed
-from reglab.stats import Summary, paired_comparison, summarize
+from reglab.stats import Summary, paired_comparison, summary_over_seeds
 from reglab.runs import read_run, run_folders
 
 ALPHA = 0.05
@@ -35,10 +36,28 @@ class GanRun:
 
 @dataclass(frozen=True)
 class Row:
+    """One regularizer's line of the table, from its runs (:class:`GanRun`, or a study's trial
+    records: anything with ``seed``, ``status`` and ``summary``); the seed is the unit."""
+
     label: str
-    ok: int
-    failed: int
-    stats: dict[str, Summary]
+    runs: list
+
+    @property
+    def ok(self) -> int:
+        """The seeds with a finished run."""
+        return len({r.seed for r in self.runs if r.status == "ok"})
+
+    @property
+    def failed(self) -> int:
+        return sum(r.status == "failed" for r in self.runs)
+
+    @functools.cached_property
+    def stats(self) -> dict[str, Summary | None]:
+        done = [r for r in self.runs if r.status == "ok"]
+        return {key: summary_over_seeds(done, key) for key, *_ in METRICS}
+
+    def complete(self) -> bool:
+        return all(s is not None for s in self.stats.values())
 
     def rank(self) -> tuple[float, float, float]:
         return (self.stats["modes"].mean, self.stats["hq_pct"].mean, -self.stats["reverse_kl"].mean)
@@ -84,22 +103,20 @@ def by_label(runs: list[GanRun]) -> dict[str, list[GanRun]]:
     return dict(groups)
 
 
+def best_first(rows: Iterable[Row]) -> list[Row]:
+    """The rows whose finished runs report every metric, best first."""
+    return sorted((row for row in rows if row.complete()), key=Row.rank, reverse=True)
+
+
 def mode_rows(runs: list[GanRun]) -> list[Row]:
     """One row per regularizer with at least one finished run, best first."""
-    rows = []
-    for label, group in by_label(runs).items():
-        done = [r for r in group if r.status == "ok"]
-        if done:
-            stats = {key: summarize([r.summary[key] for r in done]) for key, *_ in METRICS}
-            rows.append(Row(label, len(done), sum(r.status == "failed" for r in group), stats))
-    return sorted(rows, key=Row.rank, reverse=True)
+    return best_first(Row(label, group) for label, group in by_label(runs).items())
 
 
 def rows_of_configs(configs: list, failed: list) -> list[Row]:
-    """The mode table of a report (``analysis.ConfigStats`` with their per-seed summaries of the
-    mode metrics, and the failed trial records), best first."""
-    return sorted((Row(c.label, c.n, sum(r.label == c.label for r in failed), c.table)
-                   for c in configs if len(c.table) == len(METRICS)), key=Row.rank, reverse=True)
+    """The mode table of a report (``analysis.ConfigStats`` with their finished trial records, and
+    the failed trial records), best first."""
+    return best_first(Row(c.label, [*c.records, *(r for r in failed if r.label == c.label)]) for c in configs)
 
 
 def cell(s: Summary, digits: str) -> str:

@@ -31,8 +31,8 @@ import numpy as np
 from reglab.config import validate
 from reglab.errors import UserError
 from reglab.gan.modes import METRICS as MODE_METRICS
-from reglab.stats import (OneSEChoice, PairedComparison, Summary, holm, one_se_choice,
-                                 paired_comparison, summarize)
+from reglab.stats import (OneSEChoice, PairedComparison, Summary, holm, one_se_choice, paired_comparison,
+                          summary_over_seeds)
 from reglab.report.verdicts import best_sentence, verdict
 from reglab.study.points import describe, settings, switched_off
 from reglab.study.spec import config_for
@@ -130,14 +130,6 @@ class ConfigStats:
     def off(self) -> dict[str, Any] | None:
         """The settings of this config with its own regularizer off: its baseline's settings."""
         return None if self.strength is None else switched_off(self.settings, self.strength)
-
-
-def summary_over_seeds(config_records: list, key: str) -> Summary | None:
-    values: dict[int, list[float]] = defaultdict(list)
-    for r in config_records:
-        if isinstance(r.summary.get(key), (int, float)):
-            values[r.seed].append(float(r.summary[key]))
-    return summarize([np.mean(v) for v in values.values()]) if values else None
 
 
 def mean_of(records: list, key: str) -> float | None:
