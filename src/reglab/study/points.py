@@ -34,7 +34,6 @@ from reglab.study.spec import config_for, fold_list
 GAN_STRENGTH = {"none": None, "l1": "reg.lam", "l2": "reg.lam", "gp": "gan.gp", "r1": "gan.r1",
                 "sn": "gan.spectral_norm"}
 SYMBOLS = {"model.dropout": "p", "optim.weight_decay": "wd", "gan.r1": "γ"}
-PENALTY_SETTINGS = ("reg.lam", "reg.l1_ratio", "reg.mode", "reg.on", "reg.warmup_epochs")
 NOT_SETTINGS = ("name", "description", "seed", "data.fold", "out", "device", "gan.regularizer", "gan.strength")
 NOT_NAMED = ("reg.penalty", "gan.regularizer", "gan.strength")  # the family's own name says them
 
