@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from reglab import Penalty, UserError, register
-from reglab.config import load_config, shorthand_keys
+from reglab.config import load_config
+from reglab.shorthands import shorthand_keys
 from reglab.config_yaml import annotated_yaml
 from reglab.penalties import PENALTIES, penalty_from_name, penalty_names
 from reglab.runs import RunFolder, load_weights

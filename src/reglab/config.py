@@ -1,22 +1,9 @@
 """The experiment schema: YAML plus dotted ``key=value`` overrides, validated by pydantic.
 
 A run is fully described by one :class:`Config`. It is saved with every run, so a run folder alone
-is enough to rerun it. Unknown keys are errors that name the closest valid key.
-
-Shorthands accepted in overrides (and in grids):
-
-* ``reg=l2`` sets ``reg.penalty=l2``;
-* ``reg.l2=1e-3`` sets ``reg.penalty=l2`` and ``reg.lam=1e-3`` (likewise ``l1``, ``elastic``,
-  ``group``);
-* ``reg=dropout`` means no weight penalty and ``model.dropout=p`` (dropout as the regularizer
-  under study), where p is the override list's ``reg.dropout=p`` (0.2 without one; ``reg.dropout``
-  sets nothing by itself, so a grid over it leaves the penalized points alone); ``reg=none``
-  means no weight penalty and nothing else: the model's own ``model.dropout`` stays as it is (set
-  ``model.dropout=0`` for no dropout either).
-
-Dropout is a model setting (``model.dropout``), not a value of ``reg.penalty``. A config written
-by an older reglab (``reg.penalty: dropout`` with its rate in ``reg.dropout``) is read in today's
-form (:func:`upgraded`).
+is enough to rerun it. Unknown keys are errors that name the closest valid key. Overrides may use
+the shorthands of :mod:`reglab.shorthands` (``reg=l2``, ``reg.l2=1e-3``, ``reg=dropout``), and a
+config written by an older reglab is read in today's form (:func:`reglab.shorthands.upgraded`).
 """
 
 from __future__ import annotations
@@ -35,6 +22,7 @@ from reglab.errors import UserError
 from reglab.gan.config import GanConfig, check_gan
 from reglab.penalties import penalty_names
 from reglab.sections import Beta, OneOf, Section, Width
+from reglab.shorthands import plain_overrides, upgraded
 
 RECIPE_DIR = Path(__file__).parent / "recipes"
 FACTORY_PATTERN = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
@@ -141,16 +129,6 @@ class RegConfig(Section):
     """which parameters the penalty touches: weights, biases, norms, all, type:Conv2d, a name glob; | & - combine"""
     warmup_epochs: int = Field(0, ge=0)
     """epochs over which λ ramps up linearly from 0"""
-
-
-DROPOUT_RATE = 0.2
-"""The dropout rate that ``reg=dropout`` means without ``reg.dropout=p``."""
-
-
-def shorthand_keys() -> tuple[str, ...]:
-    """``reg``, ``reg.dropout`` and ``reg.NAME`` for each registered penalty: the keys
-    :func:`plain_overrides` rewrites."""
-    return ("reg", "reg.dropout", *(f"reg.{name}" for name in penalty_names()))
 
 
 class OptimConfig(Section):
@@ -315,27 +293,6 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def plain_overrides(overrides: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
-    """The overrides with their shorthands rewritten into plain dotted assignments, in order:
-    ``reg=l2`` → ``reg.penalty=l2``; ``reg.l2=λ`` → ``reg.penalty=l2``, ``reg.lam=λ``;
-    ``reg=dropout`` (or ``reg.penalty=dropout``) → ``reg.penalty=none``, ``model.dropout=p`` with p
-    the list's last ``reg.dropout=p`` (else :data:`DROPOUT_RATE`); ``reg.dropout`` itself sets nothing."""
-    rates = [value for key, value in overrides if key == "reg.dropout"]
-    rate = rates[-1] if rates else DROPOUT_RATE
-    plain: list[tuple[str, Any]] = []
-    for key, value in overrides:
-        head, _, tail = key.partition(".")
-        if key in ("reg", "reg.penalty") and str(value).lower() == "dropout":
-            plain += [("reg.penalty", "none"), ("model.dropout", rate)]
-        elif key == "reg":
-            plain.append(("reg.penalty", str(value).lower()))
-        elif head == "reg" and tail in penalty_names():
-            plain += [("reg.penalty", tail), ("reg.lam", value)]
-        elif key != "reg.dropout":
-            plain.append((key, value))
-    return plain
-
-
 def set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
     parts = key.split(".")
     if key not in valid_keys():
@@ -402,26 +359,8 @@ def check_keys(tree: dict[str, Any], prefix: str = "") -> None:
             check_keys(value, dotted + ".")
 
 
-def upgraded(tree: dict[str, Any]) -> dict[str, Any]:
-    """A config tree as an older reglab wrote it, in today's form. Its ``reg.penalty: dropout`` was
-    dropout as the regularizer under study, at the rate in ``reg.dropout``: today that is
-    ``reg.penalty: none`` with ``model.dropout`` at that rate. Every older config held
-    ``reg.dropout`` (it was ignored unless the penalty was dropout); it is dropped."""
-    reg = tree.get("reg")
-    if not isinstance(reg, dict) or ("dropout" not in reg and reg.get("penalty") != "dropout"):
-        return tree
-    reg = dict(reg)
-    rate = reg.pop("dropout", DROPOUT_RATE)
-    tree = {**tree, "reg": reg}
-    if reg.get("penalty") == "dropout":
-        reg["penalty"] = "none"
-        model = tree.get("model")
-        tree["model"] = {**(model if isinstance(model, dict) else {}), "dropout": rate}
-    return tree
-
-
 def validate(tree: dict[str, Any]) -> Config:
-    """Validate a raw tree (an older reglab's form included: :func:`upgraded`); a schema violation
+    """Validate a raw tree (an older reglab's form included: ``shorthands.upgraded``); a schema violation
     becomes one readable UserError line."""
     tree = upgraded(tree)
     check_keys(tree)

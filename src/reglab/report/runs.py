@@ -7,7 +7,7 @@ penalty's settings of a run without one). The point is named as a study's grid p
 (``study.points.name_point``): ``l2 λ=0.001``, ``none``, ``l1 reg.mode=proximal λ=0.01``, and
 ``dropout p=0.3`` for a run without a weight penalty among runs whose dropout rates differ. Its
 seed and fold come from the config and its history from ``metrics.jsonl``. Folders written by an
-older reglab (``reg.penalty: dropout``) read the same way (``config.upgraded``).
+older reglab (``reg.penalty: dropout``) read the same way (``shorthands.upgraded``).
 """
 
 from __future__ import annotations

@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
 
-from reglab.config import MAX_SEED, closest_key, parse_value, shorthand_keys, valid_keys
+from reglab.config import MAX_SEED, closest_key, parse_value, valid_keys
+from reglab.shorthands import shorthand_keys
 from reglab.errors import UserError
 
 RANGE_FORM = "START:STOP:log|lin:COUNT"

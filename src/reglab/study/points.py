@@ -27,7 +27,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from reglab.config import Config, flat_keys, plain_overrides
+from reglab.config import Config, flat_keys
+from reglab.shorthands import plain_overrides
 from reglab.study.grid import parse_grid, product
 from reglab.study.spec import config_for, fold_list
 
