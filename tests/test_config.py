@@ -4,7 +4,8 @@ import pytest
 
 import yaml
 
-from reglab.config import RECIPE_DIR, RegConfig, load_config, penalty_choices, validate
+from reglab.config import (RECIPE_DIR, RegConfig, apply_overrides, load_config, penalty_choices, read_yaml,
+                           recipe_path, validate)
 from reglab.errors import UserError
 
 
@@ -62,9 +63,12 @@ def test_reg_dropout_is_a_shorthand_for_model_dropout():
     # the rate is the list's reg.dropout wherever it stands; without one, 0.2
     assert load_config("cnn-l2", ["reg.dropout=0.4", "reg=dropout"]).model.dropout == 0.4
     assert load_config("cnn-l2", ["reg=dropout"]).model.dropout == 0.2
-    # reg.dropout alone sets nothing: a grid over it leaves the penalized points as they are
-    l2 = load_config("cnn-l2", ["reg=l2", "reg.dropout=0.4"])
+    # reg.dropout alone sets nothing: a grid over it leaves the penalized points as they are, and a
+    # single run is told so
+    l2 = validate(apply_overrides(read_yaml(recipe_path("cnn-l2")), [("reg", "l2"), ("reg.dropout", 0.4)]))
     assert (l2.reg.penalty, l2.model.dropout) == ("l2", 0.0)
+    with pytest.raises(UserError, match="reg.dropout is the rate of reg=dropout and sets nothing without it"):
+        load_config("cnn-l2", ["reg=l2", "reg.dropout=0.4"])
 
 
 def test_a_config_written_with_reg_penalty_dropout_reads_in_todays_form(tmp_path):

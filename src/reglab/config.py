@@ -22,7 +22,7 @@ from reglab.errors import UserError
 from reglab.gan.config import GanConfig, check_gan
 from reglab.penalties import penalty_names
 from reglab.sections import Beta, OneOf, Section, Width
-from reglab.shorthands import plain_overrides, upgraded
+from reglab.shorthands import check_rate_applies, plain_overrides, upgraded
 
 RECIPE_DIR = Path(__file__).parent / "recipes"
 FACTORY_PATTERN = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
@@ -380,6 +380,7 @@ def load_config(recipe: str, overrides: list[str] | None = None) -> Config:
     tree = read_yaml(recipe_path(recipe))
     tree.setdefault("name", Path(recipe).stem)
     parsed = [parse_override(o) for o in overrides or []]
+    check_rate_applies(parsed)
     return validate(apply_overrides(tree, parsed))
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from reglab.errors import UserError
 from reglab.penalties import penalty_names
 
 DROPOUT_RATE = 0.2
@@ -50,6 +51,15 @@ def plain_overrides(overrides: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
         elif key != "reg.dropout":
             plain.append((key, value))
     return plain
+
+
+def check_rate_applies(overrides: list[tuple[str, Any]]) -> None:
+    """A single run's ``reg.dropout=p`` without ``reg=dropout`` would set nothing: refuse it. (In a
+    grid it is the rate of the grid's dropout points, and does nothing on the others, by design.)"""
+    dropout = any(k in ("reg", "reg.penalty") and str(v).lower() == "dropout" for k, v in overrides)
+    if not dropout and any(k == "reg.dropout" for k, _ in overrides):
+        raise UserError("reg.dropout is the rate of reg=dropout and sets nothing without it; "
+                        "write model.dropout=p, or reg=dropout reg.dropout=p")
 
 
 def upgraded(tree: dict[str, Any]) -> dict[str, Any]:
