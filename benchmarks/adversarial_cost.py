@@ -1,7 +1,7 @@
 """Epoch time of adversarial training relative to clean training, side by side in one process.
 
 On the ``adversarial-l2`` recipe's data and model (its L2 penalty attached), it times one training
-epoch (the trainer's own ``train_epoch``: attack + loss + backward + step for every batch) of
+epoch (the engine's stack of one, ``train_epoch``: attack + loss + backward + step for every batch) of
 
 * ``clean``    standard training (the baseline),
 * ``PGD-k``    Madry's PGD adversarial training with k = 3, 7, 10 steps,
@@ -26,7 +26,8 @@ import time
 import torch
 
 from reglab.config import load_config
-from reglab.train import prepare, train_epoch
+from reglab.train import Member, prepare
+from reglab.train.engine import stack_of
 
 VARIANTS = {  # name → (overrides, target ratio to clean)
     "clean": (["adv.method=none"], None),
@@ -44,15 +45,15 @@ def experiments(recipe: str, n_train: int | None) -> dict:
 
 def bench(exps: dict, repeats: int) -> dict[str, float]:
     names = list(exps)
-    generators = {name: torch.Generator().manual_seed(0) for name in names}
+    stacks = {name: stack_of([Member.of(exps[name])]) for name in names}  # as reglab.train.run trains them
     for name in names:  # warm-up: one epoch each
-        train_epoch(exps[name], generators[name])
+        stacks[name].train_epoch()
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(repeats):
         k = r % len(names)
         for name in names[k:] + names[:k]:
             t0 = time.perf_counter()
-            train_epoch(exps[name], generators[name])
+            stacks[name].train_epoch()
             times[name].append(time.perf_counter() - t0)
     return {name: statistics.median(ts) for name, ts in times.items()}
 

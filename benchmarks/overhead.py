@@ -19,8 +19,10 @@ Then a whole run: ``reglab.train.run`` of ``mlp-l2`` (40-512-256-128-10, dropout
 Adam, clipping by norm 1, plateau LR, per-epoch evaluation of train and validation, run folder
 without plots) against a bare PyTorch loop doing the same training and per-epoch evaluation on the
 same tensors with ``nn.Dropout``, and no run folder (target ≤ 1.5×; runs alternate, medians).
-``reglab.train.run`` trains it as a batch of one in the batched engine; the same run through the
-per-module loop (``reglab.train.fit``, which GAN and adversarial runs use) is timed beside it.
+``reglab.train.run`` trains it as a stack of one on stacked parameters; the same run through the
+engine's other backend (a stack of one by the task's own step on its ``nn.Module``,
+``reglab.train.module_stack``, which GAN, adversarial and batch-normalized runs take) is timed
+beside it.
 
 Variants are interleaved step by step (round robin, the order rotating), so that drift and load
 from other processes hit all of them alike; the median of each variant's single-step times is
@@ -215,19 +217,22 @@ def run_vs_bare_loop(epochs: int, repeats: int) -> str:
 
     from reglab.config import load_config
     from reglab.runs import RunFolder
-    from reglab.train import fit_and_close, prepare, run
+    from reglab.train import Member, prepare, run
+    from reglab.train.engine import train_stack
+    from reglab.train.module_stack import ModuleStack
 
     config = load_config("mlp-l2", [f"train.epochs={epochs}", "train.plots=false", "train.early_stopping=null",
                                     "device=cpu"])
     exp = prepare(config)
-    times: dict[str, list[float]] = {"reglab run": [], "per-module loop": [], "bare loop": []}
+    times: dict[str, list[float]] = {"reglab run": [], "module backend": [], "bare loop": []}
 
-    def per_module_run(root):
+    def module_backend_run(root):
         alone = prepare(config)
-        fit_and_close(alone, RunFolder.create(config, alone.device, root), progress=False)
+        member = Member.of(alone, RunFolder.create(config, alone.device, root))
+        train_stack(ModuleStack(member), progress=False)
 
     with tempfile.TemporaryDirectory() as root:
-        ways = {"reglab run": lambda: run(config, root, progress=False), "per-module loop": lambda: per_module_run(root),
+        ways = {"reglab run": lambda: run(config, root, progress=False), "module backend": lambda: module_backend_run(root),
                 "bare loop": lambda: bare_mlp_l2_loop(exp, epochs)}
         for r in range(repeats + 1):  # the first round warms up
             for name in (list(times) if r % 2 else list(times)[::-1]):
@@ -240,8 +245,8 @@ def run_vs_bare_loop(epochs: int, repeats: int) -> str:
     return (f"mlp-l2, {epochs} epochs, threads={torch.get_num_threads()}, median of {repeats}: "
             f"reglab run {med['reglab run']:.2f} s, bare loop {med['bare loop']:.2f} s, "
             f"ratio {ratio:.2f}× (target ≤ 1.5: {'ok' if ratio <= 1.5 else 'MISSED'}); "
-            f"per-module loop {med['per-module loop']:.2f} s, "
-            f"{med['per-module loop'] / med['bare loop']:.2f}× the bare loop")
+            f"module backend {med['module backend']:.2f} s, "
+            f"{med['module backend'] / med['bare loop']:.2f}× the bare loop")
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ names:
 * ``P procs``     P = cores processes with one thread each (``OMP_NUM_THREADS=1``), each training
   its share of the configs one after another: the best a user does by hand;
 * ``sweep``       ``reglab sweep`` with its defaults (one worker in the process, the batched
-  trainer, reglab's thread policy), including its Optuna storage.
+  engine, reglab's thread policy), including its Optuna storage.
 
 The ways are interleaved repeat by repeat (the order rotates), so that drift in the machine's speed
 hits all alike; the median of each is reported with the ratios. ``--busy 1`` keeps one extra
@@ -49,10 +49,11 @@ def lams(n: int) -> list[str]:
 def child(args) -> None:
     """Train configs ``args.share`` of ``args.shares`` one after another (a child process)."""
     import reglab.train
+    import reglab.train.engine
     from reglab.config import load_config
 
     if args.no_policy:
-        reglab.train.use_free_cores = lambda: None  # torch's own thread count, as before the policy
+        reglab.train.engine.use_free_cores = lambda: None  # torch's own thread count, as before the policy
     for lam in lams(args.models)[args.share :: args.shares]:
         config = load_config("mlp-l2", overrides(args.epochs, args.set) + [f"reg.lam={lam}"])
         result = reglab.train.run(config, args.root, progress=False)

@@ -25,7 +25,8 @@ CHILD = """
 import sys, time, torch
 import reglab
 from reglab.config import load_config
-from reglab.train import prepare, train_epoch
+from reglab.train import Member, prepare
+from reglab.train.engine import stack_of
 from reglab.train.threads import use_free_cores
 threads = sys.argv[1]
 if threads == "policy":
@@ -33,10 +34,10 @@ if threads == "policy":
 else:
     torch.set_num_threads(int(threads))
 exp = prepare(load_config("mlp-l2", ["device=cpu"]))
-generator = torch.Generator().manual_seed(0)
-train_epoch(exp, generator)  # warm-up
+stack = stack_of([Member.of(exp)])  # the engine's stack of one, as reglab.train.run trains it
+stack.train_epoch()  # warm-up
 started = time.perf_counter()
-train_epoch(exp, generator)
+stack.train_epoch()
 print(time.perf_counter() - started, torch.get_num_threads())
 """
 

@@ -7,8 +7,8 @@ import torch.nn.functional as F
 
 from reglab.config import load_config
 from reglab.models.dropout import CountedDropout, dropout_masks, seed_of
-from reglab.runs import RunFolder, load_weights
-from reglab.train import fit_and_close, prepare
+from reglab.runs import load_weights
+from reglab.train import run
 from reglab.train.batched import run_many
 
 SHAPE = torch.Size([64, 300])
@@ -62,10 +62,7 @@ def test_batched_and_separate_dropout_runs_are_equal_bit_for_bit(tmp_path):
     base = ["data.n_train=200", "train.epochs=2", "model.hidden=[16,8]", "train.plots=false",
             "train.clip_norm=null", "reg=none"]
     configs = [load_config("mlp-l2", base + [f"seed={s}", f"model.dropout={p}"]) for s, p in ((0, 0.2), (1, 0.5))]
-    separate = []
-    for config in configs:  # each alone through the per-module loop
-        exp = prepare(config)
-        separate.append(fit_and_close(exp, RunFolder.create(config, exp.device, tmp_path / "separate"), False))
+    separate = [run(config, tmp_path / "separate", progress=False) for config in configs]  # each alone
     together = run_many(configs, tmp_path / "together", progress=False)
     for s, t in zip(separate, together):
         assert t.summary["vectorized"] and s.summary["val_loss"] == t.summary["val_loss"]

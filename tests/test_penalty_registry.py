@@ -12,8 +12,8 @@ from reglab.config import load_config
 from reglab.shorthands import shorthand_keys
 from reglab.config_yaml import annotated_yaml
 from reglab.penalties import PENALTIES, penalty_from_name, penalty_names
-from reglab.runs import RunFolder, load_weights
-from reglab.train import fit_and_close, prepare
+from reglab.runs import load_weights
+from reglab.train import prepare, run
 from reglab.train.batched import run_many, vectorizable
 
 TINY_MLP = ["data.n_train=300", "train.epochs=3", "model.hidden=[32,16]", "train.plots=false",
@@ -91,8 +91,7 @@ def test_run_and_batched_run_train_with_its_math(quartic, mode, tmp_path):
     for config in configs:
         exp = prepare(config)
         assert isinstance(exp.task.regularizer.terms[0].penalty, Quartic)
-        separate.append(fit_and_close(exp, RunFolder.create(config, exp.device, tmp_path / "separate"),
-                                      progress=False))
+        separate.append(run(config, tmp_path / "separate", progress=False))
     together = run_many(configs, tmp_path / "batched", progress=False)
     for config, alone, batched in zip(configs, separate, together):
         assert batched.summary["vectorized"] is True

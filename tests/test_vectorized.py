@@ -1,8 +1,9 @@
-"""The vectorized fast path gives each config of a group the results of its separate run.
+"""A stack of models gives each config of a group the results of its separate run.
 
-Every test trains the same configs twice, once one after another through the per-module loop
-(``reglab.train.fit``) and once with ``reglab.train.batched.run_many``, and compares the run folders: final losses to 1e-5 relative,
-accuracies exactly, and the per-epoch metrics, weights and statuses.
+Every test trains the same configs twice, once one after another as single runs (``reglab.train.run``,
+a stack of one) and once together with ``reglab.train.batched.run_many``, and compares the run
+folders: final losses to 1e-5 relative, accuracies exactly, and the per-epoch metrics, weights and
+statuses. tests/test_engine.py checks single runs against a plain torch loop.
 """
 
 import math
@@ -11,10 +12,11 @@ import pytest
 import torch
 
 from reglab.config import load_config
-from reglab.runs import RunFolder, load_weights, read_run
-from reglab.train import fit_and_close, prepare, run
+from reglab.runs import load_weights, read_run
+from reglab.train import Member, prepare, run
 from reglab.train.batched import run_many, vectorizable
 from reglab.train.batched_net import BatchedLinear
+from reglab.train.stacked import StackedModels, learning_rate
 
 RTOL = 1e-5
 TINY_MLP = ["data.n_train=300", "train.epochs=3", "model.hidden=[32,16]", "train.plots=false"]
@@ -22,16 +24,10 @@ SEEDS_X_LAMS = [["seed=0", "reg.lam=1e-3"], ["seed=1", "reg.lam=1e-3"],
                 ["seed=0", "reg.lam=3e-2"], ["seed=1", "reg.lam=3e-2"]]  # fmt: skip
 
 
-def run_by_fit(config, root):
-    """The run of ``config`` alone, trained by the per-module loop ``fit``."""
-    exp = prepare(config)
-    return fit_and_close(exp, RunFolder.create(config, exp.device, root), progress=False)
-
-
 def train_both(recipe, base, variants, tmp_path):
     configs = [load_config(recipe, base + v) for v in variants]
     assert vectorizable(configs) is None
-    separate = [run_by_fit(c, tmp_path / "separate") for c in configs]
+    separate = [run(c, tmp_path / "separate", progress=False) for c in configs]
     together = run_many(configs, tmp_path / "vectorized", progress=False)
     return separate, together
 
@@ -52,7 +48,8 @@ def close(a, b, key):
 def assert_same(separate, together):
     for s, v in zip(separate, together):
         assert v.summary["vectorized"] is True and v.summary["group_size"] == len(together)
-        assert "vectorized" not in s.summary
+        assert v.summary["seconds"] == v.summary["group_seconds"] / len(together)
+        assert "vectorized" not in s.summary and "group_seconds" not in s.summary
         shared = set(s.summary) - {"seconds", "path"}
         assert shared <= set(v.summary)
         for key in sorted(shared):
@@ -228,43 +225,13 @@ def test_batched_and_separate_runs_are_equal_bit_for_bit(case, tmp_path):
         assert all(torch.equal(ws[name], wt[name]) for name in ws), case
 
 
-@pytest.mark.parametrize("case", list(BIT_FOR_BIT))
-def test_a_single_run_trains_as_a_batch_of_one_bit_for_bit(case, monkeypatch, tmp_path):
-    overrides, variants = BIT_FOR_BIT[case]
-    config = load_config("mlp-l2", TINY_MLP + overrides + variants[-1])
-    by_fit = run_by_fit(config, tmp_path / "fit")
-    monkeypatch.setattr("reglab.train.fit", None)  # run must not reach the per-module loop
-    alone = run(config, tmp_path / "alone", progress=False)
-    assert alone.ok and "vectorized" not in alone.summary
-    for ra, rf in zip(read_run(alone.path)["metrics"], read_run(by_fit.path)["metrics"], strict=True):
-        # the epoch's mean batch loss is a mean of cross-entropies that nll_loss and a stacked
-        # per-example mean reduce in different orders: equal to float rounding; the rest exactly
-        assert math.isclose(ra.pop("batch_loss"), rf.pop("batch_loss"), rel_tol=1e-6)
-        assert ra == rf
-    assert alone.summary["val_loss"] == by_fit.summary["val_loss"]
-    ws, wa = load_weights(by_fit.path), load_weights(alone.path)
-    assert all(torch.equal(ws[name], wa[name]) for name in ws), case
-
-
-def test_single_runs_a_batch_of_one_would_round_differently_keep_the_per_module_loop(monkeypatch, tmp_path):
-    monkeypatch.setattr("reglab.train.batched.train_alone", None)  # run must not take the batched engine
-    for recipe, overrides in (("mlp-l2", ["reg=group", "reg.mode=coupled"]),
-                              ("mlp-l2", ["reg=group", "reg.mode=decoupled"]),
-                              ("mlp-l2", ["model.batchnorm=true"]),
-                              ("cnn-l2", ["data.name=digits", "model.channels=[4]", "model.dense=[8]"])):
-        config = load_config(recipe, ["data.n_train=100", "train.epochs=1", "train.plots=false"] + overrides)
-        assert run(config, tmp_path, progress=False).ok, overrides
-
-
 def test_a_step_and_an_evaluation_read_nothing_back_per_model(monkeypatch):
     """No host syncs inside a step of the group, and one ``tolist()`` per evaluation for all models."""
-    from reglab.train.batched import Group, Member
-
     configs = [load_config("mlp-l2", TINY_MLP + [f"seed={s}", f"reg.lam={lam}"]) for s, lam in ((0, 1e-3), (1, 1e-2), (2, 0.1))]
-    group = Group([Member(prepare(c)) for c in configs])
+    group = StackedModels([Member.of(prepare(c)) for c in configs])
     x, y = group.members[0].exp.tensors["train"]
     idx = torch.arange(3 * 64).view(3, 64)
-    lr, lam = group.vector(lambda m: m.lr), group.vector(lambda m: m.exp.config.reg.lam)
+    lr, lam = group.vector(learning_rate), group.vector(lambda m: m.exp.config.reg.lam)
     group.optimizer.shared_lr = configs[0].optim.lr  # all three share it
 
     def read_back(*args, **kwargs):

@@ -5,15 +5,22 @@ around it: it builds the task, moves the splits through ``targets``, calls ``att
 once, then per batch ``train_step`` and per epoch ``evaluate`` on each split, ``penalty_values``
 and ``epoch_metrics``; it steps ``scheduler``, stops after an epoch that set ``stop_reason``, and at
 the end adds ``final_metrics`` to the summary and lets ``write_plots`` draw the task's figures.
+
+The engine trains a stack of K ≥ 1 models. A task whose models it stacks (K models of one
+architecture as one computation, ``reglab.train.stacked``) also fulfils :class:`StackableTask`:
+there the engine calls ``stacked_loss`` instead of ``train_step`` and scores each model with
+``criterion``; any other task trains as a stack of one by its own ``train_step``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import torch
 from torch import nn
+
+from reglab.regularizer import Regularizer
 
 Tensors = dict[str, tuple[torch.Tensor, torch.Tensor]]  # split name -> (inputs, targets) on the device
 
@@ -54,3 +61,22 @@ class Task(Protocol):
 
     def write_plots(self, folder: Path, history: list[dict], summary: dict[str, Any]) -> None:
         """The task's own figures into ``folder`` (the engine draws the learning curve and weights)."""
+
+
+class StackableTask(Task, Protocol):
+    """What the stacked backend needs of a task beyond :class:`Task`: the loss of M stacked models
+    at once, and the loss and kind that score each of them.
+    :class:`~reglab.tasks.supervised.SupervisedTask` fulfils it."""
+
+    classify: bool
+    """True: outputs are class logits, scored by accuracy as well; False: regression outputs"""
+    regularizer: Regularizer | None
+    """the config's penalty term bound to ``model`` (the stack applies it to every model with its own λ)"""
+
+    def criterion(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One model's mean loss of outputs ``out`` [B, ...] against targets ``y`` [B, ...]."""
+
+    def stacked_loss(self, forward: Callable[[torch.Tensor, bool], torch.Tensor], x: torch.Tensor,
+                     y: torch.Tensor) -> torch.Tensor:
+        """The training loss of M stacked models, [M], each on its own batch: ``forward(x, train)``
+        maps inputs [M, B, ...] to outputs [M, B, ...] (``train``: with dropout)."""

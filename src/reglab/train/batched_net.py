@@ -1,5 +1,5 @@
 """The forward pass of M models of one ``Net`` architecture on stacked parameters, for the batched
-engine (:mod:`reglab.train.batched`)."""
+engine (:mod:`reglab.train.stacked`)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ BATCHED_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.MaxPool1d, nn.MaxPool2d, C
 def layer_plan(model: nn.Module) -> list[tuple[str, nn.Module | None]]:
     """``Net``'s layers in forward order, by parameter prefix; ``None`` marks the flatten."""
     if not isinstance(model, Net):
-        raise ValueError(f"the fast path trains reglab's Net, not {type(model).__name__}")
+        raise ValueError(f"the stacked backend trains reglab's Net, not {type(model).__name__}")
     plan: list[tuple[str, nn.Module | None]] = []
     for part in ("features", "body"):
         plan += [(f"{part}.{name}", layer) for name, layer in getattr(model, part).named_children()]

@@ -1,5 +1,5 @@
 """The optimizer step, gradient clipping and penalty term of the batched engine
-(:mod:`reglab.train.batched`) on stacked tensors ``[M, ...]``, with a learning rate, weight decay and
+(:mod:`reglab.train.stacked`) on stacked tensors ``[M, ...]``, with a learning rate, weight decay and
 λ per model (``[M]`` vectors broadcast over the model dimension)."""
 
 from __future__ import annotations

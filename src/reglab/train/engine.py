@@ -1,0 +1,147 @@
+"""The engine: one loop over epochs for a stack of K ≥ 1 models; a single run is K = 1 through the
+same code.
+
+A stack is one of two backends with one interface (:class:`Stack`):
+
+* :class:`~reglab.train.stacked.StackedModels`: K models of one ``Net`` architecture as one
+  computation on stacked parameters, for every supervised config that
+  :func:`~reglab.train.stacked.unsupported` admits (a single one as K = 1, a sweep's group together);
+* :class:`~reglab.train.module_stack.ModuleStack`: K = 1, the task's own module and ``train_step``,
+  for what cannot be stacked (GAN, adversarial training, batch normalization, custom models, other
+  selections).
+
+Each epoch (:func:`train_stack`): the stack trains every model one pass over its own shuffle
+(losses [K, steps]), evaluates train and validation for all models at once, and then each model's
+:class:`~reglab.train.tracker.Member` ends its epoch: its module takes its weights (``load``), its
+tracker checks divergence, logs, keeps the best epoch, steps its LR schedule and decides whether it
+stops. A model that ends (done, stopped, diverged, or it raised in its own end of epoch) finishes its
+run folder and leaves the stack (``select``); the others train on. What the whole stack raises ends
+the models still training as failed.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, Protocol
+
+from torch import Tensor
+
+from reglab.config import Config
+from reglab.progress import Progress
+from reglab.runs import RunFolder
+from reglab.train.experiment import Experiment, prepare
+from reglab.train.module_stack import ModuleStack
+from reglab.train.stacked import StackedModels, unsupported
+from reglab.train.threads import use_free_cores
+from reglab.train.tracker import Member, RunResult
+
+
+class Stack(Protocol):
+    """What the epoch loop needs of a backend that trains the ``members`` still training."""
+
+    members: list[Member]
+    steps: int
+    """the global step count: training steps each model has taken"""
+
+    def train_epoch(self) -> Tensor:
+        """One pass of every model over its own shuffle of the training set; batch losses [K, steps]
+        on the CPU."""
+
+    def evaluate(self) -> list[dict[str, float]]:
+        """Each model's train and validation loss (and accuracy) and gaps, in eval mode."""
+
+    def load(self, row: int) -> None:
+        """Make member ``row``'s own module hold its current weights."""
+
+    def select(self, keep: list[int]) -> None:
+        """Keep only these rows (the models still training)."""
+
+
+def stack_of(members: list[Member]) -> Stack:
+    """The stacked backend where it can train the members' config, else the module backend (one)."""
+    if unsupported(members[0].exp.config) is None:
+        return StackedModels(members)
+    if len(members) != 1:
+        raise ValueError(f"only a stack of one trains by the task's own step, not {len(members)}")
+    return ModuleStack(members[0])
+
+
+def train_stack(stack: Stack, progress: bool | None) -> None:
+    """Train every model of the stack to its own end, finishing each run as its model ends; what the
+    whole stack raises ends the models still training as failed."""
+    members = list(stack.members)
+    try:
+        epochs_loop(stack, progress)
+    except BaseException as exc:
+        for member in members:
+            if member.result is None:
+                member.fail(f"{type(exc).__name__}: {exc}", None)
+        if not isinstance(exc, Exception):
+            raise
+
+
+def epochs_loop(stack: Stack, progress: bool | None) -> None:
+    """The loop over epochs (see the module's docstring)."""
+    started = time.perf_counter()
+    size = len(stack.members)
+    config = stack.members[0].exp.config
+    alone = size == 1
+    bar = Progress(progress, config.train.epochs, config.name + ("" if alone else f" ×{size}"))
+    try:
+        for epoch in range(1, config.train.epochs + 1):
+            losses = stack.train_epoch()
+            metrics = stack.evaluate()
+            keep = []
+            for i, member in enumerate(stack.members):
+                try:
+                    stack.load(i)
+                    ended = member.end_epoch(epoch, stack.steps, losses[i], metrics[i])
+                    if ended or epoch == config.train.epochs:
+                        member.finish(time.perf_counter() - started, size)
+                    else:
+                        keep.append(i)
+                except Exception as exc:  # this model's failure ends this model only
+                    member.fail(f"{type(exc).__name__}: {exc}", epoch)
+            tracker = stack.members[0].tracker
+            bar.update(tracker.progress_info() if alone and tracker.history else f"{len(keep)} of {size} training")
+            if not keep:
+                break
+            if len(keep) < len(stack.members):
+                stack.select(keep)
+    finally:
+        bar.close()
+
+
+def train_members(members: list[Member], root: str | Path | None, progress: bool | None) -> None:
+    """Build the members' stack, create their run folders and train them; each ends with its result."""
+    stack = stack_of(members)
+    for member in members:
+        member.tracker.folder = RunFolder.create(member.exp.config, member.exp.device, root)
+    train_stack(stack, progress)
+
+
+def run(config: Config, root: str | Path | None = None, progress: bool | None = None) -> RunResult:
+    """Train one config as a stack of one and write its run folder. User errors surface before any
+    folder exists; a failure in training gives a failed result, its reason in ``summary.json``."""
+    use_free_cores()
+    member = Member.of(prepare(config))
+    train_members([member], root, progress)
+    return member.result
+
+
+def run_or_fail(config: Config, root: str | Path | None = None, progress: bool | None = None) -> RunResult:
+    """:func:`run`, with an exception turned into a failed result: one run's failure is its own."""
+    try:
+        return run(config, root, progress)
+    except Exception as exc:
+        return RunResult.failed(exc)
+
+
+def fit(exp: Experiment, folder: RunFolder | None = None, progress: bool | None = None,
+        on_epoch: Callable[[dict], None] | None = None) -> dict:
+    """Train a prepared experiment as a stack of one, into ``folder`` if one is given; its summary.
+    ``on_epoch(record)`` sees each epoch's metrics line as it is recorded."""
+    member = Member.of(exp, folder, on_epoch)
+    train_stack(stack_of([member]), progress)
+    return member.result.summary

@@ -1,0 +1,227 @@
+"""The stacked backend of the engine: M ≥ 1 models of one ``Net`` architecture trained as one
+computation.
+
+Every parameter is stacked into one tensor ``[M, ...]`` (model m in row m;
+``torch.func.stack_module_state``), each step is one batched forward and backward over the models'
+own batches ``[M, B, ...]``, and the gradient clipping, the penalty and the optimizer act on the
+stacked tensors with a learning rate, a λ and a weight decay per model (``[M]`` vectors broadcast
+over the model dimension). A single run is the stack of M = 1 (``reglab.train.engine``).
+
+Model m sees what it sees alone, in the same order:
+
+* its initial weights: ``seed_everything(seed)``, then the same builder (``reglab.train.prepare``);
+* its batches: its own shuffle ``torch.Generator().manual_seed(seed)``, one permutation per epoch;
+* its dropout masks, on any device: they are a function of (its seed, step, layer)
+  (``reglab.models.dropout``), drawn for all models in one call per dropout layer;
+* one step: the task's loss of each model (``stacked_loss``) → backward → clip
+  (g ← g·min(1, c / (‖g‖ + 10⁻⁶)) with ‖g‖ the model's own global norm, then g ← clamp(g, −v, v))
+  → coupled penalty g ← g + ∇(λ_m·R)(w) → decoupled decay w ← w − lr_m·∇(λ_m·R)(w) → the optimizer
+  step as torch writes it (SGD with momentum, Adam, AdamW) → proximal map w ← prox(w, lr_m·λ_m),
+  λ_m scaled by the warm-up schedule of the step; the penalty's math is its own
+  (``Penalty.stacked_grad`` / ``stacked_prox``), for any penalty;
+* its own epoch metrics, early stopping, restore-best and LR schedule (``reglab.train.tracker``).
+
+Linear layers are ``baddbmm``, the batched twin of the ``addmm`` a single model runs, the losses are
+taken on contiguous views, and every per-model scalar is computed in float64 and rounded once, as
+torch rounds its Python scalars. On CPU an MLP stacked with others then trains bit for bit as it
+does alone, dropout included, with every penalty in every mode and each optimizer
+(tests/test_vectorized.py), except group lasso in coupled and decoupled mode, whose per-group norms
+reduced over the stack differ in the last place; there, and where a kernel sums in another order
+(batched convolutions under ``vmap``), the results agree to float rounding (1e-5 relative), and
+agree so with the same model trained by a plain torch loop (tests/test_engine.py).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, cast
+
+import torch
+from torch import Tensor, nn
+from torch.func import stack_module_state
+
+from reglab.adversarial.config import wants_attacks
+from reglab.config import Config, flat_keys
+from reglab.models.dropout import CountedDropout, dropout_masks
+from reglab.tasks.base import StackableTask
+from reglab.train.batched_net import BatchedNet
+from reglab.train.experiment import add_gaps
+from reglab.train.stacked_optim import StackedOptimizer, StackedTerm, clip_
+from reglab.train.tracker import Member
+
+HANDLED = {
+    "name", "description", "seed", "device", "out",
+    "model.kind", "model.hidden", "model.activation", "model.dropout", "model.channels",
+    "model.kernel_size", "model.pool", "model.dense", "model.batchnorm",
+    "reg.penalty", "reg.lam", "reg.l1_ratio", "reg.mode", "reg.on", "reg.dropout", "reg.warmup_epochs",
+    "optim.name", "optim.lr", "optim.momentum", "optim.weight_decay", "optim.betas",
+    "train.epochs", "train.batch_size", "train.schedule", "train.plateau_factor",
+    "train.plateau_patience", "train.step_size", "train.step_gamma", "train.clip_norm",
+    "train.clip_value", "train.early_stopping", "train.monitor", "train.restore_best",
+    "train.save_weights", "train.plots", "train.tensorboard", "published.value", "published.metric",
+    "published.source",
+}  # fmt: skip
+"""The keys the stacked backend implements (and every ``data.*`` key); any other key must keep its default."""
+
+EVAL_BATCH = 2048  # the chunk size of SupervisedTask.evaluate, so that the losses add up alike
+
+
+def unsupported(config: Config) -> str | None:
+    """Why the stacked backend cannot train this config, or None. What it cannot train trains as a
+    stack of one by the task's own step (``reglab.train.module_stack``)."""
+    if wants_attacks(config):
+        return "adversarial training and robust evaluation are not vectorized"
+    defaults = flat_keys(Config().to_dict())
+    for key, value in flat_keys(config.to_dict()).items():
+        if key not in HANDLED and not key.startswith("data.") and value != defaults.get(key):
+            return f"{key} is not vectorized"
+    if config.model.kind not in ("linear", "mlp", "cnn"):
+        return f"model.kind={config.model.kind} is not vectorized"
+    if config.model.batchnorm:
+        return "batch normalization (running statistics per model) is not vectorized"
+    if config.reg.on != "weights":
+        return f"only the default selection reg.on=weights is vectorized, not '{config.reg.on}'"
+    return None
+
+
+def dropout_seed(model: nn.Module) -> int:
+    """The seed of a model's dropout masks (0 for a model without dropout)."""
+    return next((m.seed for m in model.modules() if isinstance(m, CountedDropout)), 0)
+
+
+def stackable(member: Member) -> StackableTask:
+    """The member's task as the stacked backend uses it: a config that :func:`unsupported` admits
+    is a supervised task (``reglab.train.task_choice``), which declares what ``StackableTask`` needs."""
+    return cast(StackableTask, member.exp.task)
+
+
+def learning_rate(member: Member) -> float:
+    """The member's current learning rate: its own optimizer's, which its schedule steps."""
+    return member.exp.task.optimizer.param_groups[0]["lr"]
+
+
+class StackedModels:
+    """The models still training: stacked parameters, optimizer state and penalty, one row each."""
+
+    def __init__(self, members: list[Member]):
+        first = members[0].exp
+        self.members = members
+        self.config, self.device = first.config, first.device
+        self.task = stackable(members[0])
+        self.net = BatchedNet(first.model)
+        self.params, _ = stack_module_state([m.exp.model for m in members])
+        self.optimizer = StackedOptimizer(self.config.optim.name, self.task.optimizer.param_groups[0])
+        self.penalty = self.build_penalty()
+        self.steps = 0
+        self.dropout_seeds = torch.tensor([dropout_seed(m.exp.model) for m in members], dtype=torch.int32,
+                                          device=self.device)
+        self.keep = self.vector(lambda m: 1 - m.exp.config.model.dropout)
+
+    def build_penalty(self) -> StackedTerm | None:
+        """The config's penalty term on the stacked weights it selects, its settings per model."""
+        regularizer = self.task.regularizer
+        if regularizer is None:
+            return None
+        term = regularizer.terms[0]
+        model = self.members[0].exp.model
+        names = {id(p): n for n, p in model.named_parameters()}
+        selected = [names[id(p)] for _, p in term.on.resolve(model)]
+        settings = {name: self.vector(lambda m: getattr(stackable(m).regularizer.terms[0].penalty, name))
+                    for name in term.penalty.settings}
+        return StackedTerm(term.penalty, term.mode, selected, settings, term.schedule)
+
+    def vector(self, value: Callable[[Member], float]) -> Tensor:
+        """A per-model float64 vector over the members still training."""
+        return torch.tensor([value(m) for m in self.members], dtype=torch.float64, device=self.device)
+
+    def draw_dropout(self, layer: CountedDropout, h: Tensor) -> Tensor:
+        """Every model's masks for ``layer`` at this step, in one call: each with its own seed and
+        rate (the rate of every dropout layer of a model is its ``model.dropout``)."""
+        return dropout_masks(self.dropout_seeds, self.steps, layer.layer, h.shape[1:], self.keep, h.dtype)
+
+    def forward(self, x: Tensor, train: bool) -> Tensor:
+        """Every model's outputs [M, B, ...] on its inputs [M, B, ...]; ``train`` applies this
+        step's dropout masks."""
+        return self.net(self.params, x, self.draw_dropout if train else None)
+
+    def train_step(self, x: Tensor, y: Tensor, lr: Tensor, lam: Tensor, wd: Tensor | None) -> Tensor:
+        """One step of every model on its batch; returns the batch losses [M]."""
+        names = list(self.params)
+        losses = self.task.stacked_loss(self.forward, x, y)
+        grads = dict(zip(names, torch.autograd.grad(losses.sum(), [self.params[n] for n in names])))
+        with torch.no_grad():
+            clip_(list(grads.values()), self.config.train.clip_norm, self.config.train.clip_value)
+            if self.penalty is not None:
+                lam = lam * float(self.penalty.schedule(self.steps))  # λ of this step (warm-up)
+                self.penalty.before_step(self.params, grads, lr, lam)
+            self.optimizer.step(self.params, grads, lr, wd)
+            if self.penalty is not None:
+                self.penalty.after_step(self.params, lr, lam)
+        self.steps += 1
+        return losses.detach()
+
+    def train_epoch(self) -> Tensor:
+        """One pass of every model over its own shuffle of the training set; losses [M, steps]."""
+        x, y = self.members[0].exp.tensors["train"]
+        n = len(x)
+        batch = self.config.train.batch_size or n
+        orders = torch.stack([torch.randperm(n, generator=m.shuffle) for m in self.members]).to(self.device)
+        lr = self.vector(learning_rate)
+        rates = {learning_rate(m) for m in self.members}
+        self.optimizer.shared_lr = rates.pop() if len(rates) == 1 else None
+        lam = self.vector(lambda m: m.exp.config.reg.lam)
+        wd = self.vector(lambda m: m.exp.task.optimizer.param_groups[0]["weight_decay"])
+        wd = wd if bool(wd.any()) else None
+        losses = []
+        for start in range(0, n, batch):
+            idx = orders[:, start : start + batch]
+            losses.append(self.train_step(x[idx], y[idx], lr, lam, wd))
+        return torch.stack(losses, 1).cpu()
+
+    @torch.no_grad()
+    def evaluate(self, names=("train", "val")) -> list[dict[str, float]]:
+        """Each model's mean loss (and accuracy) on the splits, in eval mode, as its task computes
+        them: Σ_chunks loss(chunk)·|chunk| / n in float64, accuracy = correct / n. The numbers of
+        all models stay on the device until one ``tolist()`` per evaluation."""
+        task, size = self.task, len(self.members)
+        keys, columns = [], []
+        for name in names:
+            x, y = self.members[0].exp.tensors[name]
+            totals = torch.zeros(size, dtype=torch.float64, device=self.device)
+            correct = torch.zeros(size, dtype=torch.int64, device=self.device)
+            for start in range(0, len(x), EVAL_BATCH):
+                xb, yb = x[start : start + EVAL_BATCH], y[start : start + EVAL_BATCH]
+                logits = self.net(self.params, xb.expand(size, *xb.shape))
+                # the task's own criterion on each model's logits: a loss reduced per model rounds
+                # as the separate run's does, where one reduced over the stack would not
+                losses = torch.stack([task.criterion(out, yb) for out in logits])
+                totals += losses.double() * len(yb)
+                if task.classify:
+                    correct += (logits.argmax(2) == yb).sum(1)
+            keys.append(f"{name}_loss")
+            columns.append(totals / len(x))
+            if task.classify:
+                keys.append(f"{name}_acc")
+                columns.append(correct.double() / len(x))
+        rows = torch.stack(columns, 1).tolist()
+        return [add_gaps(dict(zip(keys, row))) for row in rows]
+
+    @torch.no_grad()
+    def load(self, row: int) -> None:
+        """Copy model ``row``'s stacked parameters into its own ``nn.Module``, and its step count
+        into its regularizer (whose warm-up its penalty values read)."""
+        member = self.members[row]
+        for name, p in member.exp.model.named_parameters():
+            p.copy_(self.params[name][row])
+        regularizer = stackable(member).regularizer
+        if regularizer is not None:
+            regularizer.load_state_dict({"steps": self.steps})
+
+    def select(self, keep: list[int]) -> None:
+        """Keep only these rows (the models still training)."""
+        index = torch.tensor(keep, device=self.device)
+        self.members = [self.members[i] for i in keep]
+        self.params = {n: p.detach()[index].requires_grad_() for n, p in self.params.items()}
+        self.optimizer.select(index)
+        self.dropout_seeds, self.keep = self.dropout_seeds[index], self.keep[index]
+        if self.penalty is not None:
+            self.penalty.select(index)

@@ -1,0 +1,244 @@
+"""A model's course through its epochs and the end of its run, the same for every stack it trains
+in: divergence, its metrics.jsonl lines, the best epoch (its weights kept for restore-best), the LR
+schedule, early stopping, the task's own stop, and at the end its summary, plots, weights and run
+folder (:class:`Tracker`, :class:`Member`)."""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+
+from reglab.errors import UserError
+from reglab.plots import learning_curve, weight_histogram
+from reglab.runs import RunFolder
+from reglab.train.experiment import Experiment, evaluate_splits, weight_stats
+
+
+class Diverged(Exception):
+    """The loss became NaN or infinite; carries the global step where it happened."""
+
+    def __init__(self, step: int, value: float):
+        super().__init__(f"loss became {value} at step {step}")
+        self.step = step
+
+
+@dataclass
+class RunResult:
+    """A run's folder (None when it failed before one was created, or trained without one) and its
+    summary."""
+
+    path: Path | None
+    summary: dict[str, Any]
+
+    @property
+    def ok(self) -> bool:
+        return self.summary.get("status") == "ok"
+
+    @classmethod
+    def failed(cls, exc: Exception) -> "RunResult":
+        """The result of a run that raised before training (no folder)."""
+        reason = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+        return cls(None, {"status": "failed", "reason": reason})
+
+
+def epoch_record(exp: Experiment, epoch: int, step: int, batch_loss: float,
+                 split_metrics: dict[str, float]) -> dict[str, Any]:
+    """An epoch's line of metrics.jsonl: the split metrics, then the model's penalty values, weight
+    statistics and the task's own metrics. A non-finite validation loss raises :class:`Diverged`."""
+    record = {"epoch": epoch, "step": step, "lr": exp.task.optimizer.param_groups[0]["lr"],
+              "batch_loss": batch_loss, **split_metrics}
+    if not math.isfinite(record["val_loss"]):
+        raise Diverged(step, record["val_loss"])
+    record.update(exp.task.penalty_values())
+    record.update(weight_stats(exp.model))
+    record.update(exp.task.epoch_metrics(exp.tensors))
+    return record
+
+
+def step_schedule(exp: Experiment, monitored: float) -> None:
+    """Advance the LR schedule by one epoch (ReduceLROnPlateau sees the monitored value)."""
+    scheduler = exp.task.scheduler
+    if scheduler is not None:
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(monitored)
+        else:
+            scheduler.step()
+
+
+def is_better(value: float, best: float | None, monitor: str) -> bool:
+    if best is None:
+        return True
+    return value < best if monitor == "val_loss" else value > best
+
+
+@dataclass
+class Tracker:
+    """One model's course through its epochs: divergence, its metrics.jsonl lines, the best epoch
+    (its weights kept for restore-best), the LR schedule, early stopping and the task's own stop."""
+
+    exp: Experiment
+    folder: RunFolder | None
+    on_epoch: Callable[[dict], None] | None = None
+    history: list[dict] = field(default_factory=list)
+    best_value: float | None = None
+    best_state: dict | None = None
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    status: dict[str, Any] = field(default_factory=lambda: {"status": "ok"})
+
+    def diverged(self, losses: Tensor, step: int) -> bool:
+        """True (and the status says failed) when a batch loss of the epoch that ended at global
+        step ``step`` is NaN or infinite."""
+        finite = torch.isfinite(losses)
+        if bool(finite.all()):
+            return False
+        bad = int((~finite).nonzero()[0])
+        self.fail(Diverged(step - len(losses) + bad + 1, float(losses[bad])))
+        return True
+
+    def fail(self, exc: Diverged) -> None:
+        self.status = {"status": "failed", "reason": f"diverged: {exc}", "step": exc.step,
+                       "epoch": len(self.history) + 1}
+
+    def end_epoch(self, epoch: int, step: int, batch_loss: float, split_metrics: dict[str, float]) -> bool:
+        """Record the epoch (the model holds its weights); True when its training ends here."""
+        cfg = self.exp.config.train
+        try:
+            record = epoch_record(self.exp, epoch, step, batch_loss, split_metrics)
+        except Diverged as exc:
+            self.fail(exc)
+            return True
+        self.history.append(record)
+        if self.folder is not None:
+            self.folder.log(record)
+        if self.on_epoch is not None:
+            self.on_epoch(record)
+        monitored = record[cfg.monitor]
+        if is_better(monitored, self.best_value, cfg.monitor):
+            self.best_value, self.best_epoch, self.bad_epochs = monitored, epoch, 0
+            self.best_state = copy.deepcopy(self.exp.model.state_dict()) if cfg.restore_best else None
+        else:
+            self.bad_epochs += 1
+        step_schedule(self.exp, monitored)
+        if cfg.early_stopping is not None and self.bad_epochs >= cfg.early_stopping:
+            self.status["stopped_early"] = True
+            return True
+        stop_reason = self.exp.task.stop_reason
+        if stop_reason is not None:
+            self.status.update(stopped_early=True, stop_reason=stop_reason)
+            return True
+        return False
+
+    def progress_info(self) -> str:
+        """The progress bar's note on the last epoch recorded: its validation loss (and accuracy)."""
+        record = self.history[-1]
+        return (f"val_loss {record['val_loss']:.4g}"
+                + (f" val_acc {record['val_acc']:.3f}" if "val_acc" in record else ""))
+
+    def summary(self, seconds: float) -> dict[str, Any]:
+        """Restore the best weights (when the run is ok) and summarize the run."""
+        if self.status["status"] == "ok" and self.exp.config.train.restore_best and self.best_state is not None:
+            self.exp.model.load_state_dict(self.best_state)
+        return summarize(self.exp, self.folder, self.status, self.history, self.best_epoch, seconds)
+
+
+def summarize(exp: Experiment, folder: RunFolder | None, status: dict[str, Any], history: list[dict],
+              best_epoch: int, seconds: float) -> dict[str, Any]:
+    """The summary of a finished run (its model already restored to the best epoch) and its plots."""
+    cfg = exp.config
+    summary: dict[str, Any] = {**status, "epochs_run": len(history), "best_epoch": best_epoch,
+                               "seconds": seconds, "device": str(exp.device),
+                               "n_params": sum(p.numel() for p in exp.model.parameters()),
+                               **exp.splits.metadata()}
+    if status["status"] == "ok":
+        summary.update(evaluate_splits(exp, ("train", "val", "test")))
+        summary.update(weight_stats(exp.model))
+        summary.update(exp.task.penalty_values())
+        summary.update(exp.task.final_metrics(exp.tensors))
+    if folder is not None and history and cfg.train.plots:
+        try:
+            write_plots(exp, folder.path / "plots", history, summary)
+        except Exception as exc:
+            if status["status"] == "ok":
+                raise
+            # a failed run keeps its own reason: the weights that made it fail may not be plottable
+            summary["plots"] = f"not drawn: {type(exc).__name__}: {exc}"
+    return summary
+
+
+def write_plots(exp: Experiment, plots: Path, history: list[dict], summary: dict[str, Any]) -> None:
+    """The learning curve, the weight histogram and the task's own plots."""
+    name = exp.config.name
+    learning_curve(history, plots / "learning_curve.png", name)
+    weights = {n: p.detach().cpu().numpy() for n, p in exp.model.named_parameters() if p.dim() >= 2}
+    weight_histogram(weights, plots / "weights.png", name)
+    exp.task.write_plots(plots, history, summary)
+
+
+def close(exp: Experiment, folder: RunFolder | None, summary: dict[str, Any]) -> RunResult:
+    """Finish a trained run's folder: its weights (when the run is ok and keeps them), its summary."""
+    if folder is None:
+        return RunResult(None, summary)
+    if summary["status"] == "ok" and exp.config.train.save_weights:
+        folder.save_weights(exp.model)
+    summary["path"] = str(folder.path)
+    folder.finish(summary)
+    return RunResult(folder.path, summary)
+
+
+@dataclass
+class Member:
+    """One model of a stack: its experiment, its tracker (run folder, history, best epoch, status),
+    its shuffle and, once it has ended, its result."""
+
+    exp: Experiment
+    tracker: Tracker
+    shuffle: torch.Generator
+    result: RunResult | None = None
+
+    @classmethod
+    def of(cls, exp: Experiment, folder: RunFolder | None = None,
+           on_epoch: Callable[[dict], None] | None = None) -> "Member":
+        """A member whose batches come from its own shuffle ``torch.Generator().manual_seed(seed)``,
+        one permutation per epoch."""
+        return cls(exp, Tracker(exp, folder, on_epoch), torch.Generator().manual_seed(exp.config.seed))
+
+    @property
+    def folder(self) -> RunFolder | None:
+        return self.tracker.folder
+
+    def end_epoch(self, epoch: int, step: int, losses: Tensor, split_metrics: dict[str, float]) -> bool:
+        """The end of an epoch (its model holds this model's weights); True when this model's
+        training ends."""
+        if self.tracker.diverged(losses, step):
+            return True
+        with warnings.catch_warnings():  # a stacked model's schedule steps an optimizer the stack stands in for
+            warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
+            return self.tracker.end_epoch(epoch, step, float(losses.mean()), split_metrics)
+
+    def fail(self, reason: str, epoch: int | None) -> None:
+        """End this model's run as failed, leaving the rest of its stack to train on."""
+        summary: dict[str, Any] = {"status": "failed", "reason": reason}
+        if epoch is not None:
+            summary["epoch"] = epoch
+        if self.folder is not None:
+            summary["path"] = str(self.folder.path)
+            self.folder.finish(summary)
+        self.result = RunResult(None if self.folder is None else self.folder.path, summary)
+
+    def finish(self, seconds: float, stack_size: int) -> None:
+        """Restore the best weights, write the summary (and weights) and finish the run folder.
+        ``seconds`` is the stack's time until this model ended; the summary's ``seconds`` is this
+        model's share of it, ``seconds / stack_size``, and a stack of K > 1 adds the whole as
+        ``group_seconds`` (with ``vectorized`` and ``group_size``)."""
+        summary = self.tracker.summary(seconds / stack_size)
+        if stack_size > 1:
+            summary.update(vectorized=True, group_size=stack_size, group_seconds=seconds)
+        self.result = close(self.exp, self.folder, summary)
