@@ -76,8 +76,8 @@ def unsupported(config: Config) -> str | None:
             return f"{key} is not vectorized"
     if config.model.kind not in ("linear", "mlp", "cnn"):
         return f"model.kind={config.model.kind} is not vectorized"
-    if config.model.batchnorm:
-        return "batch normalization (running statistics per model) is not vectorized"
+    if config.model.batchnorm and config.model.kind == "cnn":
+        return "batch normalization of convolutions is not stacked (only that of dense layers)"
     if config.reg.on != "weights":
         return f"only the default selection reg.on=weights is vectorized, not '{config.reg.on}'"
     return None
@@ -108,7 +108,7 @@ class StackedModels:
         self.config, self.device = first.config, first.device
         self.task = stackable(members[0])
         self.net = BatchedNet(first.model)
-        self.params, _ = stack_module_state([m.exp.model for m in members])
+        self.params, self.buffers = stack_module_state([m.exp.model for m in members])
         self.optimizer = StackedOptimizer(self.config.optim.name, self.task.optimizer.param_groups[0])
         self.penalty = self.build_penalty()
         self.steps = 0
@@ -141,7 +141,7 @@ class StackedModels:
     def forward(self, x: Tensor, train: bool) -> Tensor:
         """Every model's outputs [M, B, ...] on its inputs [M, B, ...]; ``train`` applies this
         step's dropout masks."""
-        return self.net(self.params, x, self.draw_dropout if train else None)
+        return self.net(self.params, self.buffers, x, self.draw_dropout if train else None)
 
     def train_step(self, x: Tensor, y: Tensor, lr: Tensor, lam: Tensor, wd: Tensor | None) -> Tensor:
         """One step of every model on its batch; returns the batch losses [M]."""
@@ -190,7 +190,7 @@ class StackedModels:
             correct = torch.zeros(size, dtype=torch.int64, device=self.device)
             for start in range(0, len(x), EVAL_BATCH):
                 xb, yb = x[start : start + EVAL_BATCH], y[start : start + EVAL_BATCH]
-                logits = self.net(self.params, xb.expand(size, *xb.shape))
+                logits = self.net(self.params, self.buffers, xb.expand(size, *xb.shape))
                 # the task's own criterion on each model's logits: a loss reduced per model rounds
                 # as the separate run's does, where one reduced over the stack would not
                 losses = torch.stack([task.criterion(out, yb) for out in logits])
@@ -207,11 +207,13 @@ class StackedModels:
 
     @torch.no_grad()
     def load(self, row: int) -> None:
-        """Copy model ``row``'s stacked parameters into its own ``nn.Module``, and its step count
-        into its regularizer (whose warm-up its penalty values read)."""
+        """Copy model ``row``'s stacked parameters and buffers into its own ``nn.Module``, and its
+        step count into its regularizer (whose warm-up its penalty values read)."""
         member = self.members[row]
         for name, p in member.exp.model.named_parameters():
             p.copy_(self.params[name][row])
+        for name, b in member.exp.model.named_buffers():
+            b.copy_(self.buffers[name][row])
         regularizer = stackable(member).regularizer
         if regularizer is not None:
             regularizer.load_state_dict({"steps": self.steps})
@@ -221,6 +223,7 @@ class StackedModels:
         index = torch.tensor(keep, device=self.device)
         self.members = [self.members[i] for i in keep]
         self.params = {n: p.detach()[index].requires_grad_() for n, p in self.params.items()}
+        self.buffers = {n: b[index] for n, b in self.buffers.items()}
         self.optimizer.select(index)
         self.dropout_seeds, self.keep = self.dropout_seeds[index], self.keep[index]
         if self.penalty is not None:
