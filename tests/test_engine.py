@@ -8,6 +8,7 @@ group lasso's stacked coupled and decoupled forms); a run by the task's own step
 selections, batch-normalized convolutions) agrees bit for bit.
 """
 
+import inspect
 import math
 
 import pytest
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 
 from reglab.config import load_config
 from reglab.runs import load_weights, read_run
+from reglab.tasks.base import StackableTask
 from reglab.train import Member, fit, prepare, run
 from reglab.train.engine import stack_of
 from reglab.train.module_stack import ModuleStack
@@ -145,3 +147,14 @@ def test_what_a_stack_of_one_raises_fails_its_run_with_the_reason(tmp_path):
     exp.task.epoch_metrics = broken_metrics
     summary = fit(exp)
     assert summary == {"status": "failed", "reason": "RuntimeError: a metric that cannot be computed", "epoch": 1}
+
+
+def test_the_task_a_stack_trains_declares_what_the_stacked_backend_needs():
+    task = prepare(load_config("mlp-l2", ["data.n_train=100", "model.hidden=[8]"])).task
+    hooks = {name for name, member in vars(StackableTask).items() if inspect.isfunction(member) and not name.startswith("_")}
+    assert hooks == {"criterion", "stacked_loss"}
+    for name in hooks:
+        declared = list(inspect.signature(getattr(StackableTask, name)).parameters)[1:]
+        assert list(inspect.signature(getattr(task, name)).parameters) == declared, name
+    for name in StackableTask.__annotations__:
+        assert hasattr(task, name), name
