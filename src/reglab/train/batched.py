@@ -27,7 +27,7 @@ def vectorizable(configs: list[Config]) -> str | None:
     """None when :func:`run_many` can train ``configs`` together, else a short reason why not.
 
     They can when they differ only in :data:`VARYING` (seed, λ, l1_ratio, lr, weight decay, name)
-    and the stacked backend implements the rest: supervised linear/mlp/cnn models without batchnorm,
+    and the stacked backend implements the rest: supervised linear/mlp/cnn models (batch normalization included),
     any penalty and mode on the default weight selection, sgd/adam/adamw, any LR schedule, clipping,
     early stopping and restore-best, and dropout.
     """

@@ -13,7 +13,7 @@ from torch.func import vmap
 from reglab.models.build import ACTIVATIONS, Net
 from reglab.models.dropout import CountedDropout
 
-BATCHED_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.MaxPool1d, nn.MaxPool2d, nn.BatchNorm1d, CountedDropout,
+BATCHED_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.MaxPool1d, nn.MaxPool2d, nn.BatchNorm1d, nn.BatchNorm2d, CountedDropout,
                   *ACTIVATIONS.values())  # fmt: skip
 
 
@@ -50,32 +50,32 @@ class BatchedLinear(torch.autograd.Function):
 
 
 def batch_norm(h: Tensor, params: dict[str, Tensor], buffers: dict[str, Tensor], name: str,
-               layer: nn.BatchNorm1d, train: bool) -> Tensor:
-    """Each model's batch normalization of its own batch ``h`` [M, B, C] (a dense layer's outputs),
-    as ``nn.BatchNorm1d`` computes it, with its own running statistics ``[M, C]``:
+               layer: nn.BatchNorm1d | nn.BatchNorm2d, train: bool) -> Tensor:
+    """Each model's batch normalization of its own batch ``h`` [M, B, C, ...], as ``nn.BatchNorm``
+    computes it, with its own running statistics ``[M, C]``:
 
         y = (h − μ) / √(σ² + ε) · γ + β,
 
-    in training μ, σ² the mean and biased variance over the model's batch, and
+    in training μ, σ² the mean and biased variance over the model's batch (and positions), and
     running ← (1 − momentum)·running + momentum·(μ, σ²·n/(n − 1)), ``num_batches_tracked`` + 1; in
     eval mode μ, σ² the running statistics. The models' channels are laid side by side as M·C
     channels of one ``F.batch_norm``, which keeps each channel's statistics apart."""
-    m, b, c = h.shape
+    m, b, c = h.shape[:3]
     running_mean, running_var = buffers[f"{name}.running_mean"], buffers[f"{name}.running_var"]
     if train:
         buffers[f"{name}.num_batches_tracked"].add_(1)
-    side_by_side = h.movedim(0, 1).reshape(b, m * c)
+    side_by_side = h.movedim(0, 1).reshape(b, m * c, *h.shape[3:])
     out = F.batch_norm(side_by_side, running_mean.view(-1), running_var.view(-1), params[f"{name}.weight"].reshape(-1),
                        params[f"{name}.bias"].reshape(-1), train, layer.momentum, layer.eps)
-    return out.view(b, m, c).movedim(1, 0)
+    return out.reshape(b, m, c, *h.shape[3:]).movedim(1, 0)
 
 
 class BatchedNet:
     """The forward pass of M models of one ``Net`` architecture: stacked parameters and buffers
     ``{name: [M, ...]}`` and inputs ``[M, B, ...]`` give outputs ``[M, B, n_outputs]``.
 
-    Linear: h ← h·Wᵀ + b per model (:class:`BatchedLinear`); convolutions under ``vmap``; a dense
-    layer's batch normalization per model (:func:`batch_norm`); activations act elementwise and pooling per
+    Linear: h ← h·Wᵀ + b per model (:class:`BatchedLinear`); convolutions under ``vmap``; batch
+    normalization per model (:func:`batch_norm`); activations act elementwise and pooling per
     example, on the models and examples as one batch.
     """
 
@@ -100,7 +100,7 @@ class BatchedNet:
                     return conv(xm, wm, bm, layer.stride, layer.padding, layer.dilation, layer.groups)
 
                 h = vmap(one)(h, params[f"{name}.weight"], params[f"{name}.bias"])
-            elif isinstance(layer, nn.BatchNorm1d):
+            elif isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
                 h = batch_norm(h, params, buffers, name, layer, dropout is not None)
             elif isinstance(layer, CountedDropout):
                 if dropout is not None:
