@@ -55,8 +55,8 @@ def run_many(configs: list[Config], root: str | Path | None = None,
     """Train ``configs`` and write their run folders: the results of
     ``[reglab.train.run_or_fail(c, root) for c in configs]``, trained as one stack when
     :func:`vectorizable` allows it (each summary then says ``"vectorized": true``, the
-    ``group_size`` K and the stack's time until the model ended, ``group_seconds``; its ``seconds``
-    are its share, ``group_seconds / K``), else one after another.
+    ``group_size`` K and the stack's time to the end of the epoch the model ended in,
+    ``group_seconds``; its ``seconds`` are its share, ``group_seconds / K``), else one after another.
 
     A config that fails (it cannot be built, it diverges, or anything it alone does raises) gives a
     failed result with its reason, and the others train on as they would alone."""

@@ -14,7 +14,9 @@ Each epoch (:func:`train_stack`): the stack trains every model one pass over its
 :class:`~reglab.train.tracker.Member` ends its epoch: its module takes its weights (``load``), its
 tracker checks divergence, logs, keeps the best epoch, steps its LR schedule and decides whether it
 stops. A model that ends (done, stopped, diverged, or it raised in its own end of epoch) finishes its
-run folder and leaves the stack (``select``); the others train on. What the whole stack raises ends
+run folder and leaves the stack (``select``); the others train on. A model's time is the stack's
+until the end of the epoch it ended in (its own final evaluation and run folder not counted), shared
+out: ``seconds`` = that time / K (``reglab.train.tracker.Member.finish``). What the whole stack raises ends
 the models still training as failed.
 """
 
@@ -91,17 +93,20 @@ def epochs_loop(stack: Stack, progress: bool | None) -> None:
         for epoch in range(1, config.train.epochs + 1):
             losses = stack.train_epoch()
             metrics = stack.evaluate()
-            keep = []
+            keep, ending = [], []
             for i, member in enumerate(stack.members):
                 try:
                     stack.load(i)
                     ended = member.end_epoch(epoch, stack.steps, losses[i], metrics[i])
-                    if ended or epoch == config.train.epochs:
-                        member.finish(time.perf_counter() - started, size)
-                    else:
-                        keep.append(i)
+                    (ending if ended or epoch == config.train.epochs else keep).append(i)
                 except Exception as exc:  # this model's failure ends this model only
                     member.fail(f"{type(exc).__name__}: {exc}", epoch)
+            seconds = time.perf_counter() - started  # the stack's time to the end of this epoch
+            for i in ending:
+                try:
+                    stack.members[i].finish(seconds, size)
+                except Exception as exc:
+                    stack.members[i].fail(f"{type(exc).__name__}: {exc}", epoch)
             tracker = stack.members[0].tracker
             bar.update(tracker.progress_info() if alone and tracker.history else f"{len(keep)} of {size} training")
             if not keep:

@@ -235,9 +235,9 @@ class Member:
 
     def finish(self, seconds: float, stack_size: int) -> None:
         """Restore the best weights, write the summary (and weights) and finish the run folder.
-        ``seconds`` is the stack's time until this model ended; the summary's ``seconds`` is this
-        model's share of it, ``seconds / stack_size``, and a stack of K > 1 adds the whole as
-        ``group_seconds`` (with ``vectorized`` and ``group_size``)."""
+        ``seconds`` is the stack's time until the end of the epoch this model ended in; the
+        summary's ``seconds`` is this model's share of it, ``seconds / stack_size``, and a stack of
+        K > 1 adds the whole as ``group_seconds`` (with ``vectorized`` and ``group_size``)."""
         summary = self.tracker.summary(seconds / stack_size)
         if stack_size > 1:
             summary.update(vectorized=True, group_size=stack_size, group_seconds=seconds)
