@@ -72,6 +72,8 @@ def test_mlp_with_dropout_clipping_and_plateau(tmp_path):
     separate, together = train_both("mlp-l2", TINY_MLP + ["train.clip_norm=0.1"], SEEDS_X_LAMS, tmp_path)
     assert_same(separate, together)
     assert len({r.summary["val_loss"] for r in separate}) == 4  # four different models
+    # all four end after the last epoch: the same time of the group, shared out over its four models
+    assert len({r.summary["group_seconds"] for r in together}) == 1
 
 
 def test_dropout_rates_differ_per_model(tmp_path):
