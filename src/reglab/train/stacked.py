@@ -144,8 +144,9 @@ class StackedModels:
         return dropout_masks(self.dropout_seeds, self.steps, layer.layer, h.shape[1:], self.keep, h.dtype)
 
     def forward(self, x: Tensor, train: bool) -> Tensor:
-        """Every model's outputs [M, B, ...] on its inputs [M, B, ...]; ``train`` applies this
-        step's dropout masks."""
+        """Every model's outputs [M, B, ...] on its inputs [M, B, ...]; ``train``: this step's
+        dropout masks, and batch normalization by each model's batch statistics (updating its
+        running ones)."""
         return self.net(self.params, self.buffers, x, self.draw_dropout if train else None)
 
     def train_step(self, x: Tensor, y: Tensor, lr: Tensor, lam: Tensor, wd: Tensor | None) -> Tensor:
