@@ -152,3 +152,14 @@ def test_the_task_a_stack_trains_declares_what_the_stacked_backend_needs():
         assert list(inspect.signature(getattr(task, name)).parameters) == declared, name
     for name in StackableTask.__annotations__:
         assert hasattr(task, name), name
+
+
+def test_building_a_model_leaves_its_batch_normalization_untouched():
+    model = prepare(load_config("cnn-l2", ["data.name=digits", "data.n_train=100", "model.channels=[4]",
+                                           "model.dense=[8]", "model.batchnorm=true"])).model
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert len(norms) == 2
+    for norm in norms:
+        assert int(norm.num_batches_tracked) == 0
+        assert torch.equal(norm.running_mean, torch.zeros_like(norm.running_mean))
+        assert torch.equal(norm.running_var, torch.ones_like(norm.running_var))

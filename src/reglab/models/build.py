@@ -78,9 +78,9 @@ def conv_stack(cfg: ModelConfig, input_shape: tuple[int, ...]) -> tuple[nn.Seque
             spatial = [s // 2 for s in spatial]
         channels_in = channels
     stack = nn.Sequential(*layers)
-    with torch.no_grad():
-        width = stack(torch.zeros(1, *input_shape)).flatten(1).shape[1]
-    return stack, width
+    with torch.no_grad():  # in eval mode: the probe of the width must not move batch norm's running statistics
+        width = stack.eval()(torch.zeros(1, *input_shape)).flatten(1).shape[1]
+    return stack.train(), width
 
 
 def load_factory(text: str) -> Callable[..., nn.Module]:
