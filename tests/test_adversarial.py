@@ -11,12 +11,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reglab.adversarial.attacks import PGD, TRADES, Attack
+from reglab.adversarial.attacks import PGD, TRADES, Attack, CounterNoise
 from reglab.adversarial.evaluate import robust_accuracy
 from reglab.adversarial.task import state_copy
 from reglab.cli import main
 from reglab.config import load_config
 from reglab.errors import UserError
+from reglab.models.dropout import CounterStream, seed_of
 from reglab.train import fit, prepare
 
 EPS = 0.1
@@ -49,27 +50,49 @@ def seeded(seed: int, fn, *args, **kwargs):
     return fn(*args, **kwargs)
 
 
+def training_noise(exp, step: int = 0) -> CounterNoise:
+    """The random numbers the training attack of ``exp``'s run draws its starts from at ``step``:
+    counter-based, keyed by the run's seed (not torch's global generator)."""
+    return CounterNoise(CounterStream(torch.tensor([seed_of(exp.config.seed)], dtype=torch.int32), step))
+
+
 # ---------------------------------------------------------------- the training losses
 
 
-def test_pgd_loss_is_cross_entropy_on_torchattacks_pgd_examples():
-    torchattacks = pytest.importorskip("torchattacks")
+def by_hand_pgd(model, x, y, start, alpha, steps):
+    """L∞ PGD written out (Madry et al. 2018): from ``start``, x ← Π(x + α·sign ∇ₓ CE) in eval mode."""
+    model.eval()
+    x_adv = start
+    for _ in range(steps):
+        x_adv = x_adv.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(F.cross_entropy(model(x_adv), y, reduction="sum"), x_adv)
+        x_adv = torch.minimum(torch.maximum(x_adv.detach() + alpha * g.sign(), x - EPS), x + EPS).clamp(0, 1)
+    model.train()
+    return x_adv
+
+
+def test_pgd_loss_is_cross_entropy_on_pgd_examples_from_the_run_s_random_start():
+    # the random start δ ~ U(−ε, ε) comes from the run's counter-based stream at its step (the
+    # steps themselves are checked against torchattacks in test_attacks.py)
     exp = experiment("adv.method=pgd")
     model, (x, y) = exp.model.train(), batch(exp)
-    loss = seeded(3, exp.task.loss, model, x, y)
-    reference = torchattacks.PGD(model, eps=EPS, alpha=2.5 * EPS / 3, steps=3, random_start=True)
-    x_adv = seeded(3, reference, x, y)
-    assert model.training  # torchattacks attacks in eval mode and gives train mode back
-    assert loss.item() == pytest.approx(F.cross_entropy(model(x_adv), y).item(), rel=1e-5)
+    losses = [exp.task.loss(model, x, y) for _ in range(2)]  # steps 0 and 1
+    for step, loss in enumerate(losses):
+        start = (x + training_noise(exp, step).uniform((1, *x.shape), -EPS, EPS, x)[0]).clamp(0, 1)
+        x_adv = by_hand_pgd(model, x, y, start, 2.5 * EPS / 3, 3)
+        assert torch.equal(exp.task.attack(model, x, y, training_noise(exp, step)), x_adv)
+        assert model.training
+        assert loss.item() == pytest.approx(F.cross_entropy(model(x_adv), y).item(), rel=1e-5)
+    assert losses[0] != losses[1]  # a new random start each step
 
 
 def test_fgsm_rs_is_one_signed_step_from_a_uniform_start():
     exp = experiment("adv.method=fgsm-rs")
     model, (x, y) = exp.model.train(), batch(exp)
-    x_adv = seeded(5, exp.task.attack, model, x, y)
+    x_adv = exp.task.attack(model, x, y, training_noise(exp))
     # By hand (Wong et al. 2020): δ ~ U(−ε, ε), one step α = 1.25ε on sign ∇ CE, clip to ball and box.
-    torch.manual_seed(5)
-    start = (x + torch.empty_like(x).uniform_(-EPS, EPS)).clamp(0, 1).requires_grad_(True)
+    delta = training_noise(exp).uniform((1, *x.shape), -EPS, EPS, x)[0]
+    start = (x + delta).clamp(0, 1).requires_grad_(True)
     model.eval()
     (g,) = torch.autograd.grad(F.cross_entropy(model(start), y, reduction="sum"), start)
     model.train()
@@ -78,15 +101,15 @@ def test_fgsm_rs_is_one_signed_step_from_a_uniform_start():
     torch.testing.assert_close(x_adv, expected)
     assert (x_adv - x).abs().max() <= EPS + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
     assert (x_adv - x).abs().max() > 0.9 * EPS  # the step really moves to the edge of the ball
-    loss = seeded(5, exp.task.loss, model, x, y)
+    loss = exp.task.loss(model, x, y)  # its first training step
     assert loss.item() == pytest.approx(F.cross_entropy(model(expected), y).item(), rel=1e-5)
 
 
 def test_trades_loss_is_ce_plus_beta_times_kl_of_clean_to_adversarial():
     exp = experiment("adv.method=trades", "adv.beta=3")
     model, (x, y) = exp.model.train(), batch(exp)
-    loss = seeded(7, exp.task.loss, model, x, y)
-    x_adv = seeded(7, TRADES(EPS, steps=3), model, x, y)
+    loss = exp.task.loss(model, x, y)
+    x_adv = TRADES(EPS, steps=3)(model, x, y, training_noise(exp))
     logits = model(x)
     p, log_q = F.softmax(logits, 1), F.log_softmax(model(x_adv), 1)
     kl_by_hand = (p * (p.log() - log_q)).sum(1).mean()  # KL(p(x) ‖ p(x')), averaged over the batch
@@ -130,10 +153,11 @@ def test_weighted_loss_interpolates_clean_and_adversarial_cross_entropy():
 
     def loss(weight):
         task.adv = task.adv.model_copy(update={"weight": weight})
-        return seeded(11, task.loss, model, x, y).item()
+        task.steps = 0  # each loss from the first step's random start
+        return task.loss(model, x, y).item()
 
     clean = F.cross_entropy(model(x), y).item()
-    adversarial = F.cross_entropy(model(seeded(11, task.attack, model, x, y)), y).item()
+    adversarial = F.cross_entropy(model(task.attack(model, x, y, training_noise(exp))), y).item()
     assert adversarial > clean
     assert loss(1.0) == pytest.approx(clean, rel=1e-5)
     assert loss(0.0) == pytest.approx(adversarial, rel=1e-5)
@@ -160,8 +184,8 @@ def test_coupled_l2_step_equals_hand_written_sgd_on_the_adversarial_loss():
     exp = experiment("adv.method=pgd", f"reg.l2={lam}", "reg.mode=coupled", "optim.name=sgd", f"optim.lr={lr}")
     model, (x, y) = exp.model.train(), batch(exp)
     hand = copy.deepcopy(model)
-    seeded(13, exp.task.train_step, x, y)
-    x_adv = seeded(13, PGD(EPS, steps=3), hand, x, y)
+    exp.task.train_step(x, y)
+    x_adv = PGD(EPS, steps=3)(hand, x, y, training_noise(exp))
     loss = F.cross_entropy(hand(x_adv), y)
     grads = torch.autograd.grad(loss, list(hand.parameters()))
     for (name, p), g, (_, new) in zip(hand.named_parameters(), grads, model.named_parameters()):

@@ -186,7 +186,6 @@ def test_vectorizable_gives_reasons():
     assert "data.fold" in vectorizable(configs(["data.n_folds=3", "data.fold=0"], ["data.n_folds=3", "data.fold=1"]))
     assert vectorizable(configs(["seed=0"], ["seed=1"], base=["model.batchnorm=true"])) is None
     assert "reg.on" in vectorizable(configs(["seed=0"], ["seed=1"], base=["reg.on=weights - head.*"]))
-    assert "adversarial" in vectorizable(configs(["seed=0"], ["seed=1"], base=["adv.method=pgd"]))
 
 
 def test_run_many_trains_one_after_another_when_it_cannot_vectorize(tmp_path):

@@ -13,6 +13,19 @@ attack the model is in eval mode (unless ``eval_mode=False``) and every submodul
 flag is restored exactly afterwards. Gradients are taken with respect to the input only
 (``torch.autograd.grad``), so no ``.grad`` ever appears on the model's parameters, and the attack
 works under an outer ``torch.no_grad()``.
+
+One implementation attacks M models at once: ``attack.stacked(forward, x, y, noise)`` takes a
+stacked forward pass ``forward(x, train)`` mapping inputs [M, B, ...] to logits [M, B, C] and each
+model's batch x [M, B, ...], y [M, B]. The models are independent, so one gradient of
+Σ_m loss_m with respect to the stacked x gives each model its own ∇ₓ loss_m; every step,
+projection, norm and restart choice acts per (model, example). The module form above is the
+stacked form with M = 1 (:class:`ModuleForward` puts the batch in a stack of one).
+
+Random starts come from a ``noise`` source: :class:`TorchNoise` (torch's global generator, as
+torchattacks draws; the module form's default, used by robust evaluation) or
+:class:`CounterNoise` (counter-based draws keyed by (model seed, training step, draw),
+``reglab.models.dropout.CounterStream``; adversarial training uses it, so that a model's random
+starts are the same whether it trains alone or in a batch, on any device).
 """
 
 from __future__ import annotations
@@ -22,11 +35,14 @@ from abc import ABC, abstractmethod
 import contextlib
 import math
 from dataclasses import dataclass
+from typing import Callable, Protocol
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from reglab.errors import UserError
+from reglab.models.dropout import CounterStream
 
 NORMS = ("linf", "l2")
 _TINY = 1e-12
@@ -114,18 +130,85 @@ def model_mode(model, eval_mode: bool):
             m.training = training
 
 
-def _input_grad(model, x: torch.Tensor, y: torch.Tensor, y_max: int | None = None) -> torch.Tensor:
-    """∇ₓ of the summed cross-entropy (parameters get no .grad); checks the logits once if y_max is given."""
+# --------------------------------------------------------------------------- stacked forward passes and noise
+
+
+Forward = Callable[[Tensor, bool], Tensor]
+"""``forward(x, train)``: the logits [M, B, C] of M models on their inputs [M, B, ...]; ``train``
+runs the models in training mode (dropout), else in eval mode."""
+
+
+class ModuleForward:
+    """A model as a stack of one: ``forward(x, train)`` runs ``model(x[0])`` for x [1, B, ...] and
+    returns the logits [1, B, C], checked to be a classifier's (and to cover labels up to
+    ``y_max``). ``train=False`` runs it in eval mode (its flags restored after); ``train=True`` in
+    the mode it is in. ``random``: the model's counter-based random numbers of this step (for
+    adversarial training; see :func:`reglab.adversarial.task.AdversarialTask.stacked_loss`)."""
+
+    def __init__(self, model, y_max: int = -1, random: CounterStream | None = None):
+        self.model, self.y_max, self.random = model, y_max, random
+
+    def __call__(self, x: Tensor, train: bool) -> Tensor:
+        with model_mode(self.model, eval_mode=not train):
+            logits = self.model(x[0])
+        check_logits(logits, x.shape[1], self.y_max)
+        return logits.unsqueeze(0)
+
+
+class Noise(Protocol):
+    """Where an attack's random starts come from; shapes are [M, B, ...]."""
+
+    def uniform(self, shape: tuple[int, ...], low: float, high: float, like: Tensor) -> Tensor:
+        """Uniform on [low, high), in ``like``'s dtype and on its device."""
+
+    def normal(self, shape: tuple[int, ...], like: Tensor) -> Tensor:
+        """Standard normal, in ``like``'s dtype and on its device."""
+
+
+class TorchNoise:
+    """Draws from torch's global generator (``torch.manual_seed`` makes them repeatable)."""
+
+    def uniform(self, shape, low, high, like):
+        return torch.empty(shape, dtype=like.dtype, device=like.device).uniform_(low, high)
+
+    def normal(self, shape, like):
+        return torch.randn(shape, dtype=like.dtype, device=like.device)
+
+
+class CounterNoise:
+    """Counter-based draws: model m's numbers depend on its seed, the step and the order of the
+    draws only (:class:`~reglab.models.dropout.CounterStream`), not on the other models."""
+
+    def __init__(self, stream: CounterStream):
+        self.stream = stream
+
+    def uniform(self, shape, low, high, like):
+        return self.stream.uniform(tuple(shape[1:]), low, high, like.dtype)
+
+    def normal(self, shape, like):
+        return self.stream.normal(tuple(shape[1:]), like.dtype)
+
+
+def cross_entropy_sum(logits: Tensor, y: Tensor) -> Tensor:
+    """Σ over models and examples of CE(logits[m, b], y[m, b]), for logits [M, B, C] and y [M, B]."""
+    return F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum")
+
+
+def _input_grad(forward: Forward, x: Tensor, y: Tensor, train: bool) -> Tensor:
+    """∇ₓ of the summed cross-entropy of every model (parameters get no .grad)."""
     x.requires_grad_(True)
-    logits = model(x)
-    if y_max is not None:
-        check_logits(logits, x.shape[0], y_max)
-    (g,) = torch.autograd.grad(F.cross_entropy(logits, y, reduction="sum"), x)
+    (g,) = torch.autograd.grad(cross_entropy_sum(forward(x, train), y), x)
     return g
 
 
-def _bshape(x: torch.Tensor) -> tuple[int, ...]:
-    return (x.shape[0],) + (1,) * (x.ndim - 1)
+def _bshape(x: Tensor) -> tuple[int, ...]:
+    """The shape that broadcasts a [M, B] per-example value over x [M, B, ...]."""
+    return tuple(x.shape[:2]) + (1,) * (x.ndim - 2)
+
+
+def _norms(x: Tensor) -> Tensor:
+    """The L2 norm of each example of x [M, B, ...]: [M, B]."""
+    return torch.linalg.vector_norm(x.flatten(2), dim=2)
 
 
 # --------------------------------------------------------------------------- attacks
@@ -139,33 +222,46 @@ class Attack(ABC):
     eval_mode: bool = True
 
     @abstractmethod
-    def _perturb(self, model, x0, y, y_max):
-        """One attack run from clean inputs ``x0``: the perturbed inputs."""
+    def _perturb(self, forward: Forward, x0: Tensor, y: Tensor, noise: Noise) -> Tensor:
+        """One attack run from the stacked clean inputs ``x0`` [M, B, ...]: the perturbed inputs."""
 
-    def __call__(self, model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Adversarial inputs for (x, y): same shape, in [0, 1], within the ε-ball of x."""
-        return self._run(model, x, y, want_success=False)[0]
+    def __call__(self, model, x: Tensor, y: Tensor, noise: Noise | None = None) -> Tensor:
+        """Adversarial inputs for (x, y): same shape, in [0, 1], within the ε-ball of x; random
+        starts from ``noise`` (default: torch's global generator)."""
+        return self._run_module(model, x, y, noise, want_success=False)[0]
 
-    def success(self, model, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def success(self, model, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """``(x_adv, fooled)``: fooled[i] is True when the model's argmax on x_adv[i] is not y[i]."""
-        return self._run(model, x, y, want_success=True)
+        return self._run_module(model, x, y, None, want_success=True)
 
-    def _run(self, model, x, y, want_success):
+    def stacked(self, forward: Forward, x: Tensor, y: Tensor, noise: Noise) -> Tensor:
+        """The adversarial inputs [M, B, ...] of M stacked models, each attacked on its own batch
+        x [M, B, ...], y [M, B] (module docstring); x is trusted to lie in [0, 1]."""
+        return self._run(forward, x.detach(), y.detach(), noise, want_success=False)[0]
+
+    def _run_module(self, model, x, y, noise, want_success):
         y_max = check_inputs(x, y)
         x0 = x.detach()
-        y = y.detach().long()
         if x0.shape[0] == 0:
             return x0.clone(), torch.zeros(0, dtype=torch.bool, device=x0.device)
-        with model_mode(model, self.eval_mode), torch.enable_grad():
+        forward = ModuleForward(model, y_max)
+        x_adv, fooled = self._run(forward, x0.unsqueeze(0), y.detach().long().unsqueeze(0),
+                                  noise or TorchNoise(), want_success)
+        return x_adv[0], None if fooled is None else fooled[0]
+
+    def _run(self, forward, x0, y, noise, want_success):
+        """The attack from x0 [M, B, ...]: with restarts, per (model, example) a restart that
+        fools the model, otherwise the one with the highest loss; ``fooled`` [M, B] on request."""
+        with torch.enable_grad():
             best = best_loss = best_fooled = None
-            for r in range(self.restarts):
-                x_adv = self._perturb(model, x0, y, y_max if r == 0 else None)
+            for _ in range(self.restarts):
+                x_adv = self._perturb(forward, x0, y, noise)
                 if self.restarts == 1 and not want_success:
                     return x_adv, None
                 with torch.no_grad():
-                    logits = model(x_adv)
-                    loss = F.cross_entropy(logits, y, reduction="none")
-                    fooled = logits.argmax(1) != y
+                    logits = forward(x_adv, not self.eval_mode)
+                    loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape)
+                    fooled = logits.argmax(-1) != y
                 if best is None:
                     best, best_loss, best_fooled = x_adv, loss, fooled
                     continue
@@ -194,9 +290,9 @@ class FGSM(Attack):
 
     norm = "linf"
 
-    def _perturb(self, model, x0, y, y_max):
+    def _perturb(self, forward, x0, y, noise):
         x = x0.clone()
-        g = _input_grad(model, x, y, y_max)
+        g = _input_grad(forward, x, y, not self.eval_mode)
         return x.detach().add_(g.sign(), alpha=self.eps).clamp_(0, 1)
 
 
@@ -245,30 +341,32 @@ class PGD(Attack):
         """α: the given ``alpha``, else 2.5·ε/steps."""
         return self.alpha if self.alpha is not None else 2.5 * self.eps / self.steps
 
-    def _gradient(self, model, x0, y, y_max):
-        """``grad(x, first)``: ∇ₓ of the loss the attack ascends (cross-entropy; the logits are
-        checked on the first call)."""
-        return lambda x, first: _input_grad(model, x, y, y_max if first else None)
+    def _gradient(self, forward, x0, y):
+        """``grad(x)``: ∇ₓ of the loss the attack ascends, the cross-entropy of every model."""
+        train = not self.eval_mode
+        return lambda x: _input_grad(forward, x, y, train)
 
-    def _start(self, x0):
-        """The first iterate: x₀, or a uniform random point of the ε-ball when ``random_start``."""
+    def _start(self, x0, noise):
+        """The first iterate: x₀, or a uniform random point of the ε-ball when ``random_start``:
+        L∞ x₀ + δ, δ ~ U(−ε, ε)^d; L2 x₀ + ε·U^(1/d)·g/‖g‖₂, g ~ N(0, I_d), U ~ U(0, 1) (the
+        direction uniform on the sphere, the radius that makes the point uniform in the ball);
+        then clipped to [0, 1]."""
         x = x0.clone()
         if not self.random_start:
             return x
         if self.norm == "linf":
-            return x.add_(torch.empty_like(x0).uniform_(-self.eps, self.eps)).clamp_(0, 1)
-        # uniform in the L2 ball: direction ~ N(0, I), radius ε·U^(1/d)
-        d = torch.randn_like(x0)
-        n = torch.linalg.vector_norm(d.flatten(1), dim=1).clamp_(min=_TINY)
-        r = self.eps * torch.rand(x0.shape[0], device=x0.device, dtype=x0.dtype).pow_(1.0 / x0[0].numel())
+            return x.add_(noise.uniform(x0.shape, -self.eps, self.eps, x0)).clamp_(0, 1)
+        d = noise.normal(x0.shape, x0)
+        n = _norms(d).clamp_(min=_TINY)
+        r = self.eps * noise.uniform(x0.shape[:2], 0.0, 1.0, x0).pow_(1.0 / x0[0, 0].numel())
         return x.add_(d.mul_((r / n).view(_bshape(x0)))).clamp_(0, 1)
 
-    def _perturb(self, model, x0, y, y_max):
-        gradient = self._gradient(model, x0, y, y_max)
-        x = self._start(x0)
+    def _perturb(self, forward, x0, y, noise):
+        gradient = self._gradient(forward, x0, y)
+        x = self._start(x0, noise)
         step = self._linf_step(x0) if self.norm == "linf" else self._l2_step(x0)
-        for i in range(self.steps):
-            x = step(x, gradient(x, i == 0))
+        for _ in range(self.steps):
+            x = step(x, gradient(x))
         return x.detach()
 
     def _linf_step(self, x0):
@@ -282,9 +380,9 @@ class PGD(Attack):
         eps, alpha, shape = self.eps, self.step_size, _bshape(x0)
 
         def step(x, g):
-            gn = torch.linalg.vector_norm(g.flatten(1), dim=1).add_(_TINY)
+            gn = _norms(g).add_(_TINY)
             delta = x.detach().add_(g / gn.view(shape), alpha=alpha).sub_(x0)
-            dn = torch.linalg.vector_norm(delta.flatten(1), dim=1).clamp_(min=_TINY)
+            dn = _norms(delta).clamp_(min=_TINY)
             return delta.mul_((eps / dn).clamp_(max=1).view(shape)).add_(x0).clamp_(0, 1)
 
         return step
@@ -304,18 +402,17 @@ class TRADES(PGD):
         if self.restarts != 1:
             raise UserError(f"TRADES runs once from its small Gaussian start; restarts must be 1, got {self.restarts!r}")
 
-    def _gradient(self, model, x0, y, y_max):
+    def _gradient(self, forward, x0, y):
+        train = not self.eval_mode
         with torch.no_grad():
-            clean = model(x0)
-            check_logits(clean, len(x0), y_max)
-            p_clean = F.softmax(clean, dim=1)
+            p_clean = F.softmax(forward(x0, train), dim=-1)
 
-        def grad(x, first):
+        def grad(x):
             x.requires_grad_(True)
-            kl = F.kl_div(F.log_softmax(model(x), dim=1), p_clean, reduction="sum")
+            kl = F.kl_div(F.log_softmax(forward(x, train), dim=-1), p_clean, reduction="sum")
             return torch.autograd.grad(kl, x)[0]
 
         return grad
 
-    def _start(self, x0):
-        return (x0 + 0.001 * torch.randn_like(x0)).clamp_(0, 1)
+    def _start(self, x0, noise):
+        return (x0 + 0.001 * noise.normal(x0.shape, x0)).clamp_(0, 1)

@@ -35,10 +35,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reglab.adversarial.attacks import PGD, TRADES
+from reglab.adversarial.attacks import PGD, TRADES, CounterNoise, Forward, ModuleForward
 from reglab.adversarial.evaluate import AUTOATTACK_INSTALL, autoattack_accuracy, robust_accuracy, sanity_checks
 from reglab.errors import UserError
 from reglab.adversarial.plots import robustness
+from reglab.models.dropout import CounterStream, seed_of
 from reglab.progress import Progress
 from reglab.tasks.supervised import SupervisedTask
 
@@ -59,6 +60,11 @@ def training_attack(adv) -> PGD | None:
         return PGD(adv.eps, alpha=adv.alpha, steps=adv.steps, norm=adv.norm, restarts=adv.restarts,
                    eval_mode=eval_mode)
     return None
+
+
+def mean_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Each model's mean cross-entropy over its batch, [M], for logits [M, B, C] and labels [M, B]."""
+    return F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
 
 
 def state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -96,27 +102,49 @@ class AdversarialTask(SupervisedTask):
         self.adv = config.adv
         self.attack = training_attack(self.adv)
         self.epoch = 0
+        self.steps = 0  # training steps of the module form (the random starts' counter)
         self.best: tuple[int, float, dict] | None = None  # (epoch, val_robust_acc, state)
         self.final: tuple[int, dict] | None = None  # (epoch, state)
 
     # ------------------------------------------------------------------ training
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The batch loss of ``adv.method`` (module docstring); plain CE for ``none``."""
+        """The batch loss of ``adv.method`` (module docstring) for one model: :meth:`stacked_loss`
+        of a stack of one, its random starts keyed by the run's seed and this task's count of
+        training steps; plain CE for ``none``."""
+        if self.adv.method == "none":
+            return super().loss(model, x, y)
+        seeds = torch.tensor([seed_of(self.config.seed)], dtype=torch.int32, device=x.device)
+        forward = ModuleForward(model, random=CounterStream(seeds, self.steps))
+        self.steps += 1
+        return self.stacked_loss(forward, x.unsqueeze(0), y.unsqueeze(0))[0]
+
+    def stacked_loss(self, forward: Forward, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The batch losses [M] of ``adv.method`` for M stacked models, each on its own batch
+        x [M, B, ...], y [M, B]: ``forward(x, train)`` gives the logits [M, B, C] and
+        ``forward.random`` (a :class:`~reglab.models.dropout.CounterStream`) the models' random
+        numbers of this step, which the training attack draws its random starts from.
+
+        The attack runs in eval mode (``adv.attack_mode=eval``: ``forward(x, False)``) or in
+        training mode (``train``: ``forward(x, True)``); the losses on x and x' are taken in
+        training mode, in this order: trades x then x', weighted x then x'. Each training-mode
+        forward is one dropout step (a model alone counts them the same way, one per forward of
+        its ``CountedDropout`` layers), so a model's dropout masks are the same alone and in a batch.
+        """
         adv = self.adv
         if adv.method == "none":
-            return self.criterion(model(x), y)
+            return super().stacked_loss(forward, x, y)
+        x_adv = self.attack.stacked(forward, x, y, CounterNoise(forward.random))
         if adv.method == "trades":
-            x_adv = self.attack(model, x, y)
-            logits = model(x)
-            kl = F.kl_div(F.log_softmax(model(x_adv), dim=1), F.softmax(logits, dim=1),
-                          reduction="batchmean")
-            return F.cross_entropy(logits, y) + adv.beta * kl
-        x_adv = self.attack(model, x, y)
+            logits = forward(x, True)
+            log_q, p = F.log_softmax(forward(x_adv, True), dim=-1), F.softmax(logits, dim=-1)
+            kl = F.kl_div(log_q, p, reduction="none").flatten(1).sum(1) / x.shape[1]  # batchmean per model
+            return mean_cross_entropy(logits, y) + adv.beta * kl
         if adv.method == "weighted":
-            clean, robust = F.cross_entropy(model(x), y), F.cross_entropy(model(x_adv), y)
+            clean = mean_cross_entropy(forward(x, True), y)
+            robust = mean_cross_entropy(forward(x_adv, True), y)
             return adv.weight * clean + (1 - adv.weight) * robust
-        return F.cross_entropy(model(x_adv), y)
+        return mean_cross_entropy(forward(x_adv, True), y)
 
     # ------------------------------------------------------------------ evaluation
 

@@ -11,8 +11,12 @@ Model m sees what it sees alone, in the same order:
 
 * its initial weights: ``seed_everything(seed)``, then the same builder (``reglab.train.prepare``);
 * its batches: its own shuffle ``torch.Generator().manual_seed(seed)``, one permutation per epoch;
-* its dropout masks, on any device: they are a function of (its seed, step, layer)
-  (``reglab.models.dropout``), drawn for all models in one call per dropout layer;
+* its dropout masks, on any device: they are a function of (its seed, dropout step, layer)
+  (``reglab.models.dropout``), drawn for all models in one call per dropout layer; each forward
+  in training mode is one dropout step, as its ``CountedDropout`` layers count alone;
+* its task's loss: ``task.stacked_loss(stack, x, y)``, the stack being the stacked forward
+  ``stack(x, train)`` with ``stack.random``, the models' counter-based numbers of the step (the
+  random starts of adversarial training's attacks, ``reglab.adversarial.task``);
 * one step: the task's loss of each model (``stacked_loss``) → backward → clip
   (g ← g·min(1, c / (‖g‖ + 10⁻⁶)) with ‖g‖ the model's own global norm, then g ← clamp(g, −v, v))
   → coupled penalty g ← g + ∇(λ_m·R)(w) → decoupled decay w ← w − lr_m·∇(λ_m·R)(w) → the optimizer
@@ -43,12 +47,11 @@ from __future__ import annotations
 from typing import Callable, cast
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.func import stack_module_state
 
-from reglab.adversarial.config import wants_attacks
 from reglab.config import Config, flat_keys
-from reglab.models.dropout import CountedDropout, dropout_masks
+from reglab.models.dropout import CountedDropout, CounterStream, dropout_masks, seed_of
 from reglab.tasks.base import StackableTask
 from reglab.train.batched_net import BatchedNet
 from reglab.train.experiment import add_gaps
@@ -75,22 +78,15 @@ EVAL_BATCH = 2048  # the chunk size of SupervisedTask.evaluate, so that the loss
 def unsupported(config: Config) -> str | None:
     """Why the stacked backend cannot train this config, or None. What it cannot train trains as a
     stack of one by the task's own step (``reglab.train.module_stack``)."""
-    if wants_attacks(config):
-        return "adversarial training and robust evaluation are not vectorized"
     defaults = flat_keys(Config().to_dict())
     for key, value in flat_keys(config.to_dict()).items():
-        if key not in HANDLED and not key.startswith("data.") and value != defaults.get(key):
+        if key not in HANDLED and not key.startswith(("data.", "adv.")) and value != defaults.get(key):
             return f"{key} is not vectorized"
     if config.model.kind not in ("linear", "mlp", "cnn"):
         return f"model.kind={config.model.kind} is not vectorized"
     if config.reg.on != "weights":
         return f"only the default selection reg.on=weights is vectorized, not '{config.reg.on}'"
     return None
-
-
-def dropout_seed(model: nn.Module) -> int:
-    """The seed of a model's dropout masks (0 for a model without dropout)."""
-    return next((m.seed for m in model.modules() if isinstance(m, CountedDropout)), 0)
 
 
 def stackable(member: Member) -> StackableTask:
@@ -117,8 +113,9 @@ class StackedModels:
         self.optimizer = StackedOptimizer(self.config.optim.name, self.task.optimizer.param_groups[0])
         self.penalty = self.build_penalty()
         self.steps = 0
-        self.dropout_seeds = torch.tensor([dropout_seed(m.exp.model) for m in members], dtype=torch.int32,
-                                          device=self.device)
+        self.train_forwards = 0  # dropout steps: one per training-mode forward, as CountedDropout counts
+        self.seeds = torch.tensor([seed_of(m.exp.config.seed) for m in members], dtype=torch.int32,
+                                  device=self.device)  # CountedDropout's seeds: its run's seed
         self.keep = self.vector(lambda m: 1 - m.exp.config.model.dropout)
 
     def build_penalty(self) -> StackedTerm | None:
@@ -141,18 +138,27 @@ class StackedModels:
     def draw_dropout(self, layer: CountedDropout, h: Tensor) -> Tensor:
         """Every model's masks for ``layer`` at this step, in one call: each with its own seed and
         rate (the rate of every dropout layer of a model is its ``model.dropout``)."""
-        return dropout_masks(self.dropout_seeds, self.steps, layer.layer, h.shape[1:], self.keep, h.dtype)
+        return dropout_masks(self.seeds, self.train_forwards, layer.layer, h.shape[1:], self.keep, h.dtype)
 
-    def forward(self, x: Tensor, train: bool) -> Tensor:
-        """Every model's outputs [M, B, ...] on its inputs [M, B, ...]; ``train``: this step's
-        dropout masks, and batch normalization by each model's batch statistics (updating its
-        running ones)."""
-        return self.net(self.params, self.buffers, x, self.draw_dropout if train else None)
+    def __call__(self, x: Tensor, train: bool) -> Tensor:
+        """Every model's outputs [M, B, ...] on its inputs [M, B, ...]; ``train``: the next dropout
+        masks (each training-mode forward is one dropout step), and batch normalization by each
+        model's batch statistics (updating its running ones)."""
+        if not train:
+            return self.net(self.params, self.buffers, x, None)
+        out = self.net(self.params, self.buffers, x, self.draw_dropout)
+        self.train_forwards += 1
+        return out
+
+    @property
+    def random(self) -> CounterStream:
+        """Every model's counter-based random numbers of this step (adversarial random starts)."""
+        return CounterStream(self.seeds, self.steps)
 
     def train_step(self, x: Tensor, y: Tensor, lr: Tensor, lam: Tensor, wd: Tensor | None) -> Tensor:
         """One step of every model on its batch; returns the batch losses [M]."""
         names = list(self.params)
-        losses = self.task.stacked_loss(self.forward, x, y)
+        losses = self.task.stacked_loss(self, x, y)  # the stack is the stacked forward
         grads = dict(zip(names, torch.autograd.grad(losses.sum(), [self.params[n] for n in names])))
         with torch.no_grad():
             clip_(list(grads.values()), self.config.train.clip_norm, self.config.train.clip_value)
@@ -231,6 +237,6 @@ class StackedModels:
         self.params = {n: p.detach()[index].requires_grad_() for n, p in self.params.items()}
         self.buffers = {n: b[index] for n, b in self.buffers.items()}
         self.optimizer.select(index)
-        self.dropout_seeds, self.keep = self.dropout_seeds[index], self.keep[index]
+        self.seeds, self.keep = self.seeds[index], self.keep[index]
         if self.penalty is not None:
             self.penalty.select(index)
