@@ -1,0 +1,145 @@
+"""Adversarial training of K models at once (``reglab.train.batched``) gives each model its run alone.
+
+The attacks act on a stack of models (``Attack.stacked``) and the module form is the same code with
+a stack of one, so on CPU a model's adversarial examples, losses, weights and metrics are the same
+bit for bit alone (the per-module loop ``reglab.train.fit``, or the batched engine with K = 1) and
+in a batch of three with other seeds and λ.
+"""
+
+import pytest
+import torch
+
+from reglab.adversarial.attacks import FGSM, PGD, TRADES, CounterNoise
+from reglab.config import load_config
+from reglab.models.dropout import CounterStream
+from reglab.runs import RunFolder, load_weights, read_run
+from reglab.train import fit_and_close, prepare, run
+from reglab.train.batched import Group, Member, run_many, vectorizable
+
+TINY = [
+    "data.name=digits", "data.n_train=192", "model.kind=mlp", "model.hidden=[24]", "model.dropout=0.2",
+    "train.epochs=2", "train.batch_size=64", "train.plots=false", "adv.eps=0.1", "adv.steps=2",
+    "adv.eval_eps=[]", "adv.eval_steps=2", "adv.eval_restarts=2", "adv.eval_examples=48",
+    "adv.monitor_examples=48", "adv.monitor_steps=2",
+]  # fmt: skip
+SEEDS_X_LAMS = [["seed=0", "reg.lam=1e-3"], ["seed=1", "reg.lam=1e-2"], ["seed=2", "reg.lam=1e-3"]]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def group_of(*overrides: str, variants=SEEDS_X_LAMS) -> Group:
+    return Group([Member(prepare(load_config("adversarial-l2", TINY + list(overrides) + v))) for v in variants])
+
+
+def stacked_batch(group: Group, n: int = 16):
+    """Each model its own batch: rows m·n … (m+1)·n − 1 of the training set."""
+    x, y = group.members[0].exp.tensors["train"]
+    idx = torch.arange(group.size * n).view(group.size, n)
+    return x[idx], y[idx]
+
+
+ATTACKS = {
+    "pgd linf, 2 restarts": PGD(0.1, steps=3, restarts=2),
+    "pgd l2": PGD(1.0, steps=3, norm="l2"),
+    "fgsm-rs": PGD(0.1, alpha=0.125, steps=1),
+    "trades linf": TRADES(0.1, steps=3),
+    "trades l2": TRADES(1.0, steps=3, norm="l2"),
+    "fgsm": FGSM(0.1),
+    "pgd in training mode (dropout), 2 restarts": PGD(0.1, steps=3, restarts=2, eval_mode=False),
+}
+
+
+@pytest.mark.parametrize("name", list(ATTACKS))
+def test_the_stacked_attack_gives_each_model_its_module_attack(name):
+    attack = ATTACKS[name]
+    group = group_of()
+    x, y = stacked_batch(group)
+    x_adv = attack.stacked(group, x, y, CounterNoise(group.random))
+    for m, member in enumerate(group.members):
+        model = member.exp.model.train()  # a fresh model: its dropout layers count from step 0 as the group does
+        noise = CounterNoise(CounterStream(group.seeds[m : m + 1], 0))
+        alone = attack(model, x[m], y[m], noise)
+        assert torch.equal(x_adv[m], alone), m
+        assert not torch.equal(alone, x[m])
+    assert not torch.equal(x_adv[0], x_adv[2]) and not torch.equal(x_adv[0] - x[0], x_adv[1] - x[1])
+
+
+def test_counter_based_random_starts_are_uniform_in_the_ball_and_the_same_alone_and_in_a_batch():
+    seeds = torch.tensor([7, -3, 11], dtype=torch.int32)
+    like = torch.zeros(())
+    batch = CounterStream(seeds, 5).uniform((4000,), -0.1, 0.1, like.dtype)
+    alone = CounterStream(seeds[1:2], 5).uniform((4000,), -0.1, 0.1, like.dtype)
+    assert torch.equal(batch[1:2], alone)
+    assert batch.min() >= -0.1 and batch.max() < 0.1
+    assert abs(float(batch.mean())) < 0.005 and abs(float(batch.var()) - 0.2**2 / 12) < 2e-4
+    normal = CounterStream(seeds, 5).normal((20000,), torch.float64)
+    assert abs(float(normal.mean())) < 0.03 and abs(float(normal.std()) - 1) < 0.02
+    # a later step, another seed, the next draw of a step: other numbers
+    assert not torch.equal(CounterStream(seeds, 6).uniform((4000,), -0.1, 0.1, like.dtype), batch)
+    stream = CounterStream(seeds, 5)
+    stream.uniform((4000,), -0.1, 0.1, like.dtype)
+    assert not torch.equal(stream.uniform((4000,), -0.1, 0.1, like.dtype), batch)
+
+
+def run_by_fit(config, root):
+    """The run of ``config`` alone, trained by the per-module loop ``fit``."""
+    exp = prepare(config)
+    return fit_and_close(exp, RunFolder.create(config, exp.device, root), progress=False)
+
+
+def assert_equal_runs(alone, together):
+    for a, t in zip(alone, together, strict=True):
+        assert a.ok and t.ok, (a.summary, t.summary)
+        for key in set(a.summary) - {"seconds", "path"}:
+            assert a.summary[key] == t.summary[key], key
+        assert read_run(a.path)["metrics"] == read_run(t.path)["metrics"]
+        wa, wt = load_weights(a.path), load_weights(t.path)
+        assert all(torch.equal(wa[name], wt[name]) for name in wa)
+
+
+CASES = {  # every method; L2 coupled and L1 proximal; dropout 0.2; the attack in eval and in train mode
+    "pgd, l2 coupled": ["adv.method=pgd"],
+    "fgsm-rs, l1 proximal": ["adv.method=fgsm-rs", "reg=l1", "reg.mode=proximal"],
+    "trades l2-ball, l2 coupled": ["adv.method=trades", "adv.norm=l2", "adv.eps=1.0"],
+    "weighted, attack in train mode": ["adv.method=weighted", "adv.attack_mode=train"],
+    "pgd, 2 restarts, attack in train mode, l1 proximal": ["adv.method=pgd", "adv.restarts=2",
+                                                           "adv.attack_mode=train", "reg=l1", "reg.mode=proximal"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_batched_adversarial_training_equals_each_run_alone_bit_for_bit(case, tmp_path):
+    configs = [load_config("adversarial-l2", TINY + CASES[case] + v) for v in SEEDS_X_LAMS]
+    assert vectorizable(configs) is None
+    alone = [run_by_fit(c, tmp_path / "alone") for c in configs]
+    together = run_many(configs, tmp_path / "batched", progress=False)
+    assert all(t.summary["vectorized"] and t.summary["group_size"] == 3 for t in together)
+    for t in together:
+        del t.summary["vectorized"], t.summary["group_size"]
+    assert_equal_runs(alone, together)
+    assert len({t.summary["val_loss"] for t in together}) == 3
+    assert all("robust_test_acc" in t.summary and "val_robust_acc" in read_run(t.path)["metrics"][0] for t in together)
+
+
+def test_a_single_adversarial_run_is_a_batch_of_one_equal_to_the_per_module_loop(monkeypatch, tmp_path):
+    config = load_config("adversarial-l2", TINY + ["adv.method=trades", "seed=3"])
+    by_fit = run_by_fit(config, tmp_path / "fit")
+    monkeypatch.setattr("reglab.train.fit", None)  # run must not reach the per-module loop
+    alone = run(config, tmp_path / "alone", progress=False)
+    assert_equal_runs([by_fit], [alone])
+
+
+def test_adversarial_configs_are_vectorized_unless_they_differ_in_the_attack():
+    def configs(*variants):
+        return [load_config("adversarial-l2", TINY + list(v)) for v in variants]
+
+    assert vectorizable(configs(["seed=0"], ["seed=1", "reg.lam=0.1"])) is None
+    assert "adv.eps" in vectorizable(configs(["adv.eps=0.1"], ["adv.eps=0.2"]))
+    assert "batch normalization" in vectorizable(configs(["seed=0", "model.batchnorm=true"],
+                                                         ["seed=1", "model.batchnorm=true"]))
