@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reglab.adversarial.attacks import PGD, TRADES, Attack, CounterNoise
+from reglab.adversarial.attacks import PGD, TRADES, Attack
 from reglab.adversarial.evaluate import robust_accuracy
 from reglab.adversarial.task import state_copy
 from reglab.cli import main
@@ -50,10 +50,10 @@ def seeded(seed: int, fn, *args, **kwargs):
     return fn(*args, **kwargs)
 
 
-def training_noise(exp, step: int = 0) -> CounterNoise:
+def training_noise(exp, step: int = 0) -> CounterStream:
     """The random numbers the training attack of ``exp``'s run draws its starts from at ``step``:
     counter-based, keyed by the run's seed (not torch's global generator)."""
-    return CounterNoise(CounterStream(torch.tensor([seed_of(exp.config.seed)], dtype=torch.int32), step))
+    return CounterStream(torch.tensor([seed_of(exp.config.seed)], dtype=torch.int32), step)
 
 
 # ---------------------------------------------------------------- the training losses

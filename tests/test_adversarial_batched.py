@@ -9,7 +9,7 @@ in a batch of three with other seeds and λ.
 import pytest
 import torch
 
-from reglab.adversarial.attacks import FGSM, PGD, TRADES, CounterNoise
+from reglab.adversarial.attacks import FGSM, PGD, TRADES
 from reglab.config import load_config
 from reglab.models.dropout import CounterStream
 from reglab.runs import RunFolder, load_weights, read_run
@@ -60,10 +60,10 @@ def test_the_stacked_attack_gives_each_model_its_module_attack(name):
     attack = ATTACKS[name]
     group = group_of()
     x, y = stacked_batch(group)
-    x_adv = attack.stacked(group, x, y, CounterNoise(group.random))
+    x_adv = attack.stacked(group, x, y, group.random)
     for m, member in enumerate(group.members):
         model = member.exp.model.train()  # a fresh model: its dropout layers count from step 0 as the group does
-        noise = CounterNoise(CounterStream(group.seeds[m : m + 1], 0))
+        noise = CounterStream(group.seeds[m : m + 1], 0)
         alone = attack(model, x[m], y[m], noise)
         assert torch.equal(x_adv[m], alone), m
         assert not torch.equal(alone, x[m])
@@ -73,18 +73,19 @@ def test_the_stacked_attack_gives_each_model_its_module_attack(name):
 def test_counter_based_random_starts_are_uniform_in_the_ball_and_the_same_alone_and_in_a_batch():
     seeds = torch.tensor([7, -3, 11], dtype=torch.int32)
     like = torch.zeros(())
-    batch = CounterStream(seeds, 5).uniform((4000,), -0.1, 0.1, like.dtype)
-    alone = CounterStream(seeds[1:2], 5).uniform((4000,), -0.1, 0.1, like.dtype)
+    batch = CounterStream(seeds, 5).uniform((3, 4000), -0.1, 0.1, like)
+    alone = CounterStream(seeds[1:2], 5).uniform((1, 4000), -0.1, 0.1, like)
     assert torch.equal(batch[1:2], alone)
     assert batch.min() >= -0.1 and batch.max() < 0.1
     assert abs(float(batch.mean())) < 0.005 and abs(float(batch.var()) - 0.2**2 / 12) < 2e-4
-    normal = CounterStream(seeds, 5).normal((20000,), torch.float64)
+    normal = CounterStream(seeds, 5).normal((3, 20000), like.double())
     assert abs(float(normal.mean())) < 0.03 and abs(float(normal.std()) - 1) < 0.02
+    assert torch.equal(CounterStream(seeds[2:], 5).normal((1, 20000), like.double()), normal[2:])
     # a later step, another seed, the next draw of a step: other numbers
-    assert not torch.equal(CounterStream(seeds, 6).uniform((4000,), -0.1, 0.1, like.dtype), batch)
+    assert not torch.equal(CounterStream(seeds, 6).uniform((3, 4000), -0.1, 0.1, like), batch)
     stream = CounterStream(seeds, 5)
-    stream.uniform((4000,), -0.1, 0.1, like.dtype)
-    assert not torch.equal(stream.uniform((4000,), -0.1, 0.1, like.dtype), batch)
+    stream.uniform((3, 4000), -0.1, 0.1, like)
+    assert not torch.equal(stream.uniform((3, 4000), -0.1, 0.1, like), batch)
 
 
 def run_by_fit(config, root):

@@ -21,11 +21,11 @@ model's batch x [M, B, ...], y [M, B]. The models are independent, so one gradie
 projection, norm and restart choice acts per (model, example). The module form above is the
 stacked form with M = 1 (:class:`ModuleForward` puts the batch in a stack of one).
 
-Random starts come from a ``noise`` source: :class:`TorchNoise` (torch's global generator, as
-torchattacks draws; the module form's default, used by robust evaluation) or
-:class:`CounterNoise` (counter-based draws keyed by (model seed, training step, draw),
-``reglab.models.dropout.CounterStream``; adversarial training uses it, so that a model's random
-starts are the same whether it trains alone or in a batch, on any device).
+Random starts come from a ``noise`` source (:class:`Noise`): :class:`TorchNoise` (torch's global
+generator, as torchattacks draws; the module form's default, used by robust evaluation) or
+counter-based draws keyed by (model seed, training step, draw), ``reglab.models.dropout.
+CounterStream``: adversarial training uses those, so that a model's random starts are the same
+whether it trains alone or in a batch, on any device.
 """
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from reglab.errors import UserError
-from reglab.models.dropout import CounterStream
 
 NORMS = ("linf", "l2")
 _TINY = 1e-12
@@ -145,7 +144,7 @@ class ModuleForward:
     the mode it is in. ``random``: the model's counter-based random numbers of this step (for
     adversarial training; see :func:`reglab.adversarial.task.AdversarialTask.stacked_loss`)."""
 
-    def __init__(self, model, y_max: int = -1, random: CounterStream | None = None):
+    def __init__(self, model, y_max: int = -1, random: Noise | None = None):
         self.model, self.y_max, self.random = model, y_max, random
 
     def __call__(self, x: Tensor, train: bool) -> Tensor:
@@ -156,7 +155,8 @@ class ModuleForward:
 
 
 class Noise(Protocol):
-    """Where an attack's random starts come from; shapes are [M, B, ...]."""
+    """Where an attack's random starts come from; shapes are [M, B, ...], row m model m's.
+    :class:`TorchNoise`, or the counter-based ``reglab.models.dropout.CounterStream``."""
 
     def uniform(self, shape: tuple[int, ...], low: float, high: float, like: Tensor) -> Tensor:
         """Uniform on [low, high), in ``like``'s dtype and on its device."""
@@ -173,20 +173,6 @@ class TorchNoise:
 
     def normal(self, shape, like):
         return torch.randn(shape, dtype=like.dtype, device=like.device)
-
-
-class CounterNoise:
-    """Counter-based draws: model m's numbers depend on its seed, the step and the order of the
-    draws only (:class:`~reglab.models.dropout.CounterStream`), not on the other models."""
-
-    def __init__(self, stream: CounterStream):
-        self.stream = stream
-
-    def uniform(self, shape, low, high, like):
-        return self.stream.uniform(tuple(shape[1:]), low, high, like.dtype)
-
-    def normal(self, shape, like):
-        return self.stream.normal(tuple(shape[1:]), like.dtype)
 
 
 def cross_entropy_sum(logits: Tensor, y: Tensor) -> Tensor:

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reglab.adversarial.attacks import PGD, TRADES, CounterNoise, Forward, ModuleForward
+from reglab.adversarial.attacks import PGD, TRADES, Forward, ModuleForward
 from reglab.adversarial.evaluate import AUTOATTACK_INSTALL, autoattack_accuracy, robust_accuracy, sanity_checks
 from reglab.errors import UserError
 from reglab.adversarial.plots import robustness
@@ -134,7 +134,7 @@ class AdversarialTask(SupervisedTask):
         adv = self.adv
         if adv.method == "none":
             return super().stacked_loss(forward, x, y)
-        x_adv = self.attack.stacked(forward, x, y, CounterNoise(forward.random))
+        x_adv = self.attack.stacked(forward, x, y, forward.random)
         if adv.method == "trades":
             logits = forward(x, True)
             log_q, p = F.log_softmax(forward(x_adv, True), dim=-1), F.softmax(logits, dim=-1)

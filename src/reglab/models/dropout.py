@@ -67,7 +67,8 @@ def dropout_masks(seeds: Tensor, step: int, layer: int, shape: torch.Size, keep:
 class CounterStream:
     """The random numbers of K models at one training step, drawn from negative streams −1, −2, …
     in the order they are asked for (so a model alone and in a batch, asking in the same order,
-    get the same numbers). Each draw is computed in float64 and rounded once to ``dtype``:
+    get the same numbers); model m's numbers are row m of each draw [K, ...], on the seeds'
+    device. Each draw is computed in float64 and rounded once to the dtype asked for:
 
     * uniform on [low, high): low + (high − low)·(u + ½)·2⁻²⁴, u the 24 bits of :func:`counter_bits`;
     * standard normal (Box–Muller): z = √(−2 ln v₁)·cos(2π v₂), v = (u + ½)·2⁻²⁴ ∈ (0, 1) from the
@@ -82,26 +83,28 @@ class CounterStream:
     """streams used so far"""
 
     def _unit(self, shape: tuple[int, ...], factor: int = 1) -> Tensor:
-        """(u + ½)·2⁻²⁴ in float64, [K, factor·n] for the next stream, n the elements of ``shape``."""
+        """(u + ½)·2⁻²⁴ in float64, [K, factor·n] from the next stream, for ``shape`` = [K, *s] with
+        n elements in s."""
+        if shape[0] != len(self.seeds):
+            raise ValueError(f"draws of shape {tuple(shape)} for {len(self.seeds)} models")
         self.draws += 1
-        n = math.prod(shape)
-        bits = counter_bits(self.seeds, self.step, -self.draws, factor * n)
+        bits = counter_bits(self.seeds, self.step, -self.draws, factor * math.prod(shape[1:]))
         return bits.double().add_(0.5).mul_(2.0**-_BITS)
 
-    def uniform(self, shape: tuple[int, ...], low: float, high: float, dtype: torch.dtype) -> Tensor:
-        """[K, *shape] uniform on [low, high) (see the class docstring)."""
-        u = self._unit(shape)
-        return u.mul_(high - low).add_(low).to(dtype).view(len(self.seeds), *shape)
+    def uniform(self, shape: tuple[int, ...], low: float, high: float, like: Tensor) -> Tensor:
+        """Uniform on [low, high), of ``shape`` = [K, ...] and ``like``'s dtype (class docstring)."""
+        return self._unit(shape).mul_(high - low).add_(low).to(like.dtype).view(shape)
 
-    def normal(self, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
-        """[K, *shape] standard normal (see the class docstring)."""
+    def normal(self, shape: tuple[int, ...], like: Tensor) -> Tensor:
+        """Standard normal, of ``shape`` = [K, ...] and ``like``'s dtype (class docstring)."""
         v1, v2 = self._unit(shape, 2).chunk(2, dim=1)
         z = v1.log_().mul_(-2).sqrt_().mul_(torch.cos(v2.mul_(2 * math.pi)))
-        return z.to(dtype).reshape(len(self.seeds), *shape)
+        return z.to(like.dtype).reshape(shape)
 
 
 def seed_of(model_seed: int) -> int:
-    """A model's dropout seed (an int32) from its run's seed."""
+    """A model's counter-based seed (an int32) from its run's seed: the seed of its dropout masks
+    and of its adversarial training's random starts."""
     return (model_seed & 0xFFFFFFFF) - ((model_seed & 0x80000000) << 1)
 
 
