@@ -134,24 +134,8 @@ def model_mode(model, eval_mode: bool):
 
 Forward = Callable[[Tensor, bool], Tensor]
 """``forward(x, train)``: the logits [M, B, C] of M models on their inputs [M, B, ...]; ``train``
-runs the models in training mode (dropout), else in eval mode."""
-
-
-class ModuleForward:
-    """A model as a stack of one: ``forward(x, train)`` runs ``model(x[0])`` for x [1, B, ...] and
-    returns the logits [1, B, C], checked to be a classifier's (and to cover labels up to
-    ``y_max``). ``train=False`` runs it in eval mode (its flags restored after); ``train=True`` in
-    the mode it is in. ``random``: the model's counter-based random numbers of this step (for
-    adversarial training; see :func:`reglab.adversarial.task.AdversarialTask.stacked_loss`)."""
-
-    def __init__(self, model, y_max: int = -1, random: Noise | None = None):
-        self.model, self.y_max, self.random = model, y_max, random
-
-    def __call__(self, x: Tensor, train: bool) -> Tensor:
-        with model_mode(self.model, eval_mode=not train):
-            logits = self.model(x[0])
-        check_logits(logits, x.shape[1], self.y_max)
-        return logits.unsqueeze(0)
+runs the models in training mode (dropout), else in eval mode. The forward a training step hands
+to ``AdversarialTask.stacked_loss`` also carries ``random``, the models' :class:`Noise` of the step."""
 
 
 class Noise(Protocol):
@@ -163,6 +147,23 @@ class Noise(Protocol):
 
     def normal(self, shape: tuple[int, ...], like: Tensor) -> Tensor:
         """Standard normal, in ``like``'s dtype and on its device."""
+
+
+class ModuleForward:
+    """A model as a stack of one: ``forward(x, train)`` runs ``model(x[0])`` for x [1, B, ...] and
+    returns the logits [1, B, C], checked to be a classifier's (and to cover labels up to
+    ``y_max``). ``train=False`` runs it in eval mode (its flags restored after); ``train=True`` in
+    the mode it is in. ``random``: the model's random numbers of this training step (adversarial
+    training's random starts, ``AdversarialTask.loss``)."""
+
+    def __init__(self, model, y_max: int = -1, random: Noise | None = None):
+        self.model, self.y_max, self.random = model, y_max, random
+
+    def __call__(self, x: Tensor, train: bool) -> Tensor:
+        with model_mode(self.model, eval_mode=not train):
+            logits = self.model(x[0])
+        check_logits(logits, x.shape[1], self.y_max)
+        return logits.unsqueeze(0)
 
 
 class TorchNoise:
@@ -201,8 +202,8 @@ def _norms(x: Tensor) -> Tensor:
 
 
 class Attack(ABC):
-    """The base of every attack: validation, mode switching, restarts. A new attack subclasses it
-    and defines ``_perturb``."""
+    """The base of every attack: the module form (validation, a stack of one), restarts. A new
+    attack subclasses it and defines ``_perturb`` on stacked inputs."""
 
     restarts: int = 1
     eval_mode: bool = True
