@@ -160,3 +160,19 @@ def test_batched_adversarial_cnns_agree_with_their_runs_alone_to_float_rounding(
         wa, wt = load_weights(a.path), load_weights(t.path)
         for name in wa:
             assert float((wa[name] - wt[name]).abs().max()) <= 1e-3 * float(wa[name].abs().max()), name
+
+
+def test_an_adversarial_step_of_the_group_reads_nothing_back(monkeypatch):
+    """The stacked attack, its counter-based starts and the loss stay on the device: no host sync."""
+    group = group_of("adv.method=pgd", "adv.restarts=2", "adv.norm=l2", "adv.eps=1.0")
+    x, y = stacked_batch(group)
+    lr, lam = group.vector(lambda m: m.lr), group.vector(lambda m: m.exp.config.reg.lam)
+
+    def read_back(*args, **kwargs):
+        raise AssertionError("a value was read back to the host")
+
+    for name in ("__float__", "__int__", "__bool__", "item", "tolist"):
+        monkeypatch.setattr(torch.Tensor, name, read_back)
+    losses = group.train_step(x, y, lr, lam, None)
+    monkeypatch.undo()
+    assert losses.shape == (3,) and bool(torch.isfinite(losses).all())
