@@ -88,6 +88,17 @@ def test_counter_based_random_starts_are_uniform_in_the_ball_and_the_same_alone_
     assert not torch.equal(stream.uniform((3, 4000), -0.1, 0.1, like), batch)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+def test_counter_based_random_starts_are_the_same_on_cuda():
+    # the bits are integer arithmetic, the uniform draws exact float64 products rounded once; the
+    # Gaussian ones go through log and cos, which may differ in the last place of float64
+    seeds, like = torch.tensor([7, -3], dtype=torch.int32), torch.zeros(())
+    cpu, cuda = CounterStream(seeds, 4), CounterStream(seeds.cuda(), 4)
+    assert torch.equal(cpu.uniform((2, 5000), -0.1, 0.1, like), cuda.uniform((2, 5000), -0.1, 0.1, like.cuda()).cpu())
+    torch.testing.assert_close(cpu.normal((2, 5000), like), cuda.normal((2, 5000), like.cuda()).cpu(),
+                               rtol=1e-6, atol=1e-6)
+
+
 def run_by_fit(config, root):
     """The run of ``config`` alone, trained by the per-module loop ``fit``."""
     exp = prepare(config)
