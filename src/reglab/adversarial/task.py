@@ -37,8 +37,8 @@ from torch import nn
 
 from reglab.adversarial.attacks import PGD, TRADES, Forward, ModuleForward
 from reglab.adversarial.evaluate import AUTOATTACK_INSTALL, autoattack_accuracy, robust_accuracy, sanity_checks
-from reglab.errors import UserError
 from reglab.adversarial.plots import robustness
+from reglab.errors import UserError
 from reglab.models.dropout import CounterStream, seed_of
 from reglab.progress import Progress
 from reglab.tasks.supervised import SupervisedTask
