@@ -18,7 +18,9 @@ from reglab.cli import main
 from reglab.config import load_config
 from reglab.errors import UserError
 from reglab.models.dropout import CounterStream, seed_of
-from reglab.train import fit, prepare
+from reglab.train import Member, fit, prepare
+from reglab.train.engine import train_stack
+from reglab.train.module_stack import ModuleStack
 
 EPS = 0.1
 TINY = [
@@ -279,7 +281,9 @@ def test_guard_stops_and_restores_on_a_collapse_of_robust_accuracy(guard):
                      f"adv.guard={str(guard).lower()}", "adv.guard_drop=0.1")
     saved, history = {}, []
     collapse = collapse_after_first_epoch(exp, saved)
-    summary = fit(exp, None, False, on_epoch=lambda r: (history.append(r), collapse(r)))
+    member = Member.of(exp, None, lambda r: (history.append(r), collapse(r)))
+    train_stack(ModuleStack(member), False)  # its own module, which the collapse changes
+    summary = member.result.summary
     assert history[0]["val_robust_acc"] > 0.4 and history[1]["val_robust_acc"] < 0.15
     if not guard:
         assert summary["epochs_run"] == 4 and "stop_reason" not in summary

@@ -2,8 +2,8 @@
 
 The attacks act on a stack of models (``Attack.stacked``) and the module form is the same code with
 a stack of one, so on CPU a model's adversarial examples, losses, weights and metrics are the same
-bit for bit alone (the per-module loop ``reglab.train.fit``, or the batched engine with K = 1) and
-in a batch of three with other seeds and λ.
+bit for bit alone (its task's own step on its module, ``ModuleStack``, or a stack of one) and in a
+batch of three with other seeds and λ.
 """
 
 import pytest
@@ -13,8 +13,11 @@ from reglab.adversarial.attacks import FGSM, PGD, TRADES
 from reglab.config import load_config
 from reglab.models.dropout import CounterStream
 from reglab.runs import RunFolder, load_weights, read_run
-from reglab.train import fit_and_close, prepare, run
-from reglab.train.batched import Group, Member, run_many, vectorizable
+from reglab.train import Member, prepare, run
+from reglab.train.batched import run_many, vectorizable
+from reglab.train.engine import train_stack
+from reglab.train.module_stack import ModuleStack
+from reglab.train.stacked import StackedModels, learning_rate
 
 TINY = [
     "data.name=digits", "data.n_train=192", "model.kind=mlp", "model.hidden=[24]", "model.dropout=0.2",
@@ -33,14 +36,15 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def group_of(*overrides: str, variants=SEEDS_X_LAMS) -> Group:
-    return Group([Member(prepare(load_config("adversarial-l2", TINY + list(overrides) + v))) for v in variants])
+def group_of(*overrides: str, variants=SEEDS_X_LAMS) -> StackedModels:
+    return StackedModels([Member.of(prepare(load_config("adversarial-l2", TINY + list(overrides) + v)))
+                          for v in variants])
 
 
-def stacked_batch(group: Group, n: int = 16):
+def stacked_batch(group: StackedModels, n: int = 16):
     """Each model its own batch: rows m·n … (m+1)·n − 1 of the training set."""
     x, y = group.members[0].exp.tensors["train"]
-    idx = torch.arange(group.size * n).view(group.size, n)
+    idx = torch.arange(len(group.members) * n).view(len(group.members), n)
     return x[idx], y[idx]
 
 
@@ -99,10 +103,12 @@ def test_counter_based_random_starts_are_the_same_on_cuda():
                                rtol=1e-6, atol=1e-6)
 
 
-def run_by_fit(config, root):
-    """The run of ``config`` alone, trained by the per-module loop ``fit``."""
-    exp = prepare(config)
-    return fit_and_close(exp, RunFolder.create(config, exp.device, root), progress=False)
+def run_by_module(config, root):
+    """The run of ``config`` alone, trained by its task's own step on its module (``AdversarialTask.loss``)."""
+    member = Member.of(prepare(config))
+    member.tracker.folder = RunFolder.create(config, member.exp.device, root)
+    train_stack(ModuleStack(member), progress=False)
+    return member.result
 
 
 def assert_equal_runs(alone, together):
@@ -129,22 +135,21 @@ CASES = {  # every method; L2 coupled and L1 proximal; dropout 0.2; the attack i
 def test_batched_adversarial_training_equals_each_run_alone_bit_for_bit(case, tmp_path):
     configs = [load_config("adversarial-l2", TINY + CASES[case] + v) for v in SEEDS_X_LAMS]
     assert vectorizable(configs) is None
-    alone = [run_by_fit(c, tmp_path / "alone") for c in configs]
+    alone = [run_by_module(c, tmp_path / "alone") for c in configs]
     together = run_many(configs, tmp_path / "batched", progress=False)
     assert all(t.summary["vectorized"] and t.summary["group_size"] == 3 for t in together)
     for t in together:
-        del t.summary["vectorized"], t.summary["group_size"]
+        del t.summary["vectorized"], t.summary["group_size"], t.summary["group_seconds"]
     assert_equal_runs(alone, together)
     assert len({t.summary["val_loss"] for t in together}) == 3
     assert all("robust_test_acc" in t.summary and "val_robust_acc" in read_run(t.path)["metrics"][0] for t in together)
 
 
-def test_a_single_adversarial_run_is_a_batch_of_one_equal_to_the_per_module_loop(monkeypatch, tmp_path):
+def test_a_single_adversarial_run_is_a_stack_of_one_equal_to_its_module_trained_alone(tmp_path):
     config = load_config("adversarial-l2", TINY + ["adv.method=trades", "seed=3"])
-    by_fit = run_by_fit(config, tmp_path / "fit")
-    monkeypatch.setattr("reglab.train.fit", None)  # run must not reach the per-module loop
-    alone = run(config, tmp_path / "alone", progress=False)
-    assert_equal_runs([by_fit], [alone])
+    by_module = run_by_module(config, tmp_path / "module")
+    alone = run(config, tmp_path / "alone", progress=False)  # a stack of one (StackedModels)
+    assert_equal_runs([by_module], [alone])
 
 
 def test_adversarial_configs_are_vectorized_unless_they_differ_in_the_attack():
@@ -153,8 +158,8 @@ def test_adversarial_configs_are_vectorized_unless_they_differ_in_the_attack():
 
     assert vectorizable(configs(["seed=0"], ["seed=1", "reg.lam=0.1"])) is None
     assert "adv.eps" in vectorizable(configs(["adv.eps=0.1"], ["adv.eps=0.2"]))
-    assert "batch normalization" in vectorizable(configs(["seed=0", "model.batchnorm=true"],
-                                                         ["seed=1", "model.batchnorm=true"]))
+    assert "reg.on" in vectorizable(configs(["seed=0", "reg.on=weights - head.*"],
+                                            ["seed=1", "reg.on=weights - head.*"]))
 
 
 def test_batched_adversarial_cnns_agree_with_their_runs_alone_to_float_rounding(tmp_path):
@@ -164,7 +169,7 @@ def test_batched_adversarial_cnns_agree_with_their_runs_alone_to_float_rounding(
     # (a wrong seed, start or mask would differ by the scale itself).
     cnn = ["model.kind=cnn", "model.channels=[4,8]", "model.dense=[16]", "model.dropout=0", "adv.method=trades"]
     configs = [load_config("adversarial-l2", TINY + cnn + v) for v in SEEDS_X_LAMS[:2]]
-    alone = [run_by_fit(c, tmp_path / "alone") for c in configs]
+    alone = [run_by_module(c, tmp_path / "alone") for c in configs]
     together = run_many(configs, tmp_path / "batched", progress=False)
     for a, t in zip(alone, together):
         assert t.summary["vectorized"] and a.summary["val_loss"] == pytest.approx(t.summary["val_loss"], rel=1e-4)
@@ -177,7 +182,7 @@ def test_an_adversarial_step_of_the_group_reads_nothing_back(monkeypatch):
     """The stacked attack, its counter-based starts and the loss stay on the device: no host sync."""
     group = group_of("adv.method=pgd", "adv.restarts=2", "adv.norm=l2", "adv.eps=1.0")
     x, y = stacked_batch(group)
-    lr, lam = group.vector(lambda m: m.lr), group.vector(lambda m: m.exp.config.reg.lam)
+    lr, lam = group.vector(learning_rate), group.vector(lambda m: m.exp.config.reg.lam)
 
     def read_back(*args, **kwargs):
         raise AssertionError("a value was read back to the host")

@@ -124,7 +124,7 @@ def test_a_run_by_the_tasks_own_step_is_the_plain_loop_bit_for_bit(tmp_path):
     ("mlp-l2", ["data.n_train=100", "reg.on=weights - head.*"], ModuleStack),
     ("cnn-l2", ["data.name=digits", "data.n_train=100", "model.channels=[4]", "model.dense=[8]", "model.batchnorm=true"],
      StackedModels),
-    ("adversarial-l2", ["data.name=digits", "data.n_train=100", "model.channels=[4]", "model.dense=[8]"], ModuleStack),
+    ("adversarial-l2", ["data.name=digits", "data.n_train=100", "model.channels=[4]", "model.dense=[8]"], StackedModels),
     ("gan-ring", ["data.n_samples=300", "gan.g_hidden=[8]", "gan.d_hidden=[8]"], ModuleStack),
 ])  # fmt: skip
 def test_a_single_run_takes_the_stacked_backend_where_it_can(recipe, overrides, backend):
