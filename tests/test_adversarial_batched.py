@@ -192,3 +192,21 @@ def test_an_adversarial_step_of_the_group_reads_nothing_back(monkeypatch):
     losses = group.train_step(x, y, lr, lam, None)
     monkeypatch.undo()
     assert losses.shape == (3,) and bool(torch.isfinite(losses).all())
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_batched_adversarial_training_with_batch_normalization_agrees_with_its_module_alone(mode, tmp_path):
+    # attack_mode=train: each attack step's forward uses and moves each model's own running
+    # statistics, as the module's BatchNorm does. Batch normalization over the stacked models
+    # rounds differently in the last place; SGD keeps that at rounding (Adam before a
+    # normalization would scale it up, tests/test_vectorized.py), so agreement to 1e-5 relative.
+    bn = ["model.batchnorm=true", "model.dropout=0", "optim.name=sgd", "optim.lr=0.05", f"adv.attack_mode={mode}"]
+    configs = [load_config("adversarial-l2", TINY + bn + v) for v in SEEDS_X_LAMS[:2]]
+    assert vectorizable(configs) is None
+    alone = [run_by_module(c, tmp_path / "alone") for c in configs]
+    together = run_many(configs, tmp_path / "batched", progress=False)
+    for a, t in zip(alone, together):
+        assert t.summary["vectorized"] and a.summary["val_loss"] == pytest.approx(t.summary["val_loss"], rel=1e-5)
+        wa, wt = load_weights(a.path), load_weights(t.path)
+        for name in wa:
+            torch.testing.assert_close(wt[name], wa[name], rtol=1e-5, atol=1e-6, msg=name)
