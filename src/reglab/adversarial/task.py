@@ -41,7 +41,7 @@ from reglab.adversarial.plots import robustness
 from reglab.errors import UserError
 from reglab.models.dropout import CounterStream, seed_of
 from reglab.progress import Progress
-from reglab.tasks.supervised import SupervisedTask
+from reglab.tasks.supervised import SupervisedTask, mean_cross_entropy
 
 EVAL_BATCH = 512
 
@@ -60,11 +60,6 @@ def training_attack(adv) -> PGD | None:
         return PGD(adv.eps, alpha=adv.alpha, steps=adv.steps, norm=adv.norm, restarts=adv.restarts,
                    eval_mode=eval_mode)
     return None
-
-
-def mean_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Each model's mean cross-entropy over its batch, [M], for logits [M, B, C] and labels [M, B]."""
-    return F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
 
 
 def state_copy(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -22,6 +22,11 @@ from reglab.tasks.optim import build_optimizer, build_regularizer, build_schedul
 from reglab.tasks.reference import reference_summary
 
 
+def mean_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Each model's mean cross-entropy over its batch, [M], for logits [M, B, C] and labels [M, B]."""
+    return F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
+
+
 class SupervisedTask:
     """Train a classifier or regressor: loss → backward → clip → ``optimizer.step()``."""
 
@@ -65,8 +70,7 @@ class SupervisedTask:
         cross-entropy for classes, else (1/n)·Σ(y − ŷ)²; training methods override this as ``loss``."""
         out = forward(x, True)
         if self.classify:
-            m, b, k = out.shape
-            return F.cross_entropy(out.reshape(m * b, k), y.reshape(m * b), reduction="none").view(m, b).mean(1)
+            return mean_cross_entropy(out, y)
         return F.mse_loss(out, y, reduction="none").flatten(1).mean(1)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,7 @@ from reglab.train.stacked import unsupported
 from reglab.train.threads import cores, free_cores, use_free_cores
 from reglab.train.tracker import Member, RunResult
 
-VARYING = {"seed", "reg.lam", "reg.l1_ratio", "optim.lr", "optim.weight_decay", "model.dropout", "reg.dropout",
+VARYING = {"seed", "reg.lam", "reg.l1_ratio", "optim.lr", "optim.weight_decay", "model.dropout",
            "name", "description", "out"}
 """The keys in which the configs of a group may differ (dropout rates only when all are above 0,
 since a model without dropout has no dropout layers)."""

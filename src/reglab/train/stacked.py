@@ -62,7 +62,7 @@ HANDLED = {
     "name", "description", "seed", "device", "out",
     "model.kind", "model.hidden", "model.activation", "model.dropout", "model.channels",
     "model.kernel_size", "model.pool", "model.dense", "model.batchnorm",
-    "reg.penalty", "reg.lam", "reg.l1_ratio", "reg.mode", "reg.on", "reg.dropout", "reg.warmup_epochs",
+    "reg.penalty", "reg.lam", "reg.l1_ratio", "reg.mode", "reg.on", "reg.warmup_epochs",
     "optim.name", "optim.lr", "optim.momentum", "optim.weight_decay", "optim.betas",
     "train.epochs", "train.batch_size", "train.schedule", "train.plateau_factor",
     "train.plateau_patience", "train.step_size", "train.step_gamma", "train.clip_norm",
