@@ -7,7 +7,7 @@ A stack is one of two backends with one interface (:class:`Stack`):
   computation on stacked parameters, for every supervised config that
   :func:`~reglab.train.stacked.unsupported` admits (a single one as K = 1, a sweep's group together);
 * :class:`~reglab.train.module_stack.ModuleStack`: K = 1, the task's own module and ``train_step``,
-  for what cannot be stacked (GAN, adversarial training, custom models, other selections).
+  for what cannot be stacked (GAN, custom models, other selections than the default).
 
 Each epoch (:func:`train_stack`): the stack trains every model one pass over its own shuffle
 (losses [K, steps]), evaluates train and validation for all models at once, and then each model's
