@@ -11,7 +11,9 @@ names:
 * ``P procs``     P = cores processes with one thread each (``OMP_NUM_THREADS=1``), each training
   its share of the configs one after another: the best a user does by hand;
 * ``sweep``       ``reglab sweep`` with its defaults (one worker in the process, the batched
-  engine, reglab's thread policy), including its Optuna storage.
+  engine, reglab's thread policy), including its Optuna storage;
+* ``sweep P workers``  ``reglab sweep --workers P``: P worker processes, each training its share
+  of the configs batched on the threads its policy gives it.
 
 The ways are interleaved repeat by repeat (the order rotates), so that drift in the machine's speed
 hits all alike; the median of each is reported with the ratios. ``--busy 1`` keeps one extra
@@ -92,6 +94,9 @@ def ways(args, root: str, cores: int) -> dict[str, list[tuple[list[str], dict[st
                            for i in range(cores)],
         "sweep": [([reglab, "sweep", "mlp-l2", *overrides(args.epochs, args.set), "--grid", grid,
                     "--name", f"bench{time.monotonic_ns()}", "--dir", root], clean)],
+        f"sweep {cores} workers": [([reglab, "sweep", "mlp-l2", *overrides(args.epochs, args.set), "--grid", grid,
+                                     "--name", f"bench{time.monotonic_ns()}w", "--dir", root,
+                                     "--workers", str(cores)], clean)],
     }
 
 
@@ -136,6 +141,8 @@ def main() -> None:
     procs = next(name for name in rate if name.endswith("procs"))
     print(f"sweep / sequential  {rate['sweep'] / rate['sequential']:6.2f}×   (target ≥ 3)")
     print(f"sweep / {procs:<10}  {rate['sweep'] / rate[procs]:6.2f}×   (target ≥ 1)")
+    workers = next(name for name in rate if name.endswith("workers"))
+    print(f"{workers} / sweep  {rate[workers] / rate['sweep']:6.2f}×")
     print("load average after: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
 
 

@@ -10,7 +10,8 @@ against 0.13 s with 1 (``benchmarks/threads.py`` measures it). Two remedies, bot
 * ``OMP_WAIT_POLICY=PASSIVE``: waiting threads sleep instead of spinning. ``import reglab`` sets it
   (unless it is set already) before torch loads OpenMP, which reads it once, when it loads;
 * :func:`use_free_cores` before each run and each batch of runs: ``torch.set_num_threads(n)`` with n
-  the free cores (:func:`free_cores`), and never more than ``OMP_NUM_THREADS`` when that is set.
+  the free cores (:func:`free_cores`: the CPUs this process may use less those other processes keep
+  busy now), and never more than ``OMP_NUM_THREADS`` when that is set.
 """
 
 from __future__ import annotations
@@ -19,10 +20,15 @@ import math
 import os
 import time
 
+import psutil
 import torch
 
-_seen = {"wall": time.monotonic(), "cpu": time.process_time(), "own": 0.0}
-"""When this process last measured its own load, its CPU time then, and that load (cores busy)."""
+SAMPLE_SECONDS = 0.2
+"""How long :func:`busy_elsewhere` watches the CPUs."""
+REUSE_SECONDS = 5.0
+"""How long a measurement of the free cores stands for the next calls (runs started in a row)."""
+
+_last: dict[str, float] = {"at": -math.inf, "free": 0}
 
 
 def cores() -> int:
@@ -30,20 +36,29 @@ def cores() -> int:
     return len(os.sched_getaffinity(0))
 
 
-def own_load() -> float:
-    """The cores this process kept busy since it last measured (CPU time over wall time), measured
-    again once a second has passed (the 1-minute load average moves slower than that anyway)."""
-    wall, cpu = time.monotonic(), time.process_time()
-    if wall - _seen["wall"] > 1.0:
-        _seen.update(own=(cpu - _seen["cpu"]) / (wall - _seen["wall"]), wall=wall, cpu=cpu)
-    return _seen["own"]
+def busy_elsewhere(seconds: float = SAMPLE_SECONDS) -> float:
+    """The cores that other processes keep busy now: Σ over this process's CPUs of their busy
+    fraction during ``seconds`` (psutil, from the kernel's per-CPU times), less the CPU time this
+    process itself took in that window.
+
+    A short sample of now, not the 1-minute load average: that average still counts, for a minute
+    or more, a run that has just ended, so a run started right after another (a sweep after a
+    sweep, the runs of a benchmark) would leave cores idle."""
+    own = time.process_time()
+    percents = psutil.cpu_percent(interval=seconds, percpu=True)
+    own = (time.process_time() - own) / seconds
+    mine = [percents[i] for i in os.sched_getaffinity(0) if i < len(percents)]
+    return max(0.0, sum(mine) / 100 - own)
 
 
 def free_cores() -> int:
-    """The cores that other processes leave free, at least 1: ours minus the 1-minute load average,
-    that load less the part this process made itself (:func:`own_load`)."""
-    others = max(0.0, os.getloadavg()[0] - own_load())
-    return max(1, cores() - math.floor(others + 0.5))
+    """The cores that other processes leave free, at least 1: ours minus those busy elsewhere
+    (:func:`busy_elsewhere`, rounded), measured again when the last measurement is older than
+    :data:`REUSE_SECONDS`."""
+    now = time.monotonic()
+    if now - _last["at"] > REUSE_SECONDS:
+        _last.update(at=now, free=max(1, cores() - math.floor(busy_elsewhere() + 0.5)))
+    return int(_last["free"])
 
 
 def threads_limit() -> int | None:
