@@ -28,12 +28,7 @@ TINY = [
 SEEDS_X_LAMS = [["seed=0", "reg.lam=1e-3"], ["seed=1", "reg.lam=1e-2"], ["seed=2", "reg.lam=1e-3"]]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def group_of(*overrides: str, variants=SEEDS_X_LAMS) -> StackedModels:
