@@ -11,9 +11,9 @@ def robustness(metrics: list[dict], summary: dict, path: Path, title: str) -> No
     """PGD accuracy per epoch (train/val batches, best checkpoint marked) and test accuracy against ε."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
     epochs = [m["epoch"] for m in metrics]
-    left.plot(epochs, [m["train_robust_acc"] for m in metrics], label="train (robust)")
-    left.plot(epochs, [m["val_robust_acc"] for m in metrics], label="validation (robust)")
-    left.plot(epochs, [m["val_acc"] for m in metrics], ":", label="validation (clean)")
+    left.plot(epochs, [m["train_robust_acc"] for m in metrics], marker=".", label="train (robust)")
+    left.plot(epochs, [m["val_robust_acc"] for m in metrics], marker=".", label="validation (robust)")
+    left.plot(epochs, [m["val_acc"] for m in metrics], ":", marker=".", label="validation (clean)")
     if "robust_best_epoch" in summary:
         left.axvline(summary["robust_best_epoch"], color="grey", lw=0.8, ls="--", label="best (val robust)")
     left.set(xlabel="epoch", ylabel="accuracy", title=f"accuracy under PGD at ε={summary['robust_eps']:g}")
