@@ -17,7 +17,7 @@ from reglab.adversarial.task import state_copy
 from reglab.cli import main
 from reglab.config import load_config
 from reglab.errors import UserError
-from reglab.models.dropout import CounterStream, seed_of
+from reglab.counter_random import CounterStream, seed_of
 from reglab.train import Member, fit, prepare
 from reglab.train.engine import train_stack
 from reglab.train.module_stack import ModuleStack

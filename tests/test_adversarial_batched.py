@@ -11,7 +11,7 @@ import torch
 
 from reglab.adversarial.attacks import FGSM, PGD, TRADES
 from reglab.config import load_config
-from reglab.models.dropout import CounterStream
+from reglab.counter_random import CounterStream
 from reglab.runs import RunFolder, load_weights, read_run
 from reglab.train import Member, prepare, run
 from reglab.train.batched import run_many, vectorizable

@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from reglab.config import load_config
-from reglab.models.dropout import CountedDropout, dropout_masks, seed_of
+from reglab.counter_random import seed_of
+from reglab.models.dropout import CountedDropout, dropout_masks
 from reglab.runs import load_weights
 from reglab.train import run
 from reglab.train.batched import run_many

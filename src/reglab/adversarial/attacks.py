@@ -23,9 +23,9 @@ stacked form with M = 1 (:class:`ModuleForward` puts the batch in a stack of one
 
 Random starts come from a ``noise`` source (:class:`Noise`): :class:`TorchNoise` (torch's global
 generator, as torchattacks draws; the module form's default, used by robust evaluation) or
-counter-based draws keyed by (model seed, training step, draw), ``reglab.models.dropout.
-CounterStream``: adversarial training uses those, so that a model's random starts are the same
-whether it trains alone or in a batch, on any device.
+counter-based draws keyed by (model seed, training step, draw),
+``reglab.counter_random.CounterStream``: adversarial training uses those, so that a model's random
+starts are the same whether it trains alone or in a batch, on any device.
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ to ``AdversarialTask.stacked_loss`` also carries ``random``, the models' :class:
 
 class Noise(Protocol):
     """Where an attack's random starts come from; shapes are [M, B, ...], row m model m's.
-    :class:`TorchNoise`, or the counter-based ``reglab.models.dropout.CounterStream``."""
+    :class:`TorchNoise`, or the counter-based ``reglab.counter_random.CounterStream``."""
 
     def uniform(self, shape: tuple[int, ...], low: float, high: float, like: Tensor) -> Tensor:
         """Uniform on [low, high), in ``like``'s dtype and on its device."""

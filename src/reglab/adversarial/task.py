@@ -39,7 +39,7 @@ from reglab.adversarial.attacks import PGD, TRADES, Forward, ModuleForward
 from reglab.adversarial.evaluate import AUTOATTACK_INSTALL, autoattack_accuracy, robust_accuracy, sanity_checks
 from reglab.adversarial.plots import robustness
 from reglab.errors import UserError
-from reglab.models.dropout import CounterStream, seed_of
+from reglab.counter_random import CounterStream, seed_of
 from reglab.progress import Progress
 from reglab.tasks.supervised import SupervisedTask, mean_cross_entropy
 
@@ -117,7 +117,7 @@ class AdversarialTask(SupervisedTask):
     def stacked_loss(self, forward: Forward, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The batch losses [M] of ``adv.method`` for M stacked models, each on its own batch
         x [M, B, ...], y [M, B]: ``forward(x, train)`` gives the logits [M, B, C] and
-        ``forward.random`` (a :class:`~reglab.models.dropout.CounterStream`) the models' random
+        ``forward.random`` (a :class:`~reglab.counter_random.CounterStream`) the models' random
         numbers of this step, which the training attack draws its random starts from.
 
         The attack runs in eval mode (``adv.attack_mode=eval``: ``forward(x, False)``) or in

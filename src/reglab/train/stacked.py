@@ -51,7 +51,8 @@ from torch import Tensor
 from torch.func import stack_module_state
 
 from reglab.config import Config, flat_keys
-from reglab.models.dropout import CountedDropout, CounterStream, dropout_masks, seed_of
+from reglab.counter_random import CounterStream, seed_of
+from reglab.models.dropout import CountedDropout, dropout_masks
 from reglab.tasks.base import StackableTask
 from reglab.train.batched_net import BatchedNet
 from reglab.train.experiment import add_gaps
