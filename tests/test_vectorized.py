@@ -45,7 +45,7 @@ def close(a, b, key):
     return a == b
 
 
-def assert_same(separate, together):
+def assert_same(separate, together, weight_atol=1e-7):
     for s, v in zip(separate, together):
         assert v.summary["vectorized"] is True and v.summary["group_size"] == len(together)
         assert v.summary["seconds"] == v.summary["group_seconds"] / len(together)
@@ -63,7 +63,7 @@ def assert_same(separate, together):
             ws, wv = load_weights(s.path), load_weights(v.path)
             assert list(ws) == list(wv)
             for name in ws:
-                torch.testing.assert_close(wv[name], ws[name], rtol=RTOL, atol=1e-7)
+                torch.testing.assert_close(wv[name], ws[name], rtol=RTOL, atol=weight_atol)
 
 
 def test_mlp_with_dropout_clipping_and_plateau(tmp_path):
@@ -125,7 +125,10 @@ def test_batch_normalization_keeps_running_statistics_per_model(recipe, override
     arithmetic, which Adam would scale from rounding noise to steps of ±lr."""
     base = overrides + ["model.batchnorm=true", "optim.name=sgd", "optim.lr=0.05"]
     separate, together = train_both(recipe, base, [["seed=0", "reg.lam=1e-3"], ["seed=1", "reg.lam=3e-2"]], tmp_path)
-    assert_same(separate, together)
+    # a CNN alone runs its own convolutions, a batch their grouped form (vmap), which round
+    # differently; the biases in front of a normalization (zero gradient in exact arithmetic) then
+    # drift apart by a few 1e-6; statistics pooled over the models would differ by 1e-2 and more
+    assert_same(separate, together, weight_atol=1e-5 if recipe == "cnn-l2" else 1e-7)
     for r in together:
         weights = load_weights(r.path)
         assert any(name.endswith("running_var") and not torch.equal(w, torch.ones_like(w)) for name, w in weights.items())

@@ -74,9 +74,10 @@ class BatchedNet:
     """The forward pass of M models of one ``Net`` architecture: stacked parameters and buffers
     ``{name: [M, ...]}`` and inputs ``[M, B, ...]`` give outputs ``[M, B, n_outputs]``.
 
-    Linear: h ← h·Wᵀ + b per model (:class:`BatchedLinear`); convolutions under ``vmap``; batch
-    normalization per model (:func:`batch_norm`); activations act elementwise and pooling per
-    example, on the models and examples as one batch.
+    Linear: h ← h·Wᵀ + b per model (:class:`BatchedLinear`); convolutions under ``vmap`` (a single
+    model: its own convolution, as its module runs it); batch normalization per model
+    (:func:`batch_norm`); activations act elementwise and pooling per example, on the models and
+    examples as one batch.
     """
 
     def __init__(self, model: Net):
@@ -99,7 +100,9 @@ class BatchedNet:
                 def one(xm, wm, bm, conv=conv, layer=layer):
                     return conv(xm, wm, bm, layer.stride, layer.padding, layer.dilation, layer.groups)
 
-                h = vmap(one)(h, params[f"{name}.weight"], params[f"{name}.bias"])
+                weight, bias = params[f"{name}.weight"], params[f"{name}.bias"]
+                # one model: its own convolution (vmap's grouped form costs layout copies)
+                h = one(h[0], weight[0], bias[0]).unsqueeze(0) if len(h) == 1 else vmap(one)(h, weight, bias)
             elif isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
                 h = batch_norm(h, params, buffers, name, layer, dropout is not None)
             elif isinstance(layer, CountedDropout):

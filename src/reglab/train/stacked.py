@@ -31,15 +31,15 @@ torch rounds its Python scalars. On CPU an MLP stacked with others then trains b
 does alone, dropout included, with every penalty in every mode and each optimizer
 (tests/test_vectorized.py), except group lasso in coupled and decoupled mode, whose per-group norms
 reduced over the stack differ in the last place; there, and where a kernel sums in another order
-(batched convolutions under ``vmap``, batch normalization over the models' channels side by side),
-the results agree to float rounding (1e-5 relative), and agree so with the same model trained by a
-plain torch loop (tests/test_engine.py). Two kinds of training turn that rounding into larger
-differences: Adam on a bias in front of a batch normalization, whose gradient is zero in exact
-arithmetic and which Adam scales from rounding noise to steps of ±lr; and a loss that is not
-differentiable everywhere (ReLU, max-pooling), which batch normalization makes likely to matter:
-at one step of a batch-normalized CNN, torch's own modules gave gradients 8% apart for two weight
-sets 4·10⁻⁷ apart (a unit switched on, or another position pooled). Two runs a rounding apart then
-part there; the same nets with tanh and no pooling agree to 10⁻⁶ over epochs.
+(batched convolutions under ``vmap`` against a single model's own, batch normalization over the
+models' channels side by side), the results agree to float rounding (1e-5 relative), and agree so
+with the same model trained by a plain torch loop (tests/test_engine.py). Two kinds of training turn
+that rounding into larger differences: Adam on a bias in front of a batch normalization, whose
+gradient is zero in exact arithmetic and which Adam scales from rounding noise to steps of ±lr; and
+a loss that is not differentiable everywhere (ReLU, max-pooling), which batch normalization makes
+likely to matter: at one step of a batch-normalized CNN, torch's own modules gave gradients 8% apart
+for two weight sets 4·10⁻⁷ apart (a unit switched on, or another position pooled). Two runs a
+rounding apart then part there; the same nets with tanh and no pooling agree to 10⁻⁶ over epochs.
 """
 
 from __future__ import annotations
