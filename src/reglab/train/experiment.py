@@ -72,17 +72,17 @@ def prepare(config: Config) -> Experiment:
 
 
 def weight_stats(model: nn.Module) -> dict[str, float]:
-    """L2 norm of all weight matrices/filters, and the percentage of exact zeros per layer and in all."""
+    """L2 norm of all weight matrices/filters, and the percentage of exact zeros per layer and in all.
+    Every layer's Σw² and zero count stay on the device until one ``tolist()``."""
+    weights = [(name, p.detach()) for name, p in model.named_parameters() if p.dim() >= 2]
+    sums = torch.stack([torch.stack([w.pow(2).sum().double(), (w == 0).sum().double()])
+                        for _, w in weights]).tolist() if weights else []
     stats: dict[str, float] = {}
     total_sq, zeros, count = 0.0, 0, 0
-    for name, p in model.named_parameters():
-        if p.dim() < 2:
-            continue
-        w = p.detach()
-        total_sq += float(w.pow(2).sum())
-        n_zero = int((w == 0).sum())
-        stats[f"zeros/{name}"] = 100.0 * n_zero / w.numel()
-        zeros += n_zero
+    for (name, w), (sq, n_zero) in zip(weights, sums):
+        total_sq += sq
+        stats[f"zeros/{name}"] = 100.0 * int(n_zero) / w.numel()
+        zeros += int(n_zero)
         count += w.numel()
     stats["weight_l2"] = math.sqrt(total_sq)
     stats["zeros_total"] = 100.0 * zeros / max(count, 1)
