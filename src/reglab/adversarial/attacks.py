@@ -297,8 +297,8 @@ class PGD(Attack):
     The default step is α = 2.5·ε/steps, the heuristic of the ``robustness`` library (Engstrom et
     al. 2019); Madry et al. (2018) used α = 0.01 at ε = 0.3 with 40 steps on MNIST. With
     ``restarts`` > 1 the attack runs again from new random starts and keeps, per example, a
-    restart that fools the model, otherwise the one with the highest loss; it never does worse than its first restart. The last iterate of each restart
-    is used, as in torchattacks.
+    restart that fools the model, otherwise the one with the highest loss; it never does worse than
+    its first restart. The last iterate of each restart is used, as in torchattacks.
     """
 
     eps: float
