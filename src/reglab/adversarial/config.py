@@ -9,12 +9,12 @@ Training is an attack and an objective: ``adv.attack`` names a registered attack
 import dataclasses
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from reglab.adversarial.attacks import ATTACKS, Attack, attack_names, check_eps
 from reglab.errors import UserError
-from reglab.sections import OneOf, Section
+from reglab.sections import OneOf, Section, stacked
 
 METHODS = {
     "none": ("none", "adversarial"),
@@ -43,6 +43,8 @@ class AdvConfig(Section):
     ε is measured on the [0, 1] input scale. ``alpha`` (the attack's step) defaults to 2.5·ε/steps,
     and to 1.25·ε for ``fgsm-rs`` (one step, so ``steps`` does not apply to it).
     """
+
+    model_config = ConfigDict(json_schema_extra=stacked())
 
     attack: Annotated[str, OneOf(attack_choices)] = "none"
     """the training attack: none (standard training) or a registered attack: pgd, fgsm-rs, trades (KL), …"""
