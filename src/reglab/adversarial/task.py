@@ -143,7 +143,7 @@ class AdversarialTask(SupervisedTask):
         points = []
         for eps in eps_list:
             points.append((eps, robust_accuracy(model, x, y, PGD(eps, steps=steps, norm=self.adv.norm), EVAL_BATCH,
-                                                restarts if eps > 0 else 0, self.config.seed)))
+                                                restarts * (eps > 0), self.config.seed)))
             if progress is not None:
                 progress.update(f"test ε = {eps:g}: {points[-1][1]:.3f}")
         return points
