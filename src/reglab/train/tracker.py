@@ -16,7 +16,6 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from reglab.errors import UserError
 from reglab.plots import learning_curve, weight_histogram
 from reglab.runs import Run, RunFolder
 from reglab.train.experiment import Experiment, evaluate_splits, weight_stats
