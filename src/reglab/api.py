@@ -26,34 +26,17 @@ from typing import Any, Callable, Iterable, Mapping
 import pandas as pd
 
 from reglab.config import load_config
-from reglab.runs import read_run
+from reglab.runs import Run
 from reglab.study.records import TrialRecord, choose_point, load_study
 from reglab.study.sweep import sweep as run_sweep
 from reglab.train import run as run_config
-
-
-@dataclass
-class Run:
-    """A finished run: its folder and ``summary.json``."""
-
-    path: Path
-    summary: dict[str, Any]
-
-    @property
-    def ok(self) -> bool:
-        return self.summary.get("status") == "ok"
-
-    def metrics(self) -> pd.DataFrame:
-        """``metrics.jsonl`` as a table: one row per epoch."""
-        return pd.DataFrame(read_run(self.path)["metrics"])
 
 
 def run(recipe_or_path: str | Path, *overrides: str, out: str | Path | None = None,
         progress: bool | None = False) -> Run:
     """Train one config (a built-in recipe or a YAML file, with ``key=value`` overrides) and
     write its run folder under ``out`` (default: the config's ``out``), as ``reglab run`` does."""
-    result = run_config(load_config(str(recipe_or_path), list(overrides)), root=out, progress=progress)
-    return Run(result.path, result.summary)
+    return run_config(load_config(str(recipe_or_path), list(overrides)), root=out, progress=progress)
 
 
 @dataclass

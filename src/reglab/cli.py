@@ -101,7 +101,8 @@ def recipes():
 
     table = Table("recipe", "what it shows")
     for path in sorted(RECIPE_DIR.glob("*.yaml")):
-        table.add_row(path.stem, read_yaml(path).get("description", "").strip().splitlines()[0])
+        lines = str(read_yaml(path).get("description") or "").strip().splitlines()
+        table.add_row(path.stem, lines[0] if lines else "")
     console.print(table)
 
 

@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from reglab.adversarial.config import AdvConfig
 from reglab.errors import UserError
 from reglab.gan.config import GanConfig, check_gan
 from reglab.penalties import penalty_names
-from reglab.sections import Beta, OneOf, Section, Width
+from reglab.sections import STACKED, Beta, OneOf, Section, Width, stacked
 from reglab.shorthands import check_rate_applies, plain_overrides, upgraded
 
 RECIPE_DIR = Path(__file__).parent / "recipes"
@@ -41,6 +41,8 @@ def check_name(name: str, what: str) -> str:
 
 
 class DataConfig(Section):
+    model_config = ConfigDict(json_schema_extra=stacked())
+
     name: str = "mnist1d"
     """dataset name (reglab datasets lists them); csv or npz for your own file in data.path"""
     path: str | None = None
@@ -78,9 +80,11 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
+    model_config = ConfigDict(json_schema_extra=stacked())
+
     kind: Literal["linear", "mlp", "cnn", "custom"] = "mlp"
     """linear, mlp, cnn (1-D or 2-D by the input shape) or custom (model.factory builds it)"""
-    factory: str | None = None
+    factory: str | None = Field(None, json_schema_extra=stacked(False))
     """with kind=custom: package.module:function, called as function(input_shape, n_outputs) -> nn.Module"""
     hidden: list[Width] = [256, 128]
     """widths of the mlp's hidden layers"""
@@ -117,6 +121,8 @@ def penalty_choices() -> tuple[str, ...]:
 
 
 class RegConfig(Section):
+    model_config = ConfigDict(json_schema_extra=stacked())
+
     penalty: Annotated[str, OneOf(penalty_choices)] = "none"
     """none or a registered penalty: l2 is λ/2·‖w‖², l1 λ·‖w‖₁, elastic λ·(α‖w‖₁ + (1−α)/2·‖w‖²), group λ·Σ‖w_g‖₂"""
     lam: float = Field(0.0, ge=0)
@@ -132,6 +138,8 @@ class RegConfig(Section):
 
 
 class OptimConfig(Section):
+    model_config = ConfigDict(json_schema_extra=stacked())
+
     name: Literal["sgd", "adam", "adamw"] = "adam"
     """the optimizer; adam's weight_decay is coupled L2, adamw's is decoupled"""
     lr: float = Field(1e-3, gt=0)
@@ -145,6 +153,8 @@ class OptimConfig(Section):
 
 
 class TrainConfig(Section):
+    model_config = ConfigDict(json_schema_extra=stacked())
+
     epochs: int = Field(20, ge=1)
     """passes over the training data"""
     batch_size: int = Field(128, ge=0)
@@ -180,6 +190,8 @@ class TrainConfig(Section):
 class PublishedConfig(Section):
     """A published figure that the recipe's result is read against (the report quotes it)."""
 
+    model_config = ConfigDict(json_schema_extra=stacked())
+
     value: float | None = None
     """the published figure (null: none)"""
     metric: Literal["test_acc", "test_loss"] = "test_acc"
@@ -191,15 +203,15 @@ class PublishedConfig(Section):
 class Config(Section):
     """One experiment. ``train.batch_size=0`` means full-batch gradient descent."""
 
-    name: str = "run"
+    name: str = Field("run", json_schema_extra=stacked())
     """the run's name: runs go to <out>/<name>/"""
-    description: str = ""
+    description: str = Field("", json_schema_extra=stacked())
     """what the recipe shows"""
-    seed: int = Field(0, ge=0, le=MAX_SEED)
+    seed: int = Field(0, ge=0, le=MAX_SEED, json_schema_extra=stacked())
     """seed of the initialization, batches and dropout"""
-    device: str = "auto"
+    device: str = Field("auto", json_schema_extra=stacked())
     """auto (CUDA when present, else CPU), cpu or cuda[:N]"""
-    out: str = "runs"
+    out: str = Field("runs", json_schema_extra=stacked())
     """root folder of run folders"""
     data: DataConfig = DataConfig()
     """the dataset and its split"""
@@ -257,6 +269,20 @@ def valid_keys(model: type[BaseModel] = Config, prefix: str = "") -> list[str]:
         sub = field.annotation
         if isinstance(sub, type) and issubclass(sub, BaseModel):
             keys.extend(valid_keys(sub, key + "."))
+    return keys
+
+
+def stacked_keys(model: type[BaseModel] = Config, prefix: str = "") -> set[str]:
+    """The dotted keys the stacked backend implements, as the schema marks them
+    (:data:`reglab.sections.STACKED`): a field's own mark, else its section's."""
+    section = (model.model_config.get("json_schema_extra") or {}).get(STACKED, False)
+    keys = set()
+    for name, field in model.model_fields.items():
+        sub = field.annotation
+        if isinstance(sub, type) and issubclass(sub, BaseModel):
+            keys |= stacked_keys(sub, f"{prefix}{name}.")
+        elif (field.json_schema_extra or {}).get(STACKED, section):
+            keys.add(prefix + name)
     return keys
 
 

@@ -167,6 +167,33 @@ class RunFolder:
         write_json(self.path / "summary.json", summary)
 
 
+@dataclass
+class Run:
+    """A run's result: its folder (None when it failed before one was created, or trained without
+    one) and its summary (``summary.json``). What ``reglab.run`` returns and the engine gives."""
+
+    path: Path | None
+    summary: dict[str, Any]
+
+    @property
+    def ok(self) -> bool:
+        return self.summary.get("status") == "ok"
+
+    @classmethod
+    def failed(cls, exc: Exception) -> "Run":
+        """The result of a run that raised before training (no folder)."""
+        reason = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+        return cls(None, {"status": "failed", "reason": reason})
+
+    def metrics(self):
+        """``metrics.jsonl`` as a pandas table: one row per epoch."""
+        import pandas as pd
+
+        if self.path is None:
+            raise UserError("this run has no run folder, so no metrics.jsonl")
+        return pd.DataFrame(read_run(self.path)["metrics"])
+
+
 def inside(root: Path, name: str) -> Path:
     """``root/name``, refused unless it resolves to a folder inside ``root`` (no ``..``, no
     absolute path, no link out of it)."""

@@ -10,6 +10,18 @@ from typing import Annotated, Any, Callable
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError, core_schema
 
+STACKED = "stacked"
+"""The schema's mark of what the stacked backend (``reglab.train.stacked``) implements: a section's
+``model_config`` or a field's ``json_schema_extra`` holds ``{"stacked": True}`` (or ``False``). A
+field's own mark wins over its section's; a key marked nowhere is not implemented there, so a
+config that sets it away from its default trains by the task's own step (``reglab.config.stacked_keys``)."""
+
+
+def stacked(implemented: bool = True) -> dict[str, bool]:
+    """The mark :data:`STACKED`, for a section's ``ConfigDict(json_schema_extra=…)`` or a ``Field``'s."""
+    return {STACKED: implemented}
+
+
 Width = Annotated[int, Field(ge=1)]  # a layer's units or channels
 Beta = Annotated[float, Field(ge=0, lt=1)]  # Adam's moment decay
 

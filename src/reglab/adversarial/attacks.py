@@ -33,6 +33,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 import contextlib
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Callable, Protocol
@@ -50,19 +51,21 @@ _TINY = 1e-12
 # --------------------------------------------------------------------------- validation
 
 
-def check_eps(eps: float, norm: str) -> float:
+def check_eps(eps: float, norm: str, key: str = "attack eps") -> float:
+    """The one rule for a budget ε: a finite number ≥ 0 and, for L∞, at most 1 (the whole [0, 1]
+    input range); ``key`` names it in the error (``adv.eval_eps`` for a config's)."""
     if norm not in NORMS:
         raise UserError(f"unknown attack norm {norm!r}; choose one of: {', '.join(NORMS)}")
     try:
         eps = float(eps)
     except (TypeError, ValueError):
-        raise UserError(f"attack eps must be a number, got {eps!r}") from None
+        raise UserError(f"{key} must be a number, got {eps!r}") from None
     if not eps >= 0 or math.isinf(eps):  # also rejects NaN
-        raise UserError(f"attack eps must be a finite number >= 0, got {eps}")
+        raise UserError(f"{key} must be a finite number >= 0, got {eps}")
     if norm == "linf" and eps > 1:
         raise UserError(
-            f"L∞ attack eps={eps} is larger than 1, the whole [0, 1] input range; "
-            "eps is on the [0, 1] pixel scale (8/255 ≈ 0.031 is common)"
+            f"{key}={eps} is an L∞ budget above 1: larger than 1 reaches the whole [0, 1] input range; "
+            "ε is on the [0, 1] pixel scale (8/255 ≈ 0.031 is common for images, 0.1-0.3 for MNIST)"
         )
     return eps
 
@@ -376,6 +379,31 @@ class PGD(Attack):
 
 
 @dataclass(frozen=True)
+class FGSMRS(Attack):
+    """FGSM from a random start (Wong et al. 2020), L∞: δ₀ ~ U(−ε, ε)^d, then one step
+
+        x_adv = Π( x + δ₀ + α · sign(∇ₓ CE(f(x + δ₀), y)) ),   α = 1.25·ε by default,
+
+    with Π the clip to the ε-ball around x and to [0, 1]: PGD-1 from a random start."""
+
+    eps: float
+    alpha: float | None = None
+    norm: str = "linf"
+    eval_mode: bool = True
+
+    def __post_init__(self):
+        if self.norm != "linf":
+            raise UserError(f"fgsm-rs is an L∞ method (norm {self.norm!r} given); use the linf norm, "
+                            "or pgd for an L2 ball")
+        object.__setattr__(self, "eps", check_eps(self.eps, "linf"))
+
+    def _perturb(self, forward, x0, y, noise):
+        alpha = self.alpha if self.alpha is not None else 1.25 * self.eps
+        one_step = PGD(self.eps, alpha=alpha, steps=1, random_start=True, eval_mode=self.eval_mode)
+        return one_step._perturb(forward, x0, y, noise)
+
+
+@dataclass(frozen=True)
 class TRADES(PGD):
     """TRADES' inner maximization (Zhang et al. 2019): x' ≈ argmax_{x'∈B(x,ε)∩[0,1]^d} KL(p(x) ‖ p(x')).
 
@@ -403,3 +431,36 @@ class TRADES(PGD):
 
     def _start(self, x0, noise):
         return (x0 + 0.001 * noise.normal(x0.shape, x0)).clamp_(0, 1)
+
+
+# --------------------------------------------------------------------------- the registry
+
+
+ATTACKS: dict[str, type[Attack]] = {}
+"""The attacks ``adv.attack=NAME`` trains with, by name."""
+
+
+def register_attack(name: str, cls: type[Attack]) -> type[Attack]:
+    """Make the dataclass ``cls`` (an :class:`Attack`) the training attack ``adv.attack=NAME``.
+
+    A run builds it from the config: each of its dataclass fields takes the ``adv.*`` key of that
+    name (``eps``, ``alpha``, ``steps``, ``norm``, ``restarts``), ``eval_mode`` takes
+    ``adv.attack_mode == "eval"``, and a field without a key keeps its default. Its own
+    ``__post_init__`` is the check of those values; a config that breaks it is refused before any
+    run starts. A name is registered once.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Attack) and dataclasses.is_dataclass(cls)):
+        raise TypeError(f"attack {name!r}: {cls!r} is not a dataclass subclass of Attack")
+    if name in ATTACKS or name == "none":
+        raise ValueError(f"attack {name!r} is already registered")
+    ATTACKS[name] = cls
+    return cls
+
+
+def attack_names() -> tuple[str, ...]:
+    """The registered training attacks' names, in the order of registration."""
+    return tuple(ATTACKS)
+
+
+for _name, _cls in (("pgd", PGD), ("fgsm-rs", FGSMRS), ("trades", TRADES)):
+    register_attack(_name, _cls)

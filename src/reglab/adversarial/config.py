@@ -1,22 +1,55 @@
-"""The ``adv`` config section: adversarial training and robust evaluation (docs/adversarial.md)."""
+"""The ``adv`` config section: adversarial training and robust evaluation (docs/adversarial.md).
 
-from typing import Literal
+Training is an attack and an objective: ``adv.attack`` names a registered attack class
+(:func:`reglab.adversarial.attacks.register_attack`), built by :func:`training_attack` from the
+``adv.*`` keys its dataclass fields name; ``adv.objective`` is how the loss uses the attack's x'.
+``adv.method`` is the shorthand of a pair (:data:`METHODS`).
+"""
 
-from pydantic import Field, model_validator
+import dataclasses
+from typing import Annotated, Literal
+
+from pydantic import ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from reglab.sections import Section
+from reglab.adversarial.attacks import ATTACKS, Attack, attack_names, check_eps
+from reglab.errors import UserError
+from reglab.sections import OneOf, Section, stacked
+
+METHODS = {
+    "none": ("none", "adversarial"),
+    "pgd": ("pgd", "adversarial"),
+    "fgsm-rs": ("fgsm-rs", "adversarial"),
+    "trades": ("trades", "trades"),
+    "weighted": ("pgd", "weighted"),
+}
+"""``adv.method=NAME``, the shorthand of ``adv.attack`` and ``adv.objective`` as a pair:
+Madry's PGD, Wong's FGSM-RS, TRADES (its KL attack and its loss), and the weighted mix on PGD."""
+
+ATTACK_MODE_FIELD = "eval_mode"
+"""The attack field that ``adv.attack_mode`` sets (``eval`` → True); every other field takes the
+``adv.*`` key of its own name."""
+
+
+def attack_choices() -> tuple[str, ...]:
+    """The values of ``adv.attack``: none and the registered attacks."""
+    return ("none", *attack_names())
 
 
 class AdvConfig(Section):
-    """Adversarial training (``method``) and robust evaluation (``eval_*``); see docs/adversarial.md.
+    """Adversarial training (``attack`` and ``objective``) and robust evaluation (``eval_*``);
+    see docs/adversarial.md.
 
     ε is measured on the [0, 1] input scale. ``alpha`` (the attack's step) defaults to 2.5·ε/steps,
     and to 1.25·ε for ``fgsm-rs`` (one step, so ``steps`` does not apply to it).
     """
 
-    method: Literal["none", "pgd", "trades", "fgsm-rs", "weighted"] = "none"
-    """adversarial training: none, pgd, trades, fgsm-rs or weighted (clean and adversarial loss mixed)"""
+    model_config = ConfigDict(json_schema_extra=stacked())
+
+    attack: Annotated[str, OneOf(attack_choices)] = "none"
+    """the training attack: none (standard training) or a registered attack: pgd, fgsm-rs, trades (KL), …"""
+    objective: Literal["adversarial", "trades", "weighted"] = "adversarial"
+    """how the loss uses the attack's x': adversarial CE(x'), trades CE(x) + β·KL(p(x)‖p(x')), weighted"""
     norm: Literal["linf", "l2"] = "linf"
     """the attack's norm ball: linf or l2"""
     eps: float = Field(0.1, ge=0, allow_inf_nan=False)
@@ -30,9 +63,9 @@ class AdvConfig(Section):
     attack_mode: Literal["eval", "train"] = "eval"
     """the model's mode while it is attacked: eval or train"""
     beta: float = Field(6.0, ge=0, allow_inf_nan=False)
-    """trades: weight of the robustness (KL) term"""
+    """objective trades: weight of the robustness (KL) term"""
     weight: float = Field(0.5, ge=0, le=1)
-    """weighted: share of the clean loss (the rest is the adversarial loss)"""
+    """objective weighted: share of the clean loss (the rest is the adversarial loss)"""
     guard: bool = True
     """stop a run whose robust accuracy collapses (catastrophic overfitting)"""
     guard_drop: float = Field(0.2, gt=0, le=1)
@@ -53,20 +86,34 @@ class AdvConfig(Section):
     """also evaluate with AutoAttack (needs the autoattack package)"""
 
     @model_validator(mode="after")
-    def _eps_in_range(self) -> "AdvConfig":
-        for key, eps in [("adv.eps", self.eps)] + [("adv.eval_eps", e) for e in self.eval_eps]:
-            if not 0 <= eps < float("inf"):
-                raise PydanticCustomError("eps", "{key}={eps} must be a finite number >= 0",
-                                          {"key": key, "eps": eps})
-            if self.norm == "linf" and eps > 1:
-                raise PydanticCustomError(
-                    "eps", "{key}={eps} is an L∞ budget above 1, the whole [0, 1] input range "
-                    "(8/255 ≈ 0.031 is common for images, 0.1-0.3 for MNIST)", {"key": key, "eps": eps})
+    def _budgets_and_attack(self) -> "AdvConfig":
+        """Each budget passes the attacks' own ε rule, and the training attack its class's checks."""
+        try:
+            for key, eps in [("adv.eps", self.eps)] + [("adv.eval_eps", e) for e in self.eval_eps]:
+                check_eps(eps, self.norm, key)
+            training_attack(self)
+        except UserError as exc:
+            raise PydanticCustomError("adv", "{why}", {"why": str(exc)}) from None
         return self
+
+
+def training_attack(adv: AdvConfig) -> Attack | None:
+    """The attack ``adv.attack`` names, its dataclass fields set from the ``adv.*`` keys of their
+    names (``eval_mode`` from ``adv.attack_mode``), or None for ``none``."""
+    if adv.attack == "none":
+        return None
+    cls = ATTACKS[adv.attack]
+    keys = AdvConfig.model_fields
+    kwargs = {f.name: adv.attack_mode == "eval" if f.name == ATTACK_MODE_FIELD else getattr(adv, f.name)
+              for f in dataclasses.fields(cls) if f.init and (f.name in keys or f.name == ATTACK_MODE_FIELD)}
+    try:
+        return cls(**kwargs)
+    except UserError as exc:
+        raise UserError(f"adv.attack={adv.attack}: {exc}") from None
 
 
 def wants_attacks(config) -> bool:
     """Adversarial training, robust evaluation or a robust monitor: standard training is attacked too."""
     adv = config.adv
     robust_monitor = config.train.monitor == "val_robust_acc"
-    return adv.method != "none" or bool(adv.eval_eps) or adv.autoattack or robust_monitor
+    return adv.attack != "none" or bool(adv.eval_eps) or adv.autoattack or robust_monitor

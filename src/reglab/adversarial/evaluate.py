@@ -39,6 +39,9 @@ def robust_accuracy(model, x: torch.Tensor, y: torch.Tensor, attack, batch_size:
     attack would; each later run only the examples still standing (correct clean and not fooled
     yet), so with a random start every run is a fresh restart per example.
 
+    This is how every robust evaluation restarts (an attack's own ``restarts``, the best of its runs
+    per example, is what adversarial training uses).
+
     ``attack`` is any callable ``(model, x, y) -> x_adv`` (e.g. :class:`~reglab.adversarial.attacks.PGD`).
     Batches go to the device of the model's parameters. With ``seed`` the random starts are drawn
     from it and the global RNG state is left as it was.
@@ -98,8 +101,8 @@ def robust_curve(
     points = []
     for eps in eps_list:
         eps = check_eps(eps, norm)
-        attack = PGD(eps, steps=steps, norm=norm, restarts=restarts)
-        points.append((eps, robust_accuracy(model, x, y, attack, batch_size, restarts=int(eps > 0), seed=seed)))
+        attack = PGD(eps, steps=steps, norm=norm)
+        points.append((eps, robust_accuracy(model, x, y, attack, batch_size, restarts * (eps > 0), seed=seed)))
     return points
 
 
@@ -148,8 +151,7 @@ def sanity_checks(
     tol = max(1.0 / n, 0.005) if tol is None else float(tol)
 
     def pgd(e, k=steps, r=restarts):
-        attack = PGD(e, steps=k, norm=norm, restarts=r)
-        return robust_accuracy(model, x, y, attack, batch_size, restarts=int(e > 0), seed=seed)
+        return robust_accuracy(model, x, y, PGD(e, steps=k, norm=norm), batch_size, r * (e > 0), seed=seed)
 
     checks = []
     top = min(2 * eps, 1.0) if norm == "linf" else 2 * eps

@@ -1,16 +1,23 @@
 """Adversarial training and robust evaluation of a classifier; composes with any reglab penalty.
 
-Training objectives (``adv.method``), with CE the cross-entropy, B = B(x, ε) ∩ [0, 1]^d the
-threat set and δ the perturbation:
+Training is an attack and an objective. The attack (``adv.attack``, a registered class of
+:mod:`reglab.adversarial.attacks`) makes x' in the threat set B = B(x, ε) ∩ [0, 1]^d:
 
-* ``pgd`` (Madry et al. 2018):   min_θ E[ max_{x'∈B} CE(f(x'), y) ], the inner max by PGD-k.
-* ``fgsm-rs`` (Wong et al. 2020): the inner max by one signed step from a random start,
-  δ₀ ~ U(−ε, ε)^d, x' = Π_B(x + δ₀ + α·sign(∇ₓ CE)), α = 1.25·ε.
-* ``trades`` (Zhang et al. 2019): CE(f(x), y) + β·KL(p(x) ‖ p(x')), x' ≈ argmax_{x'∈B} KL(p(x) ‖ p(x')).
-* ``weighted`` (Goodfellow et al. 2015): α_w·CE(f(x), y) + (1 − α_w)·CE(f(x'), y), x' by PGD-k.
+* ``pgd`` (Madry et al. 2018): max_{x'∈B} CE(f(x'), y) by PGD-k;
+* ``fgsm-rs`` (Wong et al. 2020): one signed step from a random start, δ₀ ~ U(−ε, ε)^d,
+  x' = Π_B(x + δ₀ + α·sign(∇ₓ CE)), α = 1.25·ε;
+* ``trades`` (Zhang et al. 2019): x' ≈ argmax_{x'∈B} KL(p(x) ‖ p(x')).
+
+The objective (``adv.objective``) is the loss on x and x', with CE the cross-entropy:
+
+* ``adversarial``: CE(f(x'), y), so with pgd min_θ E[max_{x'∈B} CE(f(x'), y)];
+* ``trades``: CE(f(x), y) + β·KL(p(x) ‖ p(x'));
+* ``weighted`` (Goodfellow et al. 2015): α_w·CE(f(x), y) + (1 − α_w)·CE(f(x'), y).
+
+``adv.method`` names the usual pairs (``reglab.adversarial.config.METHODS``).
 
 The penalty is not part of this loss: the regularizer is attached to the optimizer (coupled,
-decoupled or proximal), so every method composes with every penalty and mode unchanged.
+decoupled or proximal), so every attack and objective composes with every penalty and mode unchanged.
 
 The training attack runs with the model in eval mode by default (``adv.attack_mode=eval``, as the
 TRADES reference code and torchattacks do): BatchNorm uses and keeps its running statistics and
@@ -35,7 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reglab.adversarial.attacks import PGD, TRADES, Forward, ModuleForward
+from reglab.adversarial.attacks import PGD, Forward, ModuleForward
+from reglab.adversarial.config import training_attack
 from reglab.adversarial.evaluate import AUTOATTACK_INSTALL, autoattack_accuracy, robust_accuracy, sanity_checks
 from reglab.adversarial.plots import robustness
 from reglab.errors import UserError
@@ -44,22 +52,6 @@ from reglab.progress import Progress
 from reglab.tasks.supervised import SupervisedTask, mean_cross_entropy
 
 EVAL_BATCH = 512
-
-
-def training_attack(adv) -> PGD | None:
-    """The attack that makes x' for training: PGD-k, or one step of α = 1.25·ε for ``fgsm-rs``."""
-    eval_mode = adv.attack_mode == "eval"
-    if adv.method == "fgsm-rs":
-        if adv.norm != "linf":
-            raise UserError("adv.method=fgsm-rs is an L∞ method; use adv.norm=linf or adv.method=pgd")
-        alpha = adv.alpha if adv.alpha is not None or adv.eps == 0 else 1.25 * adv.eps
-        return PGD(adv.eps, alpha=alpha, steps=1, random_start=True, eval_mode=eval_mode)
-    if adv.method == "trades":
-        return TRADES(adv.eps, alpha=adv.alpha, steps=adv.steps, norm=adv.norm, eval_mode=eval_mode)
-    if adv.method in ("pgd", "weighted"):
-        return PGD(adv.eps, alpha=adv.alpha, steps=adv.steps, norm=adv.norm, restarts=adv.restarts,
-                   eval_mode=eval_mode)
-    return None
 
 
 def state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -75,7 +67,7 @@ def check_attackable(config, splits) -> None:
     if splits.kind != "classification":
         raise UserError(
             f"adversarial training and robust evaluation need a classification dataset; "
-            f"'{config.data.name}' is {splits.kind} (set adv.method=none and adv.eval_eps=[])"
+            f"'{config.data.name}' is {splits.kind} (set adv.attack=none and adv.eval_eps=[])"
         )
     lo = min(float(s.x.min()) for s in (splits.train, splits.val, splits.test))
     hi = max(float(s.x.max()) for s in (splits.train, splits.val, splits.test))
@@ -89,7 +81,8 @@ def check_attackable(config, splits) -> None:
 
 
 class AdversarialTask(SupervisedTask):
-    """A classifier trained by ``adv.method`` and evaluated under attack (see the module docstring)."""
+    """A classifier trained by ``adv.attack`` and ``adv.objective`` and evaluated under attack (see
+    the module docstring)."""
 
     def __init__(self, config, splits, device: torch.device):
         check_attackable(config, splits)
@@ -104,10 +97,10 @@ class AdversarialTask(SupervisedTask):
     # ------------------------------------------------------------------ training
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The batch loss of ``adv.method`` (module docstring) for one model: :meth:`stacked_loss`
+        """The batch loss of ``adv.objective`` (module docstring) for one model: :meth:`stacked_loss`
         of a stack of one, its random starts keyed by the run's seed and this task's count of
-        training steps; plain CE for ``none``."""
-        if self.adv.method == "none":
+        training steps; plain CE without an attack."""
+        if self.attack is None:
             return super().loss(model, x, y)
         seeds = torch.tensor([seed_of(self.config.seed)], dtype=torch.int32, device=x.device)
         forward = ModuleForward(model, random=CounterStream(seeds, self.steps))
@@ -115,27 +108,27 @@ class AdversarialTask(SupervisedTask):
         return self.stacked_loss(forward, x.unsqueeze(0), y.unsqueeze(0))[0]
 
     def stacked_loss(self, forward: Forward, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The batch losses [M] of ``adv.method`` for M stacked models, each on its own batch
+        """The batch losses [M] of ``adv.objective`` for M stacked models, each on its own batch
         x [M, B, ...], y [M, B]: ``forward(x, train)`` gives the logits [M, B, C] and
         ``forward.random`` (a :class:`~reglab.counter_random.CounterStream`) the models' random
         numbers of this step, which the training attack draws its random starts from.
 
         The attack runs in eval mode (``adv.attack_mode=eval``: ``forward(x, False)``) or in
         training mode (``train``: ``forward(x, True)``); the losses on x and x' are taken in
-        training mode, in this order: trades x then x', weighted x then x'. Each training-mode
+        training mode, in this order: trades x' after x, weighted x' after x. Each training-mode
         forward is one dropout step (a model alone counts them the same way, one per forward of
         its ``CountedDropout`` layers), so a model's dropout masks are the same alone and in a batch.
         """
         adv = self.adv
-        if adv.method == "none":
+        if self.attack is None:
             return super().stacked_loss(forward, x, y)
         x_adv = self.attack.stacked(forward, x, y, forward.random)
-        if adv.method == "trades":
+        if adv.objective == "trades":
             logits = forward(x, True)
             log_q, p = F.log_softmax(forward(x_adv, True), dim=-1), F.softmax(logits, dim=-1)
             kl = F.kl_div(log_q, p, reduction="none").flatten(1).sum(1) / x.shape[1]  # batchmean per model
             return mean_cross_entropy(logits, y) + adv.beta * kl
-        if adv.method == "weighted":
+        if adv.objective == "weighted":
             clean = mean_cross_entropy(forward(x, True), y)
             robust = mean_cross_entropy(forward(x_adv, True), y)
             return adv.weight * clean + (1 - adv.weight) * robust
@@ -150,7 +143,7 @@ class AdversarialTask(SupervisedTask):
         points = []
         for eps in eps_list:
             points.append((eps, robust_accuracy(model, x, y, PGD(eps, steps=steps, norm=self.adv.norm), EVAL_BATCH,
-                                                restarts if eps > 0 else 0, self.config.seed)))
+                                                restarts * (eps > 0), self.config.seed)))
             if progress is not None:
                 progress.update(f"test ε = {eps:g}: {points[-1][1]:.3f}")
         return points
@@ -168,7 +161,7 @@ class AdversarialTask(SupervisedTask):
         self.final = (self.epoch, state)
         if self.best is None or val > self.best[1]:
             self.best = (self.epoch, val, state)
-        elif adv.guard and adv.method != "none" and self.best[1] - val > adv.guard_drop:
+        elif adv.guard and self.attack is not None and self.best[1] - val > adv.guard_drop:
             best_epoch, best_val, best_state = self.best
             self.stop_reason = (
                 f"catastrophic overfitting guard: val_robust_acc fell from {best_val:.3f} (epoch "

@@ -47,6 +47,7 @@ from reglab.gan.nets import build_gan
 from reglab.gan.plots import loss_curves, sample_grid, scatter
 from reglab.regularizer import Regularizer
 from reglab.tasks.optim import build_regularizer, build_scheduler, clip_gradients
+from reglab.tasks.plan import plan_of
 
 EVAL_NOISE_OFFSET = 10_007  # the evaluation noise's seed is the run's seed plus this
 
@@ -94,7 +95,8 @@ class GanTask:
         betas = tuple(self.gan.betas)
         self.g_optimizer = torch.optim.Adam(self.g.parameters(), lr=self.gan.lr_g, betas=betas)
         self.d_optimizer = torch.optim.Adam(self.d.parameters(), lr=self.gan.lr_d, betas=betas)
-        schedules = [build_scheduler(opt, config) for opt in (self.g_optimizer, self.d_optimizer)]
+        self.plan = plan_of(config)  # G's and D's lr and betas are the gan section's
+        schedules = [build_scheduler(opt, self.plan) for opt in (self.g_optimizer, self.d_optimizer)]
         self.scheduler = JointSchedule(*schedules) if schedules[0] is not None else None
         self.regularizers: dict[str, Regularizer] = {}
         self.judge: Judge | None = make_judge(splits, device)
@@ -117,7 +119,7 @@ class GanTask:
         names = ("g", "d") if self.gan.reg_on == "both" else (self.gan.reg_on,)
         for name in names:
             net, optimizer, steps = nets[name]
-            regularizer = build_regularizer(net, self.config, steps)
+            regularizer = build_regularizer(net, self.plan, steps)
             if regularizer is not None:
                 self.regularizers[name] = regularizer
                 regularizer.attach(optimizer)
@@ -207,7 +209,7 @@ class GanTask:
             self.steps["r1"].append(r1.detach())
         self.d_optimizer.zero_grad(set_to_none=True)
         objective.backward()
-        clip_gradients(self.d, self.config)
+        clip_gradients(self.d, self.plan)
         self.d_optimizer.step()
         if gan.clip is not None:
             with torch.no_grad():
@@ -222,7 +224,7 @@ class GanTask:
         loss = generator_loss(self.gan.loss, self.d(self.g(self.noise(n))))
         self.g_optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        clip_gradients(self.g, self.config)
+        clip_gradients(self.g, self.plan)
         self.g_optimizer.step()
         self.d.requires_grad_(True)
         self.steps["g_loss"].append(loss.detach())

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from reglab.config import Config
-from reglab.train import RunResult, run_or_fail
+from reglab.runs import Run
+from reglab.train import run_or_fail
 from reglab.train.batched import run_many
 
 HISTORY_KEYS = ("epoch", "train_loss", "val_loss", "train_acc", "val_acc")
@@ -31,7 +32,7 @@ def history_of(run_dir: Path | None) -> list[dict[str, float]]:
     return [{k: r[k] for k in HISTORY_KEYS if k in r} for r in records]
 
 
-def outcome(result: RunResult) -> dict[str, Any]:
+def outcome(result: Run) -> dict[str, Any]:
     summary = result.summary
     numbers = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     return {"status": summary.get("status", "failed"), "reason": summary.get("reason"), "summary": numbers,

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from reglab.regularizer import Regularizer
+from reglab.tasks.plan import Plan
 
 Tensors = dict[str, tuple[torch.Tensor, torch.Tensor]]  # split name -> (inputs, targets) on the device
 
@@ -72,6 +73,9 @@ class StackableTask(Task, Protocol):
     """True: outputs are class logits, scored by accuracy as well; False: regression outputs"""
     regularizer: Regularizer | None
     """the config's penalty term bound to ``model`` (the stack applies it to every model with its own λ)"""
+    plan: Plan
+    """the model's training plan (``reglab.tasks.plan``): the stack reads each model's λ, weight decay,
+    penalty settings and the shared optimizer hyper-parameters from it"""
 
     def criterion(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """One model's mean loss of outputs ``out`` [B, ...] against targets ``y`` [B, ...]."""

@@ -1,50 +1,47 @@
-"""Optimizer, regularizer, LR schedule and gradient clipping, built from config."""
+"""Optimizer, regularizer, LR schedule and gradient clipping of a task, built from its model's
+:class:`~reglab.tasks.plan.Plan`."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from reglab.config import Config
 from reglab.regularizer import Regularizer
+from reglab.tasks.plan import Plan
 
 
-def build_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
-    """``optim.weight_decay`` is torch's own: coupled L2 in sgd/adam, decoupled in adamw."""
-    o = cfg.optim
+def build_optimizer(model: nn.Module, plan: Plan) -> torch.optim.Optimizer:
+    """The plan's weight decay is torch's own: coupled L2 in sgd/adam, decoupled in adamw."""
     params = model.parameters()
-    if o.name == "sgd":
-        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
-    if o.name == "adam":
-        return torch.optim.Adam(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
-    return torch.optim.AdamW(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+    if plan.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=plan.lr, momentum=plan.momentum, weight_decay=plan.weight_decay)
+    adam = torch.optim.Adam if plan.optimizer == "adam" else torch.optim.AdamW
+    return adam(params, lr=plan.lr, betas=plan.betas, eps=plan.eps, weight_decay=plan.weight_decay)
 
 
-def build_regularizer(model: nn.Module, cfg: Config, steps_per_epoch: int) -> Regularizer | None:
-    """The config's penalty term, or None for ``reg.penalty=none``."""
-    r = cfg.reg
-    if r.penalty == "none":
+def build_regularizer(model: nn.Module, plan: Plan, steps_per_epoch: int) -> Regularizer | None:
+    """The plan's penalty term, or None for ``none``."""
+    if plan.penalty == "none":
         return None
-    return Regularizer.from_spec(model, r.penalty, r.lam, l1_ratio=r.l1_ratio, mode=r.mode, on=r.on,
-                                 warmup_steps=r.warmup_epochs * steps_per_epoch)
+    return Regularizer.from_spec(model, plan.penalty, plan.lam, **plan.settings, mode=plan.mode, on=plan.on,
+                                 warmup_steps=plan.warmup_epochs * steps_per_epoch)
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Config):
-    t = cfg.train
-    if t.schedule == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="min" if t.monitor == "val_loss" else "max",
-            factor=t.plateau_factor, patience=t.plateau_patience,
-        )
-    if t.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=t.epochs)
-    if t.schedule == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=t.step_size, gamma=t.step_gamma)
+def build_scheduler(optimizer: torch.optim.Optimizer, plan: Plan):
+    """torch's scheduler of the plan's schedule on ``optimizer``, or None."""
+    s = plan.schedule
+    if s.kind == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max" if s.maximize else "min",
+                                                          factor=s.factor, patience=s.patience)
+    if s.kind == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=s.epochs)
+    if s.kind == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=s.step_size, gamma=s.gamma)
     return None
 
 
-def clip_gradients(model: nn.Module, cfg: Config) -> None:
-    if cfg.train.clip_norm is not None:
-        nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip_norm)
-    if cfg.train.clip_value is not None:
-        nn.utils.clip_grad_value_(model.parameters(), cfg.train.clip_value)
+def clip_gradients(model: nn.Module, plan: Plan) -> None:
+    if plan.clip_norm is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), plan.clip_norm)
+    if plan.clip_value is not None:
+        nn.utils.clip_grad_value_(model.parameters(), plan.clip_value)

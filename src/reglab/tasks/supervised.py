@@ -19,6 +19,7 @@ from torch import nn
 
 from reglab.models.build import build_model, check_input
 from reglab.tasks.optim import build_optimizer, build_regularizer, build_scheduler, clip_gradients
+from reglab.tasks.plan import plan_of
 from reglab.tasks.reference import reference_summary
 
 
@@ -38,14 +39,15 @@ class SupervisedTask:
         self.model = build_model(config.model, splits.input_shape, splits.n_outputs)
         check_input(self.model, splits.input_shape, splits.n_outputs)
         self.model.to(device)
-        self.optimizer = build_optimizer(self.model, config)
+        self.plan = plan_of(config)
+        self.optimizer = build_optimizer(self.model, self.plan)
         self.regularizer = None
-        self.scheduler = build_scheduler(self.optimizer, config)
+        self.scheduler = build_scheduler(self.optimizer, self.plan)
         self.stop_reason: str | None = None
 
     def attach_regularizer(self, steps_per_epoch: int) -> None:
         """Bind the config's penalty to the optimizer (it then acts inside ``optimizer.step()``)."""
-        self.regularizer = build_regularizer(self.model, self.config, steps_per_epoch)
+        self.regularizer = build_regularizer(self.model, self.plan, steps_per_epoch)
         if self.regularizer is not None:
             self.regularizer.attach(self.optimizer)
 
@@ -78,7 +80,7 @@ class SupervisedTask:
         loss = self.loss(self.model, x, y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        clip_gradients(self.model, self.config)
+        clip_gradients(self.model, self.plan)
         self.optimizer.step()
         return loss.detach()
 

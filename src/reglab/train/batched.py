@@ -11,11 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from reglab.config import Config, flat_keys
+from reglab.runs import Run
 from reglab.train.engine import run_or_fail, train_members
 from reglab.train.experiment import prepare
 from reglab.train.stacked import unsupported
 from reglab.train.threads import cores, free_cores, use_free_cores
-from reglab.train.tracker import Member, RunResult
+from reglab.train.tracker import Member
 
 VARYING = {"seed", "reg.lam", "reg.l1_ratio", "optim.lr", "optim.weight_decay", "model.dropout",
            "name", "description", "out"}
@@ -51,7 +52,7 @@ def batched_message(n: int) -> str:
 
 
 def run_many(configs: list[Config], root: str | Path | None = None,
-             progress: bool | None = None) -> list[RunResult]:
+             progress: bool | None = None) -> list[Run]:
     """Train ``configs`` and write their run folders: the results of
     ``[reglab.train.run_or_fail(c, root) for c in configs]``, trained as one stack when
     :func:`vectorizable` allows it (each summary then says ``"vectorized": true``, the
@@ -63,13 +64,13 @@ def run_many(configs: list[Config], root: str | Path | None = None,
     if vectorizable(configs) is not None:
         return [run_or_fail(c, root, progress) for c in configs]
     use_free_cores()
-    results: list[RunResult | None] = [None] * len(configs)
+    results: list[Run | None] = [None] * len(configs)
     members: list[tuple[int, Member]] = []
     for i, config in enumerate(configs):
         try:
             exp = prepare(config)
         except Exception as exc:
-            results[i] = RunResult.failed(exc)
+            results[i] = Run.failed(exc)
             continue
         members.append((i, Member.of(exp)))
     if members:

@@ -12,11 +12,11 @@ A stack is one of two backends with one interface (:class:`Stack`):
 Each epoch (:func:`train_stack`): the stack trains every model one pass over its own shuffle
 (losses [K, steps]), evaluates train and validation for all models at once, and then each model's
 :class:`~reglab.train.tracker.Member` ends its epoch: its module takes its weights (``load``), its
-tracker checks divergence, logs, keeps the best epoch, steps its LR schedule and decides whether it
+:class:`~reglab.train.tracker.Tracker` (the run's state) checks divergence, logs, keeps the best epoch, steps its LR schedule and decides whether it
 stops. A model that ends (done, stopped, diverged, or it raised in its own end of epoch) finishes its
 run folder and leaves the stack (``select``); the others train on. A model's time is the stack's
 until the end of the epoch it ended in (its own final evaluation and run folder not counted), shared
-out: ``seconds`` = that time / K (``reglab.train.tracker.Member.finish``). What the whole stack raises ends
+out: ``seconds`` = that time / K (``reglab.train.tracker.Tracker.finish``). What the whole stack raises ends
 the models still training as failed.
 """
 
@@ -30,12 +30,12 @@ from torch import Tensor
 
 from reglab.config import Config
 from reglab.progress import Progress
-from reglab.runs import RunFolder
+from reglab.runs import Run, RunFolder
 from reglab.train.experiment import Experiment, prepare
 from reglab.train.module_stack import ModuleStack
 from reglab.train.stacked import StackedModels, unsupported
 from reglab.train.threads import use_free_cores
-from reglab.train.tracker import Member, RunResult
+from reglab.train.tracker import Member
 
 
 class Stack(Protocol):
@@ -77,7 +77,7 @@ def train_stack(stack: Stack, progress: bool | None) -> None:
     except BaseException as exc:
         for member in members:
             if member.result is None:
-                member.fail(f"{type(exc).__name__}: {exc}", None)
+                member.tracker.fail(f"{type(exc).__name__}: {exc}", None)
         if not isinstance(exc, Exception):
             raise
 
@@ -97,16 +97,16 @@ def epochs_loop(stack: Stack, progress: bool | None) -> None:
             for i, member in enumerate(stack.members):
                 try:
                     stack.load(i)
-                    ended = member.end_epoch(epoch, stack.steps, losses[i], metrics[i])
+                    ended = member.tracker.end_epoch(epoch, stack.steps, losses[i], metrics[i])
                     (ending if ended or epoch == config.train.epochs else keep).append(i)
                 except Exception as exc:  # this model's failure ends this model only
-                    member.fail(f"{type(exc).__name__}: {exc}", epoch)
+                    member.tracker.fail(f"{type(exc).__name__}: {exc}", epoch)
             seconds = time.perf_counter() - started  # the stack's time to the end of this epoch
             for i in ending:
                 try:
-                    stack.members[i].finish(seconds, size)
+                    stack.members[i].tracker.finish(seconds, size)
                 except Exception as exc:
-                    stack.members[i].fail(f"{type(exc).__name__}: {exc}", epoch)
+                    stack.members[i].tracker.fail(f"{type(exc).__name__}: {exc}", epoch)
             tracker = stack.members[0].tracker
             bar.update(tracker.progress_info() if alone and tracker.history else f"{len(keep)} of {size} training")
             if not keep:
@@ -125,7 +125,7 @@ def train_members(members: list[Member], root: str | Path | None, progress: bool
     train_stack(stack, progress)
 
 
-def run(config: Config, root: str | Path | None = None, progress: bool | None = None) -> RunResult:
+def run(config: Config, root: str | Path | None = None, progress: bool | None = None) -> Run:
     """Train one config as a stack of one and write its run folder. User errors surface before any
     folder exists; a failure in training gives a failed result, its reason in ``summary.json``."""
     use_free_cores()
@@ -134,12 +134,12 @@ def run(config: Config, root: str | Path | None = None, progress: bool | None = 
     return member.result
 
 
-def run_or_fail(config: Config, root: str | Path | None = None, progress: bool | None = None) -> RunResult:
+def run_or_fail(config: Config, root: str | Path | None = None, progress: bool | None = None) -> Run:
     """:func:`run`, with an exception turned into a failed result: one run's failure is its own."""
     try:
         return run(config, root, progress)
     except Exception as exc:
-        return RunResult.failed(exc)
+        return Run.failed(exc)
 
 
 def fit(exp: Experiment, folder: RunFolder | None = None, progress: bool | None = None,

@@ -50,28 +50,15 @@ import torch
 from torch import Tensor
 from torch.func import stack_module_state
 
-from reglab.config import Config, flat_keys
+from reglab.config import Config, flat_keys, stacked_keys
 from reglab.counter_random import CounterStream, seed_of
 from reglab.models.dropout import CountedDropout, dropout_masks
 from reglab.tasks.base import StackableTask
+from reglab.tasks.plan import Plan
 from reglab.train.batched_net import BatchedNet
 from reglab.train.experiment import add_gaps
 from reglab.train.stacked_optim import StackedOptimizer, StackedTerm, clip_
 from reglab.train.tracker import Member
-
-HANDLED = {
-    "name", "description", "seed", "device", "out",
-    "model.kind", "model.hidden", "model.activation", "model.dropout", "model.channels",
-    "model.kernel_size", "model.pool", "model.dense", "model.batchnorm",
-    "reg.penalty", "reg.lam", "reg.l1_ratio", "reg.mode", "reg.on", "reg.warmup_epochs",
-    "optim.name", "optim.lr", "optim.momentum", "optim.weight_decay", "optim.betas",
-    "train.epochs", "train.batch_size", "train.schedule", "train.plateau_factor",
-    "train.plateau_patience", "train.step_size", "train.step_gamma", "train.clip_norm",
-    "train.clip_value", "train.early_stopping", "train.monitor", "train.restore_best",
-    "train.save_weights", "train.plots", "train.tensorboard", "published.value", "published.metric",
-    "published.source",
-}  # fmt: skip
-"""The keys the stacked backend implements (and every ``data.*`` key); any other key must keep its default."""
 
 EVAL_BATCH = 2048  # the chunk size of SupervisedTask.evaluate, so that the losses add up alike
 
@@ -79,9 +66,9 @@ EVAL_BATCH = 2048  # the chunk size of SupervisedTask.evaluate, so that the loss
 def unsupported(config: Config) -> str | None:
     """Why the stacked backend cannot train this config, or None. What it cannot train trains as a
     stack of one by the task's own step (``reglab.train.module_stack``)."""
-    defaults = flat_keys(Config().to_dict())
+    defaults, implemented = flat_keys(Config().to_dict()), stacked_keys()
     for key, value in flat_keys(config.to_dict()).items():
-        if key not in HANDLED and not key.startswith(("data.", "adv.")) and value != defaults.get(key):
+        if key not in implemented and value != defaults.get(key):
             return f"{key} is not vectorized"
     if config.model.kind not in ("linear", "mlp", "cnn"):
         return f"model.kind={config.model.kind} is not vectorized"
@@ -96,8 +83,14 @@ def stackable(member: Member) -> StackableTask:
     return cast(StackableTask, member.exp.task)
 
 
+def plan(member: Member) -> Plan:
+    """The member's plan (``reglab.tasks.plan``): its λ, weight decay and penalty settings."""
+    return stackable(member).plan
+
+
 def learning_rate(member: Member) -> float:
-    """The member's current learning rate: its own optimizer's, which its schedule steps."""
+    """The member's current learning rate: its own torch optimizer's, which its torch scheduler
+    sets from its plan's schedule each epoch (``reglab.tasks.plan``; that optimizer never steps here)."""
     return member.exp.task.optimizer.param_groups[0]["lr"]
 
 
@@ -111,7 +104,8 @@ class StackedModels:
         self.task = stackable(members[0])
         self.net = BatchedNet(first.model)
         self.params, self.buffers = stack_module_state([m.exp.model for m in members])
-        self.optimizer = StackedOptimizer(self.config.optim.name, self.task.optimizer.param_groups[0])
+        self.plan = self.task.plan  # the hyper-parameters every model of the stack shares
+        self.optimizer = StackedOptimizer(self.plan)
         self.penalty = self.build_penalty()
         self.steps = 0
         self.train_forwards = 0  # dropout steps: one per training-mode forward, as CountedDropout counts
@@ -128,8 +122,7 @@ class StackedModels:
         model = self.members[0].exp.model
         names = {id(p): n for n, p in model.named_parameters()}
         selected = [names[id(p)] for _, p in term.on.resolve(model)]
-        settings = {name: self.vector(lambda m: getattr(stackable(m).regularizer.terms[0].penalty, name))
-                    for name in term.penalty.settings}
+        settings = {name: self.vector(lambda m: plan(m).settings[name]) for name in term.penalty.settings}
         return StackedTerm(term.penalty, term.mode, selected, settings, term.schedule)
 
     def vector(self, value: Callable[[Member], float]) -> Tensor:
@@ -162,7 +155,7 @@ class StackedModels:
         losses = self.task.stacked_loss(self, x, y)  # the stack is the stacked forward
         grads = dict(zip(names, torch.autograd.grad(losses.sum(), [self.params[n] for n in names])))
         with torch.no_grad():
-            clip_(list(grads.values()), self.config.train.clip_norm, self.config.train.clip_value)
+            clip_(list(grads.values()), self.plan.clip_norm, self.plan.clip_value)
             if self.penalty is not None:
                 lam = lam * float(self.penalty.schedule(self.steps))  # λ of this step (warm-up)
                 self.penalty.before_step(self.params, grads, lr, lam)
@@ -181,8 +174,8 @@ class StackedModels:
         lr = self.vector(learning_rate)
         rates = {learning_rate(m) for m in self.members}
         self.optimizer.shared_lr = rates.pop() if len(rates) == 1 else None
-        lam = self.vector(lambda m: m.exp.config.reg.lam)
-        wd = self.vector(lambda m: m.exp.task.optimizer.param_groups[0]["weight_decay"])
+        lam = self.vector(lambda m: plan(m).lam)
+        wd = self.vector(lambda m: plan(m).weight_decay)
         wd = wd if bool(wd.any()) else None
         losses = []
         for start in range(0, n, batch):

@@ -4,12 +4,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 from torch import Tensor
 
 from reglab.penalties import Penalty, per_model
+from reglab.tasks.plan import Plan
 
 
 def clip_(grads: list[Tensor], clip_norm: float | None, clip_value: float | None) -> None:
@@ -42,8 +43,8 @@ class StackedOptimizer:
     per model 1.57× this class's shared-lr step (0.72× of its lr-per-model step) on CPU.
     """
 
-    def __init__(self, name: str, group: dict[str, Any]):
-        self.name, self.group = name, group  # group: the shared hyper-parameters of torch's optimizer
+    def __init__(self, plan: Plan):
+        self.name, self.plan = plan.optimizer, plan  # the plan's hyper-parameters every model shares
         self.steps = 0
         self.shared_lr: float | None = None  # set per epoch: the lr every model has, if they share one
         self.state: dict[str, list[Tensor]] = {}
@@ -61,7 +62,7 @@ class StackedOptimizer:
         self.steps += 1
 
     def sgd(self, params, grads, lr, wd) -> None:
-        momentum = self.group["momentum"]
+        momentum = self.plan.momentum
         for name, w in params.items():
             g = grads[name]
             if wd is not None:
@@ -75,7 +76,7 @@ class StackedOptimizer:
             w.addcmul_(g, per_model(-lr, w))
 
     def adam(self, params, grads, lr, wd) -> None:
-        beta1, beta2 = self.group["betas"]
+        beta1, beta2 = self.plan.betas
         t = self.steps + 1
         neg_step = -(lr / (1 - beta1**t))
         shared = None if self.shared_lr is None else -(self.shared_lr / (1 - beta1**t))
@@ -91,7 +92,7 @@ class StackedOptimizer:
             exp_avg, exp_avg_sq = self.state[name]
             exp_avg.lerp_(g, 1 - beta1)
             exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-            denom = exp_avg_sq.sqrt().div_(bias2_sqrt).add_(self.group["eps"])
+            denom = exp_avg_sq.sqrt().div_(bias2_sqrt).add_(self.plan.eps)
             if shared is not None:
                 w.addcdiv_(exp_avg, denom, value=shared)
             else:

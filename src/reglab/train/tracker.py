@@ -1,7 +1,8 @@
-"""A model's course through its epochs and the end of its run, the same for every stack it trains
-in: divergence, its metrics.jsonl lines, the best epoch (its weights kept for restore-best), the LR
-schedule, early stopping, the task's own stop, and at the end its summary, plots, weights and run
-folder (:class:`Tracker`, :class:`Member`)."""
+"""A run's state through its epochs and its end, the same for every stack it trains in
+(:class:`Tracker`): divergence, its metrics.jsonl lines, the best epoch (its weights kept for
+restore-best), the LR schedule, early stopping, the task's own stop, its status, and at the end its
+summary, plots, weights, run folder and result (:class:`reglab.runs.Run`). A :class:`Member` is
+one row of a stack: a run's tracker and its shuffle."""
 
 from __future__ import annotations
 
@@ -15,9 +16,8 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from reglab.errors import UserError
 from reglab.plots import learning_curve, weight_histogram
-from reglab.runs import RunFolder
+from reglab.runs import Run, RunFolder
 from reglab.train.experiment import Experiment, evaluate_splits, weight_stats
 
 
@@ -27,25 +27,6 @@ class Diverged(Exception):
     def __init__(self, step: int, value: float):
         super().__init__(f"loss became {value} at step {step}")
         self.step = step
-
-
-@dataclass
-class RunResult:
-    """A run's folder (None when it failed before one was created, or trained without one) and its
-    summary."""
-
-    path: Path | None
-    summary: dict[str, Any]
-
-    @property
-    def ok(self) -> bool:
-        return self.summary.get("status") == "ok"
-
-    @classmethod
-    def failed(cls, exc: Exception) -> "RunResult":
-        """The result of a run that raised before training (no folder)."""
-        reason = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
-        return cls(None, {"status": "failed", "reason": reason})
 
 
 def epoch_record(exp: Experiment, epoch: int, step: int, batch_loss: float,
@@ -80,8 +61,9 @@ def is_better(value: float, best: float | None, monitor: str) -> bool:
 
 @dataclass
 class Tracker:
-    """One model's course through its epochs: divergence, its metrics.jsonl lines, the best epoch
-    (its weights kept for restore-best), the LR schedule, early stopping and the task's own stop."""
+    """One run's state, the one object its course hands on: its experiment and run folder, its
+    metrics lines, the best epoch (its weights kept for restore-best), the LR schedule, early
+    stopping, the task's own stop, its status and, once it has ended, its result."""
 
     exp: Experiment
     folder: RunFolder | None
@@ -92,6 +74,7 @@ class Tracker:
     best_epoch: int = 0
     bad_epochs: int = 0
     status: dict[str, Any] = field(default_factory=lambda: {"status": "ok"})
+    result: Run | None = None
 
     def diverged(self, losses: Tensor, step: int) -> bool:
         """True (and the status says failed) when a batch loss of the epoch that ended at global
@@ -100,20 +83,23 @@ class Tracker:
         if bool(finite.all()):
             return False
         bad = int((~finite).nonzero()[0])
-        self.fail(Diverged(step - len(losses) + bad + 1, float(losses[bad])))
+        self.diverge(Diverged(step - len(losses) + bad + 1, float(losses[bad])))
         return True
 
-    def fail(self, exc: Diverged) -> None:
+    def diverge(self, exc: Diverged) -> None:
         self.status = {"status": "failed", "reason": f"diverged: {exc}", "step": exc.step,
                        "epoch": len(self.history) + 1}
 
-    def end_epoch(self, epoch: int, step: int, batch_loss: float, split_metrics: dict[str, float]) -> bool:
-        """Record the epoch (the model holds its weights); True when its training ends here."""
+    def end_epoch(self, epoch: int, step: int, losses: Tensor, split_metrics: dict[str, float]) -> bool:
+        """Record the epoch (the model holds its weights; ``losses`` its batch losses); True when
+        its training ends here."""
+        if self.diverged(losses, step):
+            return True
         cfg = self.exp.config.train
         try:
-            record = epoch_record(self.exp, epoch, step, batch_loss, split_metrics)
+            record = epoch_record(self.exp, epoch, step, float(losses.mean()), split_metrics)
         except Diverged as exc:
-            self.fail(exc)
+            self.diverge(exc)
             return True
         self.history.append(record)
         if self.folder is not None:
@@ -126,7 +112,9 @@ class Tracker:
             self.best_state = copy.deepcopy(self.exp.model.state_dict()) if cfg.restore_best else None
         else:
             self.bad_epochs += 1
-        step_schedule(self.exp, monitored)
+        with warnings.catch_warnings():  # a stacked model's schedule steps an optimizer the stack stands in for
+            warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
+            step_schedule(self.exp, monitored)
         if cfg.early_stopping is not None and self.bad_epochs >= cfg.early_stopping:
             self.status["stopped_early"] = True
             return True
@@ -142,35 +130,51 @@ class Tracker:
         return (f"val_loss {record['val_loss']:.4g}"
                 + (f" val_acc {record['val_acc']:.3f}" if "val_acc" in record else ""))
 
-    def summary(self, seconds: float) -> dict[str, Any]:
-        """Restore the best weights (when the run is ok) and summarize the run."""
-        if self.status["status"] == "ok" and self.exp.config.train.restore_best and self.best_state is not None:
-            self.exp.model.load_state_dict(self.best_state)
-        return summarize(self.exp, self.folder, self.status, self.history, self.best_epoch, seconds)
+    def fail(self, reason: str, epoch: int | None) -> None:
+        """End this run as failed now, leaving the rest of its stack to train on."""
+        summary: dict[str, Any] = {"status": "failed", "reason": reason}
+        if epoch is not None:
+            summary["epoch"] = epoch
+        self.close(summary)
 
+    def finish(self, seconds: float, stack_size: int) -> None:
+        """Restore the best weights (when the run is ok), summarize the run, draw its plots, and
+        save its weights and summary. ``seconds`` is the stack's time until the end of the epoch
+        this model ended in; the summary's ``seconds`` is this model's share of it,
+        ``seconds / stack_size``, and a stack of K > 1 adds the whole as ``group_seconds`` (with
+        ``vectorized`` and ``group_size``)."""
+        exp, ok = self.exp, self.status["status"] == "ok"
+        if ok and exp.config.train.restore_best and self.best_state is not None:
+            exp.model.load_state_dict(self.best_state)
+        summary: dict[str, Any] = {**self.status, "epochs_run": len(self.history), "best_epoch": self.best_epoch,
+                                   "seconds": seconds / stack_size, "device": str(exp.device),
+                                   "n_params": sum(p.numel() for p in exp.model.parameters()),
+                                   **exp.splits.metadata()}
+        if ok:
+            summary.update(evaluate_splits(exp, ("train", "val", "test")))
+            summary.update(weight_stats(exp.model))
+            summary.update(exp.task.penalty_values())
+            summary.update(exp.task.final_metrics(exp.tensors))
+        if self.folder is not None and self.history and exp.config.train.plots:
+            try:
+                write_plots(exp, self.folder.path / "plots", self.history, summary)
+            except Exception as exc:
+                if ok:
+                    raise
+                # a failed run keeps its own reason: the weights that made it fail may not be plottable
+                summary["plots"] = f"not drawn: {type(exc).__name__}: {exc}"
+        if stack_size > 1:
+            summary.update(vectorized=True, group_size=stack_size, group_seconds=seconds)
+        if ok and self.folder is not None and exp.config.train.save_weights:
+            self.folder.save_weights(exp.model)
+        self.close(summary)
 
-def summarize(exp: Experiment, folder: RunFolder | None, status: dict[str, Any], history: list[dict],
-              best_epoch: int, seconds: float) -> dict[str, Any]:
-    """The summary of a finished run (its model already restored to the best epoch) and its plots."""
-    cfg = exp.config
-    summary: dict[str, Any] = {**status, "epochs_run": len(history), "best_epoch": best_epoch,
-                               "seconds": seconds, "device": str(exp.device),
-                               "n_params": sum(p.numel() for p in exp.model.parameters()),
-                               **exp.splits.metadata()}
-    if status["status"] == "ok":
-        summary.update(evaluate_splits(exp, ("train", "val", "test")))
-        summary.update(weight_stats(exp.model))
-        summary.update(exp.task.penalty_values())
-        summary.update(exp.task.final_metrics(exp.tensors))
-    if folder is not None and history and cfg.train.plots:
-        try:
-            write_plots(exp, folder.path / "plots", history, summary)
-        except Exception as exc:
-            if status["status"] == "ok":
-                raise
-            # a failed run keeps its own reason: the weights that made it fail may not be plottable
-            summary["plots"] = f"not drawn: {type(exc).__name__}: {exc}"
-    return summary
+    def close(self, summary: dict[str, Any]) -> None:
+        """The run's end: its summary to its folder (which it names), and its result."""
+        if self.folder is not None:
+            summary["path"] = str(self.folder.path)
+            self.folder.finish(summary)
+        self.result = Run(None if self.folder is None else self.folder.path, summary)
 
 
 def write_plots(exp: Experiment, plots: Path, history: list[dict], summary: dict[str, Any]) -> None:
@@ -182,63 +186,25 @@ def write_plots(exp: Experiment, plots: Path, history: list[dict], summary: dict
     exp.task.write_plots(plots, history, summary)
 
 
-def close(exp: Experiment, folder: RunFolder | None, summary: dict[str, Any]) -> RunResult:
-    """Finish a trained run's folder: its weights (when the run is ok and keeps them), its summary."""
-    if folder is None:
-        return RunResult(None, summary)
-    if summary["status"] == "ok" and exp.config.train.save_weights:
-        folder.save_weights(exp.model)
-    summary["path"] = str(folder.path)
-    folder.finish(summary)
-    return RunResult(folder.path, summary)
-
-
 @dataclass
 class Member:
-    """One model of a stack: its experiment, its tracker (run folder, history, best epoch, status),
-    its shuffle and, once it has ended, its result."""
+    """One row of a stack: a run's :class:`Tracker` (its whole state) and the shuffle of its batches."""
 
-    exp: Experiment
     tracker: Tracker
     shuffle: torch.Generator
-    result: RunResult | None = None
 
     @classmethod
     def of(cls, exp: Experiment, folder: RunFolder | None = None,
            on_epoch: Callable[[dict], None] | None = None) -> "Member":
         """A member whose batches come from its own shuffle ``torch.Generator().manual_seed(seed)``,
         one permutation per epoch."""
-        return cls(exp, Tracker(exp, folder, on_epoch), torch.Generator().manual_seed(exp.config.seed))
+        return cls(Tracker(exp, folder, on_epoch), torch.Generator().manual_seed(exp.config.seed))
 
     @property
-    def folder(self) -> RunFolder | None:
-        return self.tracker.folder
+    def exp(self) -> Experiment:
+        return self.tracker.exp
 
-    def end_epoch(self, epoch: int, step: int, losses: Tensor, split_metrics: dict[str, float]) -> bool:
-        """The end of an epoch (its model holds this model's weights); True when this model's
-        training ends."""
-        if self.tracker.diverged(losses, step):
-            return True
-        with warnings.catch_warnings():  # a stacked model's schedule steps an optimizer the stack stands in for
-            warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
-            return self.tracker.end_epoch(epoch, step, float(losses.mean()), split_metrics)
-
-    def fail(self, reason: str, epoch: int | None) -> None:
-        """End this model's run as failed, leaving the rest of its stack to train on."""
-        summary: dict[str, Any] = {"status": "failed", "reason": reason}
-        if epoch is not None:
-            summary["epoch"] = epoch
-        if self.folder is not None:
-            summary["path"] = str(self.folder.path)
-            self.folder.finish(summary)
-        self.result = RunResult(None if self.folder is None else self.folder.path, summary)
-
-    def finish(self, seconds: float, stack_size: int) -> None:
-        """Restore the best weights, write the summary (and weights) and finish the run folder.
-        ``seconds`` is the stack's time until the end of the epoch this model ended in; the
-        summary's ``seconds`` is this model's share of it, ``seconds / stack_size``, and a stack of
-        K > 1 adds the whole as ``group_seconds`` (with ``vectorized`` and ``group_size``)."""
-        summary = self.tracker.summary(seconds / stack_size)
-        if stack_size > 1:
-            summary.update(vectorized=True, group_size=stack_size, group_seconds=seconds)
-        self.result = close(self.exp, self.folder, summary)
+    @property
+    def result(self) -> Run | None:
+        """The run's result, once it has ended."""
+        return self.tracker.result
