@@ -74,13 +74,20 @@ def verdict(comparison) -> str:
             f"[{amount(low, metric.scale)}, {amount(high, metric.scale)}] over {baseline} {tail}")
 
 
-def best_sentence(best, metric, published: dict | None) -> str:
-    """The config chosen on validation among all (``analysis.ConfigStats``), its test metric with
-    CI, and how it stands against a published figure when the recipe names one."""
+def best_sentence(best, choice, metric, published: dict | None) -> str:
+    """The config chosen on validation among all (``best``, an ``analysis.ConfigStats``, by
+    ``choice``, the chooser's ``Choice``): its test metric with CI, the tie it won and how, each
+    config passed over for a failed run (named with its seeds), and how it stands against a
+    published figure when the recipe names one."""
     t = best.test
     text = (f"Chosen on validation among all configs: {display_label(best.label)}, {metric.quantity} "
             f"{fmt_value(t.mean, metric.scale)} [{fmt_value(t.low, metric.scale)}, {fmt_value(t.high, metric.scale)}] "
             f"(n = {t.n} seeds)")
+    if choice.tie:
+        text += (f"; a tie on validation with {', '.join(display_label(label) for label in choice.tied)}, "
+                 f"broken by {choice.broken_by}")
+    for other in choice.passed_over:
+        text += f"; not chosen, as a run failed: {display_label(other.text())}"
     if not published or published.get("value") is None or published.get("metric") != metric.test_key:
         return text
     value = float(published["value"])
