@@ -149,8 +149,8 @@ class Choice:
         return f"tie with {', '.join(self.tied)}, broken by {self.broken_by}" if self.tied else ""
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready, for the study's ``chosen`` user attribute."""
-        return {**asdict(self), "tie": self.tie}
+        """For the study's ``chosen`` user attribute: as JSON reads it back (lists for tuples)."""
+        return json.loads(json.dumps({**asdict(self), "tie": self.tie}))
 
 
 def choose(pool: Iterable[Candidate], metric: str, direction: str) -> Choice | None:
