@@ -115,7 +115,7 @@ def test_the_readme_python_sections_run(tmp_path, monkeypatch):
         space = {}
         exec(from_python, space)
         assert space["run"].ok and (tmp_path / "report" / "index.html").is_file()
-        assert space["label"] in set(space["study"].trials()["label"])
+        assert space["choice"].label in set(space["study"].trials()["label"])
         exec(own_sweep, space)
         assert set(space["study"].trials()["status"]) == {"ok"}
         assert "model.factory=my_models:small_mlp" in " ".join(space["study"].records()[0]["overrides"])
