@@ -163,7 +163,8 @@ class FamilyChoice:
 class Comparison:
     """A config (a family's λ_min, or a regularizer without strength) against its baseline on one
     test metric, paired by seed. ``differs_in``: every settings key in which the two differ;
-    ``also_differs``: those among them that are not the compared regularizer's own."""
+    ``also_differs``: those among them that are not the compared regularizer's own; ``failed_out``:
+    label → the seeds left out of the pairs because that config failed on them."""
 
     chosen: ConfigStats
     baseline: ConfigStats
@@ -173,6 +174,7 @@ class Comparison:
     folds: int
     differs_in: list[str]
     also_differs: list[str]
+    failed_out: dict[str, list[int]] = field(default_factory=dict)
     holm_p: float = 1.0
     verdict: str = ""
 
@@ -348,16 +350,18 @@ def baseline_for(chosen: ConfigStats, configs: list[ConfigStats]) -> ConfigStats
 
 
 def compare(chosen: ConfigStats, baseline: ConfigStats, metric: Metric) -> Comparison | None:
-    """Paired by seed, each seed's value the mean over the folds both configs finished."""
+    """Paired by seed, each seed's value the mean over the folds both configs finished; a seed on
+    which either config failed is left out, and named."""
     a, b = chosen.per_seed(metric.test_key), baseline.per_seed(metric.test_key)
     seeds = sorted(set(a) & set(b))
     if not seeds:
         return None
     result = paired_comparison([a[s] for s in seeds], [b[s] for s in seeds], metric.direction)
     folds = {r.fold for r in chosen.records if r.seed in seeds and r.fold is not None}
+    failed_out = {c.label: sorted({r.seed for r in c.failed} - set(seeds)) for c in (chosen, baseline)}
     return Comparison(chosen, baseline, metric, result, len(seeds), len(folds),
                       differing(chosen.settings, baseline.settings),
-                      differing(baseline.settings, chosen.off))
+                      differing(baseline.settings, chosen.off), {k: v for k, v in failed_out.items() if v})
 
 
 def compared(selections: list[FamilyChoice], configs: list[ConfigStats]) -> list[tuple[str, ConfigStats]]:
