@@ -92,11 +92,13 @@ def candidates(records: Iterable) -> list[Candidate]:
 
 
 def seed_means(records: Iterable, metric: str) -> dict[int, float]:
-    """seed → the mean of ``metric`` over that seed's finished folds (exact sums)."""
+    """seed → the mean of ``metric`` over that seed's finished folds that report a finite value
+    (exact sums)."""
     values: dict[int, list[float]] = defaultdict(list)
     for r in records:
-        if r.status == "ok" and isinstance(r.summary.get(metric), (int, float)):
-            values[r.seed].append(float(r.summary[metric]))
+        value = r.summary.get(metric)
+        if r.status == "ok" and isinstance(value, (int, float)) and math.isfinite(value):
+            values[r.seed].append(float(value))
     return {seed: math.fsum(v) / len(v) for seed, v in sorted(values.items())}
 
 
@@ -155,7 +157,7 @@ class Choice:
 
 def choose(pool: Iterable[Candidate], metric: str, direction: str) -> Choice | None:
     """The rule of the module docstring over ``pool`` on ``metric`` (``maximize`` or
-    ``minimize``); None when no candidate has a finished run and no failed one."""
+    ``minimize``); None when every candidate with a finished run also has a failed one."""
     sign = 1.0 if direction == "maximize" else -1.0
     eligible, failed = [], []
     for c in pool:
