@@ -65,9 +65,9 @@ def test_your_own_model_gets_the_whole_lab(in_project):
     assert len(trials) == 3 * 2 and set(trials["status"]) == {"ok"}
     assert set(trials["label"]) == {"none", "l2 λ=0.001", "l2 λ=0.1"}
     means = trials.groupby("label")["val_acc"].mean()  # a classifier's study chooses on val_acc
-    label, value, runs = study.chosen()
-    best = pytest.approx(means.max())  # the best mean; on a tie either label may be chosen
-    assert runs == 2 and value == best and means[label] == best
+    choice = study.chosen()
+    best = pytest.approx(means.max())  # the best mean (a tie is broken by the chooser's rule)
+    assert choice.seeds == 2 and choice.score == best and means[choice.label] == best
     index = study.report("report")
     assert index == in_project / "report" / "index.html" and "l2 λ=0.1" in index.read_text()
     for run_dir in trials["run_dir"]:  # every run trained the user's model
@@ -115,7 +115,7 @@ def test_the_readme_python_sections_run(tmp_path, monkeypatch):
         space = {}
         exec(from_python, space)
         assert space["run"].ok and (tmp_path / "report" / "index.html").is_file()
-        assert space["label"] in set(space["study"].trials()["label"])
+        assert space["choice"].label in set(space["study"].trials()["label"])
         exec(own_sweep, space)
         assert set(space["study"].trials()["status"]) == {"ok"}
         assert "model.factory=my_models:small_mlp" in " ".join(space["study"].records()[0]["overrides"])

@@ -229,6 +229,20 @@ def test_regression_verdict_speaks_of_mse():
     assert comparison.result.p_improve == 1.0
 
 
+def test_a_seed_on_which_the_baseline_failed_is_left_out_of_the_pairs_and_named():
+    diffs = np.random.default_rng(4).normal(0.02, 0.004, size=10)
+    recs = records(diffs)
+    (lost,) = [r for r in recs if r.label == "none" and r.seed == 9]
+    lost.status, lost.reason, lost.summary = "failed", "diverged: loss became nan at step 7", {}
+    analysis = analyse(synthetic_spec(), recs)
+    (comparison,) = analysis.comparisons
+    assert comparison.seeds == 9 and comparison.failed_out == {"none": [9]}
+    assert comparison.result.mean_diff == pytest.approx(diffs[:9].mean())
+    assert comparison.verdict.startswith("L2 λ=1e-3 raises test accuracy by ")
+    assert comparison.verdict.endswith(f"(n = 9 seeds, Holm p={sps.wilcoxon(diffs[:9]).pvalue:.2g}; "
+                                       "seed 9 left out, as none failed on it)")
+
+
 def test_every_text_on_the_page_is_escaped(tmp_path):
     recs = records(np.full(6, 0.01))
     for r in recs:

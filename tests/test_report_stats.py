@@ -46,8 +46,8 @@ def test_one_se_rule_on_a_constructed_table():
         1e-2: [0.81, 0.81, 0.81],   # mean 0.81: within one SE
         1e-1: [0.70, 0.80, 0.90],   # mean 0.80: outside
     }
-    choice = one_se_choice(table, "maximize")
-    assert choice.lam_min == 1e-3
+    choice = one_se_choice(table, 1e-3, "maximize")
+    assert choice.lam_min == 1e-3 and choice.best_mean == pytest.approx(0.82)
     assert choice.lam_1se == 1e-2
     assert choice.se == pytest.approx(0.02 / math.sqrt(3))
     assert choice.threshold == pytest.approx(0.82 - 0.02 / math.sqrt(3))
@@ -56,13 +56,13 @@ def test_one_se_rule_on_a_constructed_table():
 def test_one_se_rule_when_minimizing_picks_the_largest_lambda_within_one_se():
     table = {0.0: [1.0, 1.2], 0.01: [0.9, 1.1], 0.1: [1.05, 1.05], 1.0: [1.2, 1.3]}
     # best 1.0 at 0.01, SE = std([0.9, 1.1], ddof=1)/sqrt(2) = 0.1; threshold 1.1
-    choice = one_se_choice(table, "minimize")
+    choice = one_se_choice(table, 0.01, "minimize")
     assert (choice.lam_min, choice.lam_1se) == (0.01, 0.1)
     assert choice.se == pytest.approx(0.1)
 
 
 def test_one_se_rule_with_a_single_seed_has_no_spread():
-    choice = one_se_choice({0.1: [0.5], 1.0: [0.49]}, "maximize")
+    choice = one_se_choice({0.1: [0.5], 1.0: [0.49]}, 0.1, "maximize")
     assert choice.se == 0.0 and choice.lam_min == choice.lam_1se == 0.1
 
 
@@ -126,13 +126,15 @@ def test_best_sentence_reads_against_the_published_figure():
     from reglab.report.analysis import Metric
     from reglab.stats import Summary
     from reglab.report.verdicts import best_sentence
+    from reglab.study.choose import Choice
 
     metric = Metric("val_acc", "maximize", True)
     best = SimpleNamespace(label="l2 λ=0.001", test=Summary(5, 0.701, 0.69, 0.71))
-    text = best_sentence(best, metric, {"value": 0.68, "metric": "test_acc", "source": "paper"})
+    choice = Choice("l2 λ=0.001", {"reg.l2": 0.001}, "l2", 0.001, "val_acc", 0.7, 5)
+    text = best_sentence(best, choice, metric, {"value": 0.68, "metric": "test_acc", "source": "paper"})
     assert "test accuracy 70.1 [69.0, 71.0] (n = 5 seeds)" in text
     assert text.endswith("published: 68.0 (paper), ours is 2.1 points above it")
-    assert "published" not in best_sentence(best, metric, None)
+    assert "published" not in best_sentence(best, choice, metric, None)
 
 
 def test_the_small_sample_note_counts_the_differences_the_test_uses():

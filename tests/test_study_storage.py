@@ -15,7 +15,8 @@ from optuna.trial import TrialState
 from reglab.errors import UserError
 from reglab.study.points import trial_plan
 from reglab.study.queue import create_or_resume
-from reglab.study.records import choose_point, load_study
+from reglab.study.choose import choose_point
+from reglab.study.records import load_study
 from reglab.study.spec import make_spec
 from reglab.study.storage import default_url, heartbeat_settings, open_storage
 from reglab.study.sweep import sweep
@@ -214,13 +215,14 @@ def test_lambda_is_chosen_on_the_cv_mean_of_validation(tmp_path):
         assert r.summary["val_loss"] == summary["val_loss"]
     means = {lam: statistics.mean(r.summary["val_loss"] for r in records if r.lam == lam) for lam in (1e-3, 1e-1, 10)}
     best_lam = min(means, key=means.get)
-    label, value, n = choose_point(spec, records)
-    assert n == 3 and value == pytest.approx(means[best_lam])
+    choice = choose_point(spec, records)
+    assert choice.seeds == 1 and choice.score == pytest.approx(means[best_lam])  # one seed, its 3 folds averaged
+    label = choice.label
     assert label == next(r.label for r in records if r.lam == best_lam)
     # test metrics play no part: making the test loss of the best point awful changes nothing
     for r in records:
         r.summary["test_loss"] = 1e9 if r.lam == best_lam else 0.0
-    assert choose_point(spec, records)[0] == label
+    assert choose_point(spec, records).label == label
     assert any(line.startswith("chosen on validation") and label in line for line in lines)
 
 
@@ -257,9 +259,11 @@ def test_choose_point_uses_the_validation_mean_and_skips_points_that_failed():
                rec("b", 0, val_acc=0.86, test_acc=0.99), rec("b", 1, val_acc=0.86, test_acc=0.99),
                rec("c", 0, val_acc=0.99), rec("c", 1, status="failed")]
     spec = {"metric": "val_acc", "direction": "maximize"}
-    assert choose_point(spec, records) == ("b", pytest.approx(0.86), 2)  # a: 0.85; c failed on seed 1
+    choice = choose_point(spec, records)  # a: 0.85; c failed on seed 1
+    assert (choice.label, choice.score, choice.seeds) == ("b", pytest.approx(0.86), 2)
     loss = [rec("a", 0, val_loss=1.0), rec("a", 1, val_loss=3.0), rec("b", 0, val_loss=2.5)]
-    assert choose_point({"metric": "val_loss", "direction": "minimize"}, loss) == ("a", 2.0, 2)
+    choice = choose_point({"metric": "val_loss", "direction": "minimize"}, loss)
+    assert (choice.label, choice.score, choice.seeds) == ("a", 2.0, 2)
     assert choose_point(spec, [rec("a", 0, status="running")]) is None
 
 

@@ -27,7 +27,8 @@ import pandas as pd
 
 from reglab.config import load_config
 from reglab.runs import Run
-from reglab.study.records import TrialRecord, choose_point, load_study
+from reglab.study.choose import Choice, choose_point
+from reglab.study.records import TrialRecord, load_study
 from reglab.study.sweep import sweep as run_sweep
 from reglab.train import run as run_config
 
@@ -58,8 +59,10 @@ class Study:
                  "status": r.status, "reason": r.reason, "run_dir": r.run_dir, **r.summary} for r in records]
         return pd.DataFrame(rows)
 
-    def chosen(self) -> tuple[str, float, int] | None:
-        """``(label, mean validation objective, runs)`` of the point chosen on validation data."""
+    def chosen(self) -> Choice | None:
+        """The point chosen on validation data (:mod:`reglab.study.choose`): ``label``, ``point``,
+        ``score`` (the mean over ``seeds`` seeds of the validation objective ``metric``), ``tie``,
+        ``tied`` and ``broken_by``; None before any result."""
         spec, records = self.records()
         return choose_point(spec, records)
 

@@ -85,30 +85,21 @@ class OneSEChoice:
     threshold: float
 
 
-def better(a: float, b: float, direction: Direction) -> bool:
-    return a > b if direction == "maximize" else a < b
-
-
-def one_se_choice(table: Mapping[float, Sequence[float]], direction: Direction) -> OneSEChoice:
-    """Choose λ from ``table`` (λ → validation values over seeds/folds) by the one-SE rule.
-
-    λ_min = argbest_λ mean(table[λ]) (on an exact tie, the larger λ); with SE = s/√n of the
-    values at λ_min, λ_1se = max{λ : mean(table[λ]) ≥ best − SE} when maximizing, or
+def one_se_choice(table: Mapping[float, Sequence[float]], lam_min: float, direction: Direction) -> OneSEChoice:
+    """λ_1se from ``table`` (λ → validation values over seeds/folds) given λ_min, the λ with the best
+    mean (chosen by ``reglab.study.choose``, which also breaks ties): with SE = s/√n of the values
+    at λ_min, λ_1se = max{λ : mean(table[λ]) ≥ best − SE} when maximizing, or
     max{λ : mean(table[λ]) ≤ best + SE} when minimizing. λ_1se ≥ λ_min always.
     """
-    if not table:
-        raise ValueError("one_se_choice needs at least one λ")
     samples = {float(lam): np.asarray(values, dtype=np.float64) for lam, values in table.items()}
+    if float(lam_min) not in samples:
+        raise ValueError("one_se_choice needs λ_min among the table's λ")
     means = {lam: float(values.mean()) for lam, values in samples.items()}
-    lam_min = None
-    for lam in sorted(means):
-        if lam_min is None or not better(means[lam_min], means[lam], direction):
-            lam_min = lam
-    best = means[lam_min]
-    se = standard_error(samples[lam_min])
+    best = means[float(lam_min)]
+    se = standard_error(samples[float(lam_min)])
     threshold = best - se if direction == "maximize" else best + se
     within = [lam for lam, m in means.items() if (m >= threshold if direction == "maximize" else m <= threshold)]
-    return OneSEChoice(lam_min, max(within), best, se, threshold)
+    return OneSEChoice(float(lam_min), max(within), best, se, threshold)
 
 
 @dataclass(frozen=True)

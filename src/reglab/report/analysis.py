@@ -6,8 +6,10 @@ that seed's folds (the CV mean), and every mean, interval, standard error and pa
 seeds (n = seeds). A single seed with folds uses the folds for the one-SE rule (glmnet's rule).
 
 λ is chosen on the validation objective only (``tasks.objective``: accuracy, loss, robust
-accuracy or a GAN's reverse KL): λ_min has the best mean, λ_1se is the largest λ within one
-standard error of it (``stats.one_se_choice``).
+accuracy or a GAN's reverse KL) by the one chooser, ``study.choose``: the overall chosen config
+and each family's λ_min are its choice (seed means, no config with a failed run, its tie rule);
+λ_1se is the largest λ, among the family's configs without a failed run, within one standard
+error of λ_min (``stats.one_se_choice``). A run key held twice counts once (``choose.one_per_key``).
 
 A *family* is a point without its strength (``l2``, ``dropout``, ``l2 optim.lr=0.01``): its
 configs differ only in λ, so λ is selected per family. **The baseline** of a family's λ_min config
@@ -34,6 +36,7 @@ from reglab.gan.modes import METRICS as MODE_METRICS
 from reglab.stats import (OneSEChoice, PairedComparison, Summary, holm, one_se_choice, paired_comparison,
                           summary_over_seeds)
 from reglab.report.verdicts import best_sentence, verdict
+from reglab.study.choose import Candidate, Choice, choose, one_per_key
 from reglab.study.points import describe, settings, switched_off
 from reglab.study.spec import config_for
 from reglab.tasks.objective import objective
@@ -92,7 +95,7 @@ class ConfigStats:
     """One config over its finished seeds; each seed's value is the mean over its folds.
 
     ``settings`` are the config's resolved settings (``points.settings``); ``strength`` is the key
-    that holds its regularizer's strength (None for no regularizer)."""
+    that holds its regularizer's strength (None for no regularizer); ``failed`` its failed runs."""
 
     label: str
     family: str
@@ -106,6 +109,7 @@ class ConfigStats:
     weight_l2: float | None
     sparsity: float | None
     table: dict[str, Summary] = field(default_factory=dict)
+    failed: list = field(default_factory=list)
 
     @property
     def n(self) -> int:
@@ -126,6 +130,10 @@ class ConfigStats:
             return [float(r.summary[key]) for r in self.records if key in r.summary]
         return list(self.per_seed(key).values())
 
+    def candidate(self) -> Candidate:
+        """This config for the chooser: its finished and its failed runs."""
+        return Candidate(self.label, self.family, self.lam, self.records[0].point, [*self.records, *self.failed])
+
     @property
     def off(self) -> dict[str, Any] | None:
         """The settings of this config with its own regularizer off: its baseline's settings."""
@@ -139,10 +147,12 @@ def mean_of(records: list, key: str) -> float | None:
 
 @dataclass
 class FamilyChoice:
-    """λ_min and λ_1se of one family, with the configs they point to (sorted by λ)."""
+    """λ_min and λ_1se of one family, with the configs they point to (sorted by λ); ``chosen`` is
+    the chooser's choice of λ_min (its tie and the λ it passed over for a failed run)."""
 
     family: str
     choice: OneSEChoice
+    chosen: Choice
     at_min: ConfigStats
     at_1se: ConfigStats
     configs: list[ConfigStats]
@@ -153,7 +163,8 @@ class FamilyChoice:
 class Comparison:
     """A config (a family's λ_min, or a regularizer without strength) against its baseline on one
     test metric, paired by seed. ``differs_in``: every settings key in which the two differ;
-    ``also_differs``: those among them that are not the compared regularizer's own."""
+    ``also_differs``: those among them that are not the compared regularizer's own; ``failed_out``:
+    label → the seeds left out of the pairs because that config failed on them."""
 
     chosen: ConfigStats
     baseline: ConfigStats
@@ -163,6 +174,7 @@ class Comparison:
     folds: int
     differs_in: list[str]
     also_differs: list[str]
+    failed_out: dict[str, list[int]] = field(default_factory=dict)
     holm_p: float = 1.0
     verdict: str = ""
 
@@ -200,6 +212,7 @@ class Analysis:
     comparisons: list[Comparison]
     notes: list[str]
     failed: list
+    choice: Choice | None = None
     best: str = ""
 
     @property
@@ -272,32 +285,48 @@ def distinct_labels(configs: list[ConfigStats]) -> None:
             c.label += " (" + ", ".join(f"{k}={json.dumps(c.settings.get(k))}" for k in keys) + ")"
 
 
-def group_configs(spec: dict, finished: list, metric: Metric) -> list[ConfigStats]:
-    """One ConfigStats per distinct config (equal settings pool, whatever their points)."""
+def group_configs(spec: dict, finished: list, failed: list, metric: Metric) -> list[ConfigStats]:
+    """One ConfigStats per distinct config with a finished run (equal settings pool, whatever their
+    points), with the failed runs of that config."""
     by_point: dict[str, list] = defaultdict(list)
-    for r in finished:
+    for r in [*finished, *failed]:
         by_point[json.dumps(r.point, sort_keys=True, default=str)].append(r)
     by_settings: dict[str, tuple[Any, list]] = {}
     for group in by_point.values():
         config = resolved_config(spec, group[0])
         key = json.dumps(settings(config), sort_keys=True, default=str)
         by_settings.setdefault(key, (config, []))[1].extend(group)
-    configs = [config_stats(sorted(rs, key=unit_order), config, metric) for config, rs in by_settings.values()]
+    configs = []
+    for config, rs in by_settings.values():
+        done = sorted((r for r in rs if r.status == "ok"), key=unit_order)
+        if done:
+            stats = config_stats(done, config, metric)
+            stats.failed = sorted((r for r in rs if r.status == "failed"), key=unit_order)
+            configs.append(stats)
     distinct_labels(configs)
     return sorted(configs, key=lambda c: (c.lam is not None, c.family, -1.0 if c.lam is None else c.lam))
 
 
-def select(configs: list[ConfigStats], metric: Metric) -> list[FamilyChoice]:
+def select(configs: list[ConfigStats], metric: Metric, notes: list[str]) -> list[FamilyChoice]:
+    """Per family: λ_min is the chooser's choice among its configs; λ_1se the one-SE rule among
+    those without a failed run. A λ passed over for a failed run is noted."""
     families: dict[str, list[ConfigStats]] = defaultdict(list)
     for c in configs:
         if c.lam is not None:
             families[c.family].append(c)
     selections = []
     for family, members in families.items():
-        by_lam = {c.lam: c for c in members}
-        choice = one_se_choice({c.lam: c.selection_values(metric.key) for c in members}, metric.direction)
-        selections.append(FamilyChoice(family, choice, by_lam[choice.lam_min], by_lam[choice.lam_1se],
-                                    sorted(members, key=lambda c: c.lam)))
+        chosen = choose([c.candidate() for c in members], metric.key, metric.direction)
+        if chosen is None:
+            notes.append(f"{family}: every λ has a failed run, so none is chosen")
+            continue
+        for other in chosen.passed_over:
+            notes.append(f"{family}: not chosen as λ_min, as a run failed: {other.text()}")
+        eligible = [c for c in members if not c.failed]
+        by_lam = {c.lam: c for c in eligible}
+        choice = one_se_choice({c.lam: c.selection_values(metric.key) for c in eligible}, chosen.lam, metric.direction)
+        selections.append(FamilyChoice(family, choice, chosen, by_lam[choice.lam_min], by_lam[choice.lam_1se],
+                                       sorted(members, key=lambda c: c.lam)))
     return selections
 
 
@@ -321,16 +350,18 @@ def baseline_for(chosen: ConfigStats, configs: list[ConfigStats]) -> ConfigStats
 
 
 def compare(chosen: ConfigStats, baseline: ConfigStats, metric: Metric) -> Comparison | None:
-    """Paired by seed, each seed's value the mean over the folds both configs finished."""
+    """Paired by seed, each seed's value the mean over the folds both configs finished; a seed on
+    which either config failed is left out, and named."""
     a, b = chosen.per_seed(metric.test_key), baseline.per_seed(metric.test_key)
     seeds = sorted(set(a) & set(b))
     if not seeds:
         return None
     result = paired_comparison([a[s] for s in seeds], [b[s] for s in seeds], metric.direction)
     folds = {r.fold for r in chosen.records if r.seed in seeds and r.fold is not None}
+    failed_out = {c.label: sorted({r.seed for r in c.failed} - set(seeds)) for c in (chosen, baseline)}
     return Comparison(chosen, baseline, metric, result, len(seeds), len(folds),
                       differing(chosen.settings, baseline.settings),
-                      differing(baseline.settings, chosen.off))
+                      differing(baseline.settings, chosen.off), {k: v for k, v in failed_out.items() if v})
 
 
 def compared(selections: list[FamilyChoice], configs: list[ConfigStats]) -> list[tuple[str, ConfigStats]]:
@@ -366,6 +397,7 @@ def comparisons_of(selections: list[FamilyChoice], configs: list[ConfigStats], m
 
 def analyse(spec: dict, records: list) -> Analysis:
     """Everything the report shows, computed once; raises UserError when nothing is finished."""
+    records = one_per_key(records)
     progress = progress_of(records)
     require_finished(spec, records, progress)
     ok = [r for r in records if r.status == "ok"]
@@ -377,19 +409,17 @@ def analyse(spec: dict, records: list) -> Analysis:
     if not metric.held_out:
         notes.append(f"A GAN has no held-out split for its sample metrics: λ is chosen on {metric.name} of the "
                      "same runs that the comparisons use, which favours families run at several strengths")
-    configs = group_configs(spec, usable, metric)
-    selections = select(configs, metric)
+    failed = [r for r in records if r.status == "failed"]
+    configs = group_configs(spec, usable, failed, metric)
+    selections = select(configs, metric, notes)
     metrics = [Metric(key, direction, False) for key, _, direction, _ in MODE_METRICS] \
         if metric.key in GAN_METRICS else [metric]
     comparisons = comparisons_of(selections, configs, metrics, notes)
     for comparison in comparisons:
         comparison.verdict = verdict(comparison)
-    failed = [r for r in records if r.status == "failed"]
-    best = best_sentence(best_config(configs, metric), metric, spec.get("published")) if configs else ""
-    return Analysis(spec, metric, progress, configs, selections, comparisons, notes, failed, best)
-
-
-def best_config(configs: list[ConfigStats], metric: Metric) -> ConfigStats:
-    """The config with the best mean validation metric (never chosen on test)."""
-    sign = 1.0 if metric.direction == "maximize" else -1.0
-    return max(configs, key=lambda c: sign * c.val.mean)
+    choice = choose([c.candidate() for c in configs], metric.key, metric.direction)
+    by_label = {c.label: c for c in configs}
+    best = best_sentence(by_label[choice.label], choice, metric, spec.get("published")) if choice else ""
+    if choice is None:
+        notes.append("no config is chosen on validation: every config has a failed run")
+    return Analysis(spec, metric, progress, configs, selections, comparisons, notes, failed, choice, best)

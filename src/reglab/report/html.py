@@ -117,8 +117,9 @@ def selection(a: Analysis) -> str:
     return ("<h2>λ selection</h2>" + (table(columns, rows, {1, 2, 3, 4, 5, 6, 7}) if rows else
                                       '<p class="ns">No family was run at more than its baseline.</p>') +
             f'<p class="small">{escape(a.metric.name)}{" in %" if s == 100 else ""}, mean [95% bootstrap CI]. '
-            "λ_min has the best mean validation metric; λ_1se is the largest λ whose mean is within one "
-            "standard error (at λ_min) of that best.</p>")
+            "λ_min has the best mean validation metric over seeds (folds averaged within each), among the λ "
+            "without a failed run; an exact tie goes to the larger λ. λ_1se is the largest λ without a failed run "
+            "whose mean is within one standard error (at λ_min) of that best.</p>")
 
 
 def comparisons(a: Analysis) -> str:

@@ -7,7 +7,8 @@
     optim.lr=0.01 (vs 0.001) (n = 10 seeds, Holm p=0.004)
 
 The sentence claims: the compared config's mean paired difference from its baseline over seeds
-(the unit of analysis), its 95% bootstrap CI, and whether the Holm-adjusted Wilcoxon p is below
+(the unit of analysis; a seed on which either config failed is left out and named: ``…, Holm
+p=0.004; seed 3 left out, as none failed on it``), its 95% bootstrap CI, and whether the Holm-adjusted Wilcoxon p is below
 0.05. The baseline differs from the config only in the regularizer named first, unless the
 sentence names the other keys in which it differs (with the baseline's value, then the
 config's): then the difference is not the regularizer's alone. A significant change is named by
@@ -54,6 +55,16 @@ def baseline_text(comparison) -> str:
     return f"{comparison.baseline.label}, which also differs in {keys}"
 
 
+def left_out(failed_out: dict[str, list[int]]) -> str:
+    """``; seed 3 left out, as none failed on it`` for each config that failed on seeds of the pair."""
+    parts = []
+    for label, seeds in failed_out.items():
+        many = len(seeds) > 1
+        parts.append(f"; seed{'s' * many} {', '.join(map(str, seeds))} left out, as {display_label(label)} "
+                     f"failed on {'them' if many else 'it'}")
+    return "".join(parts)
+
+
 def verdict(comparison) -> str:
     """The sentence for one comparison (``analysis.Comparison``) on its test metric."""
     r, metric = comparison.result, comparison.metric
@@ -61,7 +72,8 @@ def verdict(comparison) -> str:
     unit = " points" if metric.scale == 100 else ""
     subject = display_label(comparison.chosen.label)
     baseline = baseline_text(comparison)
-    tail = f"({sample_size(comparison.seeds, comparison.folds)}, Holm p{fmt_p(comparison.holm_p)})"
+    tail = (f"({sample_size(comparison.seeds, comparison.folds)}, Holm p{fmt_p(comparison.holm_p)}"
+            f"{left_out(comparison.failed_out)})")
     if comparison.holm_p >= ALPHA:
         return (f"{subject} changes {quantity} by {amount(r.mean_diff, metric.scale)}{unit} "
                 f"[{amount(r.low, metric.scale)}, {amount(r.high, metric.scale)}] over {baseline}: "
@@ -74,13 +86,20 @@ def verdict(comparison) -> str:
             f"[{amount(low, metric.scale)}, {amount(high, metric.scale)}] over {baseline} {tail}")
 
 
-def best_sentence(best, metric, published: dict | None) -> str:
-    """The config chosen on validation among all (``analysis.ConfigStats``), its test metric with
-    CI, and how it stands against a published figure when the recipe names one."""
+def best_sentence(best, choice, metric, published: dict | None) -> str:
+    """The config chosen on validation among all (``best``, an ``analysis.ConfigStats``, by
+    ``choice``, the chooser's ``Choice``): its test metric with CI, the tie it won and how, each
+    config passed over for a failed run (named with its seeds), and how it stands against a
+    published figure when the recipe names one."""
     t = best.test
     text = (f"Chosen on validation among all configs: {display_label(best.label)}, {metric.quantity} "
             f"{fmt_value(t.mean, metric.scale)} [{fmt_value(t.low, metric.scale)}, {fmt_value(t.high, metric.scale)}] "
             f"(n = {t.n} seeds)")
+    if choice.tie:
+        text += (f"; a tie on validation with {', '.join(display_label(label) for label in choice.tied)}, "
+                 f"broken by {choice.broken_by}")
+    for other in choice.passed_over:
+        text += f"; not chosen, as a run failed: {display_label(other.text())}"
     if not published or published.get("value") is None or published.get("metric") != metric.test_key:
         return text
     value = float(published["value"])

@@ -4,12 +4,14 @@
   normalizes and names the points; :mod:`~reglab.study.spec` is what identifies a study;
 * :mod:`~reglab.study.storage` opens SQLite or PostgreSQL; :mod:`~reglab.study.queue` creates,
   resumes and opens studies; :mod:`~reglab.study.worker` trains their trials;
-* :mod:`~reglab.study.records` reads the results (``load_study``) and chooses λ on validation;
+* :mod:`~reglab.study.records` reads the results (``load_study``); :mod:`~reglab.study.choose`
+  decides which config won on validation (``choose_point``);
 * :mod:`~reglab.study.sweep` is what ``reglab sweep / worker / studies`` do.
 
 See docs/studies.md.
 """
 
-from reglab.study.records import TrialRecord, choose_point, load_study
+from reglab.study.choose import Choice, choose_point
+from reglab.study.records import TrialRecord, load_study
 
-__all__ = ["TrialRecord", "choose_point", "load_study"]
+__all__ = ["Choice", "TrialRecord", "choose_point", "load_study"]

@@ -5,22 +5,22 @@
 ``(spec, records)``.
 
 A trial that was given up as stale (its worker died) and put back in the queue is superseded by
-its retry and left out; what remains is one record per point × seed × fold (a TPE trial gives
-one per seed × fold of its point). Status is ``ok``, ``failed`` (with the reason), ``running`` or
+its retry and left out, and a point × seed × fold that storage holds twice (queued twice) counts
+once; what remains is one record per point × seed × fold (a TPE trial gives one per seed × fold
+of its point). Status is ``ok``, ``failed`` (with the reason), ``running`` or
 ``waiting``. A grid study whose queue was never completed (its creator was killed while filling
 it) also gets a ``waiting`` record for each planned trial not yet queued, so it never looks
 complete.
 
-λ is chosen on validation data only: :func:`choose_point` takes the point with the best mean
-validation objective over seeds (and CV folds), never a test metric, and never a point that
-failed on some seed. :func:`store_point_means` keeps each point's mean in a study user attribute
-(``mean <metric>: <label>``), where optuna-dashboard shows it beside the per-seed trials.
+Nothing derived from the results is stored as they come in (no per-point means kept up to date
+by several workers): the point means and the chosen config are computed where they are read
+(:mod:`reglab.study.choose`). :func:`store_choice` writes the choice once nothing is left to run,
+as the study user attribute ``chosen`` that optuna-dashboard shows.
 """
 
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from reglab.errors import UserError
+from reglab.study.choose import choose_point, one_per_key
 from reglab.study.points import trial_plan
 from reglab.study.queue import open_study, queue_is_filled
 from reglab.study.storage import default_url, open_storage, quiet_optuna
@@ -94,7 +95,9 @@ def trial_records(trial: FrozenTrial, spec: dict[str, Any]) -> list[TrialRecord]
 
 
 def study_records(trials: list[FrozenTrial], spec: dict[str, Any]) -> list[TrialRecord]:
-    return [r for t in current_trials(trials) for r in trial_records(t, spec)]
+    """One record per point × seed × fold: a key that storage holds twice counts once
+    (:func:`reglab.study.choose.one_per_key`)."""
+    return one_per_key(r for t in current_trials(trials) for r in trial_records(t, spec))
 
 
 def progress(storage: RDBStorage, study_id: int, spec: dict[str, Any], total: int) -> dict[str, int]:
@@ -121,39 +124,13 @@ def progress(storage: RDBStorage, study_id: int, spec: dict[str, Any], total: in
     return {**counts, "total": max(total, sum(counts.values()))}
 
 
-def objective_values(spec: dict[str, Any], records: list[TrialRecord]) -> dict[str, list[float]]:
-    """Each point's validation objectives (``spec['metric']``) of its finished runs, by label."""
-    values: dict[str, list[float]] = defaultdict(list)
-    for record in records:
-        if record.status == "ok" and spec["metric"] in record.summary:
-            values[record.label].append(record.summary[spec["metric"]])
-    return values
-
-
-def choose_point(spec: dict[str, Any], records: list[TrialRecord]) -> tuple[str, float, int] | None:
-    """``(label, mean objective, number of runs)`` of the best point by its mean validation
-    objective (``spec['metric']``) over its finished runs (seeds, and CV folds). A point with a
-    failed run (one that diverged on some seed) is not chosen. None when no point qualifies."""
-    failed = {r.label for r in records if r.status == "failed"}
-    values = {label: v for label, v in objective_values(spec, records).items() if label not in failed}
-    if not values:
-        return None
-    sign = 1 if spec["direction"] == "maximize" else -1
-    label = max(values, key=lambda k: sign * sum(values[k]) / len(values[k]))
-    return label, sum(values[label]) / len(values[label]), len(values[label])
-
-
-def store_point_means(study: optuna.Study, spec: dict[str, Any], labels: set[str] | None = None) -> None:
-    """Set the study user attribute ``mean <metric>: <label>`` = ``{"mean", "runs", "failed"}`` of
-    the points in ``labels`` (all when None), read from the storage: the mean over the point's
-    finished runs (seeds, and CV folds), how many there are, and how many failed."""
-    records = study_records(study.get_trials(deepcopy=False), spec)
-    values = objective_values(spec, records)
-    for label in labels if labels is not None else {r.label for r in records}:
-        runs = values.get(label, [])
-        failed = sum(r.status == "failed" for r in records if r.label == label)
-        study.set_user_attr(f"mean {spec['metric']}: {label}", {
-            "mean": sum(runs) / len(runs) if runs else None, "runs": len(runs), "failed": failed})
+def store_choice(study: optuna.Study, spec: dict[str, Any]) -> None:
+    """Set the study user attribute ``chosen`` (what optuna-dashboard shows) to the choice of
+    :func:`reglab.study.choose.choose_point` (``Choice.to_dict``; None before any result), read
+    from the storage at once: called when the study has nothing left to run, it is a function of
+    the finished trials alone, so workers that call it at once write the same value."""
+    choice = choose_point(spec, study_records(study.get_trials(deepcopy=False), spec))
+    study.set_user_attr("chosen", None if choice is None else choice.to_dict())
 
 
 def locate(target: str | Path | tuple[str, str]) -> tuple[str, str]:

@@ -10,8 +10,7 @@ Each loop iteration
 3. trains them (up to ``batch`` trials of one group at once when they can be vectorized) while a
    background thread records their heartbeats, stores each outcome in its trial's user attributes
    and its per-epoch validation objective as intermediate values, and finishes it: COMPLETE with
-   the objective, or FAIL with the reason (the study goes on); the point's mean over seeds is
-   updated in a study user attribute (see ``records.store_point_means``);
+   the objective, or FAIL with the reason (the study goes on);
 4. with ``--search tpe``, asks the sampler for a new point when the queue is empty and fewer than
    N trials exist.
 
@@ -41,7 +40,7 @@ from reglab.errors import UserError
 from reglab.study.execute import train_all
 from reglab.study.points import describe
 from reglab.study.queue import open_study, release
-from reglab.study.records import current_trials, progress, store_point_means
+from reglab.study.records import current_trials, progress, store_choice
 from reglab.study.spec import config_for, fold_list
 from reglab.study.storage import quiet_optuna
 from reglab.study import tpe
@@ -189,7 +188,7 @@ class Worker:
             elif self.trials(TrialState.RUNNING):
                 time.sleep(POLL_SECONDS)
             else:
-                store_point_means(self.study, self.spec)  # all points, now that no trial is left
+                store_choice(self.study, self.spec)  # now that no trial is left
                 return self.finished
 
     def trials(self, *states: TrialState) -> list[FrozenTrial]:
@@ -219,7 +218,6 @@ class Worker:
             outcomes = train_all([configs[t.number] for t in claimed], self.root, len(claimed) > 1)
             for trial, out in zip(claimed, outcomes):  # beating on, so no trial waiting here looks stale
                 self.complete(ids[trial.number], trial.user_attrs, out)
-        store_point_means(self.study, self.spec, {t.user_attrs["label"] for t in claimed})
         self.say_progress()
 
     def train_group(self, configs: list) -> list[dict[str, Any]]:
