@@ -27,6 +27,9 @@ Param groups added to the optimizer after ``attach`` (``add_param_group``) are s
 step. ``reg.penalty()`` computed with gradients enabled between two steps of the attached optimizer
 warns once: in the loss as well, the terms would be applied twice.
 
+Under a ``torch.amp.GradScaler`` with a fused optimizer, the coupled gradient is scaled as the
+gradients are, and a step the scaler skips applies no term and is not counted (:func:`_skipped`).
+
 λ schedules (``constant()``, ``warmup(steps)``, :mod:`reglab.schedules`) scale a term's λ by a factor of the number of
 optimizer steps taken, counted by the attached optimizer (``reg.steps``; restore it with
 ``load_state_dict``). Schedules are per step; for ``n`` epochs pass ``n * steps_per_epoch``.
@@ -134,6 +137,19 @@ def _lr(group: dict) -> float:
 
 def _with_grad(params: Sequence[Tensor]) -> list[Tensor]:
     return [p for p in params if p.grad is not None]
+
+
+def _skipped(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether a GradScaler skips this step of a fused optimizer.
+
+    A non-fused optimizer's ``step`` is not called on a step the scaler skips (inf or NaN found), so
+    its hooks do not run. A fused one (``_step_supports_amp_scaling``) is called with two attributes
+    set by ``GradScaler.step``: ``found_inf`` (non-zero: the kernel leaves the step out) and
+    ``grad_scale`` (the scale the kernel divides the still-scaled gradients by; None after an
+    explicit ``scaler.unscale_``). Reading ``found_inf`` costs one host sync, only in that case.
+    """
+    found_inf = getattr(optimizer, "found_inf", None)
+    return found_inf is not None and bool(found_inf.item())
 
 
 def _group_sizes(optimizer: torch.optim.Optimizer) -> list[tuple[int, int]]:
@@ -296,19 +312,26 @@ class Regularizer:
         self.after_step(optimizer)
 
     def before_step(self, optimizer: torch.optim.Optimizer) -> None:
-        """Coupled gradients and decoupled decay. Called by the hook of :meth:`attach` (for a step
-        without closure)."""
+        """Coupled gradients and decoupled decay, unless a GradScaler skips the step. Called by the
+        hook of :meth:`attach` (for a step without closure)."""
         self._rebind_if_changed(optimizer)
-        self._add_coupled_grads()
+        if _skipped(optimizer):
+            return
+        self._add_coupled_grads(getattr(optimizer, "grad_scale", None))
         self._decay()
 
-    def _add_coupled_grads(self) -> None:
+    def _add_coupled_grads(self, grad_scale: Tensor | None = None) -> None:
+        """grad += ∇(λ·R), or grad_scale·∇(λ·R) where the gradients are still scaled (see :func:`_skipped`)."""
         with torch.no_grad():
             for b in self._coupled:
                 lam = b.lam(self.steps)
                 ps = _with_grad(b.tensors)
                 if lam and ps:
-                    b.penalty.add_grad_([p.grad for p in ps], ps, lam)
+                    grads = [p.grad for p in ps]
+                    if grad_scale is None:
+                        b.penalty.add_grad_(grads, ps, lam)
+                    else:
+                        torch._foreach_add_(grads, torch._foreach_mul([b.penalty._grad(p, lam) for p in ps], grad_scale))
 
     def _decay(self) -> None:
         with torch.no_grad():
@@ -323,6 +346,8 @@ class Regularizer:
     def after_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Proximal maps, then count the step. Called by the hook of :meth:`attach`."""
         self._rebind_if_changed(optimizer)
+        if _skipped(optimizer):
+            return
         if self._proximal:
             self._prox_all()
         if self._penalty_with_grad and not self._warned_double:
