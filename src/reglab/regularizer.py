@@ -152,6 +152,11 @@ def _skipped(optimizer: torch.optim.Optimizer) -> bool:
     return found_inf is not None and bool(found_inf.item())
 
 
+def _embedding_like(name: str) -> bool:
+    own = name.rpartition(".")[2].lower()
+    return "embed" in own or "token" in own
+
+
 def _group_sizes(optimizer: torch.optim.Optimizer) -> list[tuple[int, int]]:
     return [(id(g), len(g["params"])) for g in optimizer.param_groups]
 
@@ -201,6 +206,7 @@ class Regularizer:
         self._handles: list[Any] = []
         self._penalty_with_grad = False  # reg.penalty() taken with grad enabled since the last step
         self._warned_double = False
+        self._warned_nobodys = False
 
     @classmethod
     def from_spec(
@@ -230,6 +236,8 @@ class Regularizer:
         """
         self.detach()
         self._bind(optimizer)
+        held = {id(p) for g in optimizer.param_groups for p in g["params"]}
+        self._warn_nobodys([(n, p) for n, p in everything().resolve(self.model) if id(p) in held])
         if self._coupled or self._decoupled:
             self._handles.append(optimizer.register_step_pre_hook(self._pre_hook))
         self._handles.append(optimizer.register_step_post_hook(self._post_hook))
@@ -434,18 +442,46 @@ class Regularizer:
                 lines.append(line)
             count = sum(p.numel() for p in b.tensors)
             lines.append(f"    = {len(b.tensors)} tensors, {count:,} values")
-        touched = {id(p) for b in self._bound for p in b.tensors}
-        rest = [(n, p) for n, p in everything().resolve(self.model) if id(p) not in touched]
-        kinds = {"norms": norms(), "embeddings": embeddings(), "biases": biases(), "weights": weights()}
-        sets = [(k, s.ids(self.model)) for k, s in kinds.items()]
+        self._warn_nobodys(everything().resolve(self.model))
+        rest = self._untouched(everything().resolve(self.model))
         counts: dict[str, int] = {}
-        for _, p in rest:
-            kind = next((k for k, ids in sets if id(p) in ids), "other")
+        for _, p, kind in rest:
             counts[kind] = counts.get(kind, 0) + 1
         detail = ", ".join(f"{v} {k}" for k, v in counts.items())
-        values = sum(p.numel() for _, p in rest)
+        values = sum(p.numel() for _, p, _ in rest)
         lines.append(f"untouched: {len(rest)} params, {values:,} values" + (f" ({detail})" if detail else ""))
         return "\n".join(lines)
+
+    def _untouched(self, named: list[tuple[str, Tensor]]) -> list[tuple[str, Tensor, str]]:
+        """The parameters of ``named`` that no term touches, each with its kind: norms, embeddings,
+        biases, weights (of a layer that :func:`reglab.weights` knows) or other."""
+        touched = {id(p) for b in self._bound for p in b.tensors}
+        kinds = {"norms": norms(), "embeddings": embeddings(), "biases": biases(), "weights": weights()}
+        sets = [(k, s.ids(self.model)) for k, s in kinds.items()]
+        return [(n, p, next((k for k, ids in sets if id(p) in ids), "other"))
+                for n, p in named if id(p) not in touched]
+
+    def _warn_nobodys(self, named: list[tuple[str, Tensor]]) -> None:
+        """Warn once about every weight that is nobody's: a parameter of dim ≥ 2 that no term
+        touches and that is no layer's weight, norm, embedding or bias (``self.proj =
+        nn.Parameter(...)`` used as ``x @ self.proj``), so that no default selection finds it. A
+        parameter whose own name says it is an embedding or a token (``pos_embed``, ``cls_token``)
+        is left out, as embeddings are."""
+        if self._warned_nobodys:
+            return
+        nobodys = [(n, p) for n, p, kind in self._untouched(named)
+                   if kind == "other" and p.dim() >= 2 and not _embedding_like(n)]
+        if not nobodys:
+            return
+        shown = ", ".join(f"{n} {tuple(p.shape)}" for n, p in nobodys)
+        fix = " | ".join(f'rl.named("{n}")' for n, _ in nobodys)
+        warnings.warn(
+            f"no term touches {len(nobodys)} weight(s) that belong to no layer weights() knows: {shown}. "
+            f"To penalize them, add them to the selection: on=rl.weights() | {fix}",
+            UserWarning,
+            stacklevel=3,
+        )
+        self._warned_nobodys = True
 
     def __repr__(self) -> str:
         return f"Regularizer({len(self._bound)} terms: {', '.join(b.name for b in self._bound) or 'none'})"
