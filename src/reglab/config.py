@@ -20,7 +20,7 @@ from pydantic_core import PydanticCustomError
 from reglab.adversarial.config import AdvConfig
 from reglab.errors import UserError
 from reglab.gan.config import GanConfig, check_gan
-from reglab.penalties import penalty_names
+from reglab.penalties import PENALTIES, penalty_names
 from reglab.sections import Beta, OneOf, Section, Width
 from reglab.shorthands import check_rate_applies, plain_overrides, upgraded
 
@@ -129,6 +129,11 @@ class RegConfig(Section):
     """which parameters the penalty touches: weights, biases, norms, all, type:Conv2d, a name glob; | & - combine"""
     warmup_epochs: int = Field(0, ge=0)
     """epochs over which λ ramps up linearly from 0"""
+
+    def penalty_settings(self) -> dict[str, float]:
+        """The chosen penalty's settings (``l1_ratio`` of elastic), by name; none for ``none``."""
+        cls = PENALTIES.get(self.penalty)
+        return {} if cls is None else {s.name: getattr(self, s.name) for s in cls.settings}
 
 
 class OptimConfig(Section):

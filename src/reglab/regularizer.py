@@ -215,15 +215,16 @@ class Regularizer:
         penalty: str,
         lam: float,
         *,
-        l1_ratio: float = 0.5,
         mode: str = "coupled",
         on: str | Selection = "weights",
         warmup_steps: int = 0,
+        **settings: float,
     ) -> Regularizer:
-        """From plain values, as in a config: ``penalty`` is ``l1|l2|elastic|group`` or ``none``."""
+        """From plain values, as in a config: ``penalty`` is a registered penalty's name
+        (``l1|l2|elastic|group``…) or ``none``; ``settings`` are its settings (``l1_ratio=…``)."""
         if penalty == "none":
             return cls(model, [], mode=mode)
-        pen = penalty_from_name(penalty, lam, l1_ratio=l1_ratio)
+        pen = penalty_from_name(penalty, lam, **settings)
         schedule = warmup(warmup_steps) if warmup_steps else constant()
         return cls(model, Term(pen, on=on, mode=mode, schedule=schedule), mode=mode)
 
@@ -330,34 +331,29 @@ class Regularizer:
 
     def _add_coupled_grads(self, grad_scale: Tensor | None = None) -> None:
         """grad += ∇(λ·R), or grad_scale·∇(λ·R) where the gradients are still scaled (see :func:`_skipped`)."""
-        with torch.no_grad():
-            for b in self._coupled:
-                lam = b.lam(self.steps)
-                ps = _with_grad(b.tensors)
-                if lam and ps:
-                    grads = [p.grad for p in ps]
-                    if grad_scale is None:
-                        b.penalty.add_grad_(grads, ps, lam)
-                    else:
-                        torch._foreach_add_(grads, torch._foreach_mul([b.penalty._grad(p, lam) for p in ps], grad_scale))
+        self._apply(self._coupled, grad_scale)
 
     def _decay(self) -> None:
+        self._apply(self._decoupled)
+
+    def _apply(self, terms: list[_Bound], grad_scale: Tensor | None = None) -> None:
+        """Each of ``terms`` in its mode on its parameters that got a gradient, with the lr of their
+        param group (:meth:`Penalty.apply_`)."""
         with torch.no_grad():
-            for b in self._decoupled:
+            for b in terms:
                 lam = b.lam(self.steps)
                 if lam:
                     for group, tensors in b.chunks:
                         ps = _with_grad(tensors)
                         if ps:
-                            b.penalty.decay_(ps, _lr(group), lam)
+                            b.penalty.apply_list_(b.mode, ps, lam, _lr(group), grad_scale)
 
     def after_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Proximal maps, then count the step. Called by the hook of :meth:`attach`."""
         self._rebind_if_changed(optimizer)
         if _skipped(optimizer):
             return
-        if self._proximal:
-            self._prox_all()
+        self._apply(self._proximal)
         if self._penalty_with_grad and not self._warned_double:
             warnings.warn(
                 "reg.penalty() was computed with gradients enabled during a step of the optimizer the "
@@ -369,16 +365,6 @@ class Regularizer:
             self._warned_double = True
         self._penalty_with_grad = False
         self.steps += 1
-
-    def _prox_all(self) -> None:
-        with torch.no_grad():
-            for b in self._proximal:
-                lam = b.lam(self.steps)
-                if lam:
-                    for group, tensors in b.chunks:
-                        ps = _with_grad(tensors)
-                        if ps:
-                            b.penalty.prox_(ps, _lr(group), lam)
 
     # -- values ---------------------------------------------------------------------------------
 

@@ -25,8 +25,8 @@ def build_regularizer(model: nn.Module, cfg: Config, steps_per_epoch: int) -> Re
     r = cfg.reg
     if r.penalty == "none":
         return None
-    return Regularizer.from_spec(model, r.penalty, r.lam, l1_ratio=r.l1_ratio, mode=r.mode, on=r.on,
-                                 warmup_steps=r.warmup_epochs * steps_per_epoch)
+    return Regularizer.from_spec(model, r.penalty, r.lam, mode=r.mode, on=r.on,
+                                 warmup_steps=r.warmup_epochs * steps_per_epoch, **r.penalty_settings())
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Config):

@@ -22,7 +22,7 @@ Model m sees what it sees alone, in the same order:
   → coupled penalty g ← g + ∇(λ_m·R)(w) → decoupled decay w ← w − lr_m·∇(λ_m·R)(w) → the optimizer
   step as torch writes it (SGD with momentum, Adam, AdamW) → proximal map w ← prox(w, lr_m·λ_m),
   λ_m scaled by the warm-up schedule of the step; the penalty's math is its own
-  (``Penalty.stacked_grad`` / ``stacked_prox``), for any penalty;
+  (``Penalty.apply_``, the Regularizer's own), for any penalty;
 * its own epoch metrics, early stopping, restore-best and LR schedule (``reglab.train.tracker``).
 
 Linear layers are ``baddbmm``, the batched twin of the ``addmm`` a single model runs, the losses are
@@ -129,7 +129,7 @@ class StackedModels:
         names = {id(p): n for n, p in model.named_parameters()}
         selected = [names[id(p)] for _, p in term.on.resolve(model)]
         settings = {name: self.vector(lambda m: getattr(stackable(m).regularizer.terms[0].penalty, name))
-                    for name in term.penalty.settings}
+                    for name in term.penalty.setting_values()}
         return StackedTerm(term.penalty, term.mode, selected, settings, term.schedule)
 
     def vector(self, value: Callable[[Member], float]) -> Tensor:
