@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from reglab.adversarial.config import AdvConfig
 from reglab.errors import UserError
 from reglab.gan.config import GanConfig, check_gan
-from reglab.penalties import PENALTIES, penalty_names
+from reglab.penalties import PENALTIES, Setting, penalty_names
 from reglab.sections import Beta, OneOf, Section, Width
 from reglab.shorthands import check_rate_applies, plain_overrides, upgraded
 
@@ -116,13 +116,33 @@ def penalty_choices() -> tuple[str, ...]:
     return ("none", *penalty_names())
 
 
+def penalty_setting(name: str, penalty: str) -> Setting | None:
+    """The setting ``name`` as ``penalty`` declares it, else as the first registered penalty that
+    declares it does; None if no registered penalty has it."""
+    owners = [PENALTIES[penalty]] if penalty in PENALTIES else []
+    for cls in owners + list(PENALTIES.values()):
+        setting = next((s for s in cls.settings if s.name == name), None)
+        if setting is not None:
+            return setting
+    return None
+
+
+def setting_names() -> tuple[str, ...]:
+    """Every registered penalty's settings' names: the keys ``reg.NAME`` besides the fields."""
+    return tuple(dict.fromkeys(s.name for cls in PENALTIES.values() for s in cls.settings))
+
+
 class RegConfig(Section):
+    """The weight penalty. Besides these keys it holds the settings its penalty class declares
+    (``reg.l1_ratio`` of elastic; :class:`reglab.penalties.Setting`), with their defaults; a setting
+    of another registered penalty is checked and then dropped, so that configs which train the same
+    model are equal; a setting no registered penalty declares is an unknown key."""
+
+    model_config = ConfigDict(**{**Section.model_config, "extra": "allow"})
     penalty: Annotated[str, OneOf(penalty_choices)] = "none"
     """none or a registered penalty: l2 is λ/2·‖w‖², l1 λ·‖w‖₁, elastic λ·(α‖w‖₁ + (1−α)/2·‖w‖²), group λ·Σ‖w_g‖₂"""
     lam: float = Field(0.0, ge=0)
     """the penalty's strength λ"""
-    l1_ratio: float = Field(0.5, ge=0, le=1)
-    """α of the elastic net: the share of L1"""
     mode: Literal["coupled", "decoupled", "proximal"] = "coupled"
     """coupled (gradient added), decoupled (applied before the step, like AdamW) or proximal (exact zeros)"""
     on: str = "weights"
@@ -130,10 +150,30 @@ class RegConfig(Section):
     warmup_epochs: int = Field(0, ge=0)
     """epochs over which λ ramps up linearly from 0"""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _penalty_settings(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        penalty = str(data.get("penalty", "none"))
+        kept = {k: v for k, v in data.items() if k in cls.model_fields}
+        for key, value in data.items():
+            setting = None if key in cls.model_fields else penalty_setting(key, penalty)
+            if setting is None and key not in cls.model_fields:
+                raise unknown_key_error(f"reg.{key}")
+            if setting is not None:
+                try:
+                    setting.check(value)
+                except UserError as exc:
+                    raise UserError(f"invalid value for 'reg.{key}': {exc}") from None
+        owner = PENALTIES.get(penalty)
+        for setting in owner.settings if owner is not None else ():
+            kept[setting.name] = setting.check(data.get(setting.name, setting.default))
+        return kept
+
     def penalty_settings(self) -> dict[str, float]:
         """The chosen penalty's settings (``l1_ratio`` of elastic), by name; none for ``none``."""
-        cls = PENALTIES.get(self.penalty)
-        return {} if cls is None else {s.name: getattr(self, s.name) for s in cls.settings}
+        return dict(self.__pydantic_extra__ or {})
 
 
 class OptimConfig(Section):
@@ -262,6 +302,8 @@ def valid_keys(model: type[BaseModel] = Config, prefix: str = "") -> list[str]:
         sub = field.annotation
         if isinstance(sub, type) and issubclass(sub, BaseModel):
             keys.extend(valid_keys(sub, key + "."))
+    if model is RegConfig:
+        keys.extend(prefix + name for name in setting_names())
     return keys
 
 

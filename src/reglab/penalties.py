@@ -86,7 +86,8 @@ class Setting:
 
     def check(self, value: Any) -> float:
         """``value`` as a float, or a UserError naming the setting if it is not a number in range."""
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not self.low <= value <= self.high:
+        if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
+                or not self.low <= value <= self.high):
             raise UserError(f"{self.name} must be a number in [{self.low:g}, {self.high:g}], got {value!r}")
         return float(value)
 
