@@ -92,9 +92,15 @@ class Setting:
         return float(value)
 
 
-def per_model(values: Tensor, like: Tensor) -> Tensor:
+def per_model(values: Tensor | float, like: Tensor) -> Tensor | float:
     """K per-model numbers (float64, as Python computes them) rounded once to ``like``'s dtype and
-    shaped [K, 1, …] to broadcast over the stacked tensor ``like`` [K, …]."""
+    shaped [K, 1, …] to broadcast over the stacked tensor ``like`` [K, …]. One number for every
+    model (a Python float, as one model has) stays a Python float where torch rounds it to ``like``'s
+    dtype itself (float32, float64: the same bits, without making a tensor)."""
+    if not isinstance(values, Tensor):
+        if like.dtype in (torch.float32, torch.float64):
+            return values
+        return torch.tensor(values, dtype=like.dtype, device=like.device)
     return values.to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
 
 
@@ -110,16 +116,12 @@ def _soft_threshold(w: Tensor, t: Tensor) -> Tensor:
     return w - w.clamp(-t, t)
 
 
-def _one(w: Tensor, value: float) -> Tensor:
-    """One model's number as the [1] float64 vector of a stack of one."""
-    return torch.tensor([value], dtype=torch.float64, device=w.device)
-
-
 class Penalty:
     """Base class: λ·R and its (sub)gradient and proximal map on K models at once.
 
     The math acts on the K models' tensors stacked as ``w`` [K, …], with λ (or t = step·λ) and each
-    of :attr:`settings` one float64 value per model ([K]); one model is K = 1. A penalty writes it
+    of :attr:`settings` one float64 value per model ([K], or one Python float for every model, as
+    the Regularizer passes them); one model is K = 1. A penalty writes it
     once, as :meth:`stacked_value`, :meth:`stacked_grad` and :meth:`stacked_prox` (rounding each
     per-model number once to ``w``'s dtype with :func:`per_model`), or, simpler, as ``_value(w, lam)``,
     ``_grad(w, lam)`` and ``_prox(w, t)`` on one model's tensor with its settings read from
@@ -148,31 +150,29 @@ class Penalty:
         """This penalty's settings, by name."""
         return {s.name: getattr(self, s.name) for s in self.settings}
 
-    def _per_model_settings(self, settings: dict[str, Tensor] | None, w: Tensor) -> dict[str, Tensor]:
-        """Each setting's K values: the given ones, else this penalty's for every model."""
+    def _per_model_settings(self, settings: dict[str, Tensor] | None) -> dict[str, Tensor | float]:
+        """Each setting's K values: the given ones, else this penalty's (one float for every model)."""
         given = settings or {}
-        return {s.name: given[s.name] if s.name in given
-                else torch.full((w.shape[0],), getattr(self, s.name), dtype=torch.float64, device=w.device)
-                for s in self.settings}
+        return {s.name: given.get(s.name, getattr(self, s.name)) for s in self.settings}
 
-    # -- the math, on K models: w [K, …], λ (or t) and settings float64 [K] -----------------------
-    def stacked_value(self, w: Tensor, lam: Tensor, settings: dict[str, Tensor] | None = None) -> Tensor:
+    # -- the math, on K models: w [K, …], λ (or t) and settings float64 [K] or one float for all --
+    def stacked_value(self, w: Tensor, lam: Tensor | float, settings: dict[str, Tensor] | None = None) -> Tensor:
         """[λ_k·R_k(w_k)]_k, [K], differentiable."""
-        return self._mapped(type(self)._value)(w, lam, self._per_model_settings(settings, w))
+        return self._mapped(type(self)._value, w, lam, settings)
 
-    def stacked_grad(self, w: Tensor, lam: Tensor, settings: dict[str, Tensor] | None = None) -> Tensor:
+    def stacked_grad(self, w: Tensor, lam: Tensor | float, settings: dict[str, Tensor] | None = None) -> Tensor:
         """[∇(λ_k·R_k)(w_k)]_k."""
-        return self._mapped(type(self)._grad)(w, lam, self._per_model_settings(settings, w))
+        return self._mapped(type(self)._grad, w, lam, settings)
 
-    def stacked_prox(self, w: Tensor, t: Tensor, settings: dict[str, Tensor] | None = None) -> Tensor:
+    def stacked_prox(self, w: Tensor, t: Tensor | float, settings: dict[str, Tensor] | None = None) -> Tensor:
         """[argmin_z ½‖z − w_k‖² + t_k·R_k(z)]_k, t = step·λ per model."""
-        return self._mapped(type(self)._prox)(w, t, self._per_model_settings(settings, w))
+        return self._mapped(type(self)._prox, w, t, settings)
 
-    def stacked_decayed(self, w: Tensor, t: Tensor, settings: dict[str, Tensor] | None = None) -> Tensor:
+    def stacked_decayed(self, w: Tensor, t: Tensor | float, settings: dict[str, Tensor] | None = None) -> Tensor:
         """[w_k − ∇(t_k·R_k)(w_k)]_k, the decoupled step with t = lr·λ per model (∇(λ·R) is linear in λ)."""
         return w - self.stacked_grad(w, t, settings)
 
-    def _mapped(self, method):
+    def _mapped(self, method, w: Tensor, lam: Tensor | float, settings: dict[str, Tensor] | None) -> Tensor:
         """``method`` (one model's ``_value``, ``_grad`` or ``_prox``) with model k's λ (or t) and
         settings, mapped over k (``vmap``)."""
 
@@ -181,7 +181,12 @@ class Penalty:
             penalty.__dict__.update(settings)
             return method(penalty, w, lam)
 
-        return torch.vmap(one)
+        def vector(value):
+            return value if isinstance(value, Tensor) else torch.full(
+                (w.shape[0],), value, dtype=torch.float64, device=w.device)
+
+        settings = {name: vector(value) for name, value in self._per_model_settings(settings).items()}
+        return torch.vmap(one)(w, vector(lam), settings)
 
     def _value(self, w: Tensor, lam: Any) -> Tensor:
         """λ·R(w) for one model's tensor (the alternative to :meth:`stacked_value`)."""
@@ -196,11 +201,11 @@ class Penalty:
         raise NotImplementedError(f"{type(self).__name__} defines neither stacked_prox nor _prox")
 
     # -- a term in its mode ------------------------------------------------------------------------
-    def apply_(self, mode: str, w: Tensor, lam: Tensor, lr: Tensor | None,
+    def apply_(self, mode: str, w: Tensor, lam: Tensor | float, lr: Tensor | float | None,
                settings: dict[str, Tensor] | None = None, grad: Tensor | None = None,
                grad_scale: Tensor | None = None) -> None:
-        """Apply λ·R to K models' stacked ``w`` in ``mode``, in place (λ, lr float64 [K]; lr unused
-        when coupled):
+        """Apply λ·R to K models' stacked ``w`` in ``mode``, in place (λ, lr float64 [K], or one float
+        for every model; lr unused when coupled):
 
         * ``coupled``    grad ← grad + s·∇(λ·R)(w), s = ``grad_scale`` (a GradScaler's scale, for
           gradients a fused optimizer unscales itself) or 1;
@@ -218,32 +223,28 @@ class Penalty:
     # -- one tensor (K = 1), λ = self.lam -----------------------------------------------------------
     def value(self, w: Tensor) -> Tensor:
         """λ·R(w), a scalar tensor (differentiable)."""
-        return self.stacked_value(w.unsqueeze(0), _one(w, self.lam))[0]
+        return self.stacked_value(w.unsqueeze(0), self.lam)[0]
 
     def grad(self, w: Tensor) -> Tensor:
         """A (sub)gradient of λ·R at ``w``."""
-        return self.stacked_grad(w.unsqueeze(0), _one(w, self.lam))[0]
+        return self.stacked_grad(w.unsqueeze(0), self.lam)[0]
 
     def prox(self, w: Tensor, step: float) -> Tensor:
         """argmin_z ½‖z − w‖² + step·λ·R(z)."""
-        return self.stacked_prox(w.unsqueeze(0), _one(w, step * self.lam))[0]
+        return self.stacked_prox(w.unsqueeze(0), step * self.lam)[0]
 
     # -- lists of one model's tensors, λ given (the regularizer passes λ times its schedule) --------
     def apply_list_(self, mode: str, params: Sequence[Tensor], lam: float, lr: float,
                     grad_scale: Tensor | None = None) -> None:
         """:meth:`apply_` on each of one model's ``params`` (K = 1), the gradients being their ``.grad``."""
-        made: dict[torch.device, tuple[Tensor, Tensor]] = {}  # λ and lr as [1] vectors, once per device
         for p in params:
-            if p.device not in made:
-                made[p.device] = (_one(p, lam), _one(p, lr))
-            lam_k, lr_k = made[p.device]
-            grad = None if p.grad is None else p.grad.unsqueeze(0)
-            self.apply_(mode, p.unsqueeze(0), lam_k, lr_k, grad=grad, grad_scale=grad_scale)
+            grad = p.grad.unsqueeze(0) if mode == "coupled" else None
+            self.apply_(mode, p.unsqueeze(0), lam, lr, grad=grad, grad_scale=grad_scale)
 
     def add_grad_(self, grads: Sequence[Tensor], params: Sequence[Tensor], lam: float) -> None:
         """grads += ∇(λ·R)(params)."""
         for g, p in zip(grads, params):
-            self.apply_("coupled", p.unsqueeze(0), _one(p, lam), None, grad=g.unsqueeze(0))
+            self.apply_("coupled", p.unsqueeze(0), lam, None, grad=g.unsqueeze(0))
 
     def decay_(self, params: Sequence[Tensor], lr: float, lam: float) -> None:
         """params -= lr·∇(λ·R)(params)  (decoupled decay)."""
@@ -256,7 +257,7 @@ class Penalty:
     def total(self, params: Sequence[Tensor], lam: float | None = None) -> Tensor:
         """Σ λ·R(p) over ``params`` (differentiable)."""
         lam = self.lam if lam is None else lam
-        values = [self.stacked_value(p.unsqueeze(0), _one(p, lam))[0] for p in params]
+        values = [self.stacked_value(p.unsqueeze(0), lam)[0] for p in params]
         return sum(values[1:], values[0]) if values else torch.zeros(())
 
     # -- display -------------------------------------------------------------------------------
@@ -351,17 +352,17 @@ class ElasticNet(Penalty):
     settings = (Setting("l1_ratio", 0.5, 0.0, 1.0, "α of the elastic net: the share of L1"),)
 
     def stacked_value(self, w, lam, settings=None):
-        a = self._per_model_settings(settings, w)["l1_ratio"]
+        a = self._per_model_settings(settings)["l1_ratio"]
         rows = _rows(w)
         l1, l2 = rows.abs().sum(1), rows.pow(2).sum(1)
         return l1 * per_model(lam * a, l1) + l2 * per_model(0.5 * lam * (1 - a), l2)
 
     def stacked_grad(self, w, lam, settings=None):
-        a = self._per_model_settings(settings, w)["l1_ratio"]
+        a = self._per_model_settings(settings)["l1_ratio"]
         return torch.sign(w) * per_model(lam * a, w) + w * per_model(lam * (1 - a), w)
 
     def stacked_prox(self, w, t, settings=None):
-        a = self._per_model_settings(settings, w)["l1_ratio"]
+        a = self._per_model_settings(settings)["l1_ratio"]
         return _soft_threshold(w, t * a) / per_model(1 + t * (1 - a), w)
 
 
@@ -401,7 +402,7 @@ class GroupLasso(Penalty):
         g = _groups(w)
         norms = torch.linalg.vector_norm(g, dim=2, keepdim=True)
         thr = per_model(t * math.sqrt(g.shape[2]), g)
-        keep = torch.where(norms > thr, 1 - thr / torch.maximum(norms, thr), torch.zeros_like(norms))
+        keep = torch.where(norms > thr, 1 - thr / norms.clamp_min(thr), torch.zeros_like(norms))
         return (g * keep).reshape(w.shape)
 
 
