@@ -400,3 +400,12 @@ def test_attach_warns_about_a_weight_that_is_nobodys():
         warnings.simplefilter("always")
         Regularizer(model, L2(0.1)).attach(torch.optim.SGD(model.inp.parameters(), lr=0.1))
     assert not nobodys_warnings(caught)
+
+
+def test_a_weight_normed_layers_direction_is_not_nobodys():
+    """weights() takes weight norm's magnitude g and leaves the direction v to its layer on purpose."""
+    model = nn.Sequential(nn.utils.parametrizations.weight_norm(nn.Linear(4, 6)), nn.Tanh(), nn.Linear(6, 2))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Regularizer(model, L2(0.1)).describe()
+    assert not nobodys_warnings(caught)

@@ -47,6 +47,7 @@ from reglab.errors import UserError
 from reglab.penalties import Penalty, penalty_from_name
 from reglab.schedules import Schedule, constant, warmup
 from reglab.selection import (
+    WEIGHT_PARAMS,
     Selection,
     biases,
     embeddings,
@@ -449,14 +450,17 @@ class Regularizer:
 
     def _warn_nobodys(self, named: list[tuple[str, Tensor]]) -> None:
         """Warn once about every weight that is nobody's: a parameter of dim ≥ 2 that no term
-        touches and that is no layer's weight, norm, embedding or bias (``self.proj =
+        touches and that belongs to no layer :func:`reglab.weights` knows (a weight-normed layer's
+        direction ``weight_v`` belongs to its layer), no norm, embedding or bias (``self.proj =
         nn.Parameter(...)`` used as ``x @ self.proj``), so that no default selection finds it. A
         parameter whose own name says it is an embedding or a token (``pos_embed``, ``cls_token``)
         is left out, as embeddings are."""
         if self._warned_nobodys:
             return
+        layer_types = tuple(t for types, _ in WEIGHT_PARAMS for t in types)
+        layers = {id(p) for m in self.model.modules() if isinstance(m, layer_types) for p in m.parameters()}
         nobodys = [(n, p) for n, p, kind in self._untouched(named)
-                   if kind == "other" and p.dim() >= 2 and not _embedding_like(n)]
+                   if kind == "other" and p.dim() >= 2 and id(p) not in layers and not _embedding_like(n)]
         if not nobodys:
             return
         shown = ", ".join(f"{n} {tuple(p.shape)}" for n, p in nobodys)
