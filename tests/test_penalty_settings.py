@@ -98,3 +98,19 @@ def test_reglab_config_prints_the_penaltys_settings(monkeypatch, capsys):
     assert code == 0 and "  l1_ratio: 0.3" in out and "a setting of elastic" in out
     code, out, _ = cli(monkeypatch, capsys, "config", "mlp-l2", "reg=l2")
     assert code == 0 and "l1_ratio" not in out
+
+
+def test_a_batched_run_trains_each_model_with_its_own_setting(huber, tmp_path):
+    from reglab.train import run
+    from reglab.train.batched import run_many, vectorizable
+
+    tiny = ["data.n_train=300", "train.epochs=2", "model.hidden=[16]", "train.plots=false",
+            "reg.penalty=huber", "reg.mode=proximal", "reg.lam=0.05"]
+    configs = [load_config("mlp-l2", tiny + [f"seed={i}", f"reg.eps={eps}"]) for i, eps in enumerate([0.01, 0.5])]
+    assert vectorizable(configs) is None
+    together = run_many(configs, tmp_path / "batched", progress=False)
+    for config, batched in zip(configs, together):
+        alone = run(config, tmp_path / "alone", progress=False)
+        assert batched.summary["vectorized"] is True
+        for key in ("train_loss", "test_loss", "penalty/huber"):
+            assert alone.summary[key] == pytest.approx(batched.summary[key], rel=1e-5), key

@@ -132,6 +132,11 @@ def setting_names() -> tuple[str, ...]:
     return tuple(dict.fromkeys(s.name for cls in PENALTIES.values() for s in cls.settings))
 
 
+def is_penalty_setting(key: str) -> bool:
+    """Whether the dotted ``key`` is a penalty's setting (``reg.l1_ratio``): a number per model."""
+    return key.startswith("reg.") and key[4:] in setting_names()
+
+
 class RegConfig(Section):
     """The weight penalty. Besides these keys it holds the settings its penalty class declares
     (``reg.l1_ratio`` of elastic; :class:`reglab.penalties.Setting`), with their defaults; a setting

@@ -50,7 +50,7 @@ import torch
 from torch import Tensor
 from torch.func import stack_module_state
 
-from reglab.config import Config, flat_keys
+from reglab.config import Config, flat_keys, is_penalty_setting
 from reglab.counter_random import CounterStream, seed_of
 from reglab.models.dropout import CountedDropout, dropout_masks
 from reglab.tasks.base import StackableTask
@@ -63,7 +63,7 @@ HANDLED = {
     "name", "description", "seed", "device", "out",
     "model.kind", "model.hidden", "model.activation", "model.dropout", "model.channels",
     "model.kernel_size", "model.pool", "model.dense", "model.batchnorm",
-    "reg.penalty", "reg.lam", "reg.l1_ratio", "reg.mode", "reg.on", "reg.warmup_epochs",
+    "reg.penalty", "reg.lam", "reg.mode", "reg.on", "reg.warmup_epochs",
     "optim.name", "optim.lr", "optim.momentum", "optim.weight_decay", "optim.betas",
     "train.epochs", "train.batch_size", "train.schedule", "train.plateau_factor",
     "train.plateau_patience", "train.step_size", "train.step_gamma", "train.clip_norm",
@@ -71,7 +71,8 @@ HANDLED = {
     "train.save_weights", "train.plots", "train.tensorboard", "published.value", "published.metric",
     "published.source",
 }  # fmt: skip
-"""The keys the stacked backend implements (and every ``data.*`` key); any other key must keep its default."""
+"""The keys the stacked backend implements (and every ``data.*`` key and penalty setting); any other key
+must keep its default."""
 
 EVAL_BATCH = 2048  # the chunk size of SupervisedTask.evaluate, so that the losses add up alike
 
@@ -81,7 +82,8 @@ def unsupported(config: Config) -> str | None:
     stack of one by the task's own step (``reglab.train.module_stack``)."""
     defaults = flat_keys(Config().to_dict())
     for key, value in flat_keys(config.to_dict()).items():
-        if key not in HANDLED and not key.startswith(("data.", "adv.")) and value != defaults.get(key):
+        handled = key in HANDLED or is_penalty_setting(key) or key.startswith(("data.", "adv."))
+        if not handled and value != defaults.get(key):
             return f"{key} is not vectorized"
     if config.model.kind not in ("linear", "mlp", "cnn"):
         return f"model.kind={config.model.kind} is not vectorized"
