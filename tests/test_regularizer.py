@@ -346,3 +346,66 @@ def test_from_spec_and_string_selection():
     empty = Regularizer.from_spec(m, "none", 0.0)
     assert empty.values() == {} and empty.penalty().item() == 0.0
     train(m, empty.attach(torch.optim.SGD(m.parameters(), lr=0.1)), 1)
+
+
+class WithAWeightOfItsOwn(nn.Module):
+    """A weight registered on the module and used by hand: no layer owns it."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp = nn.Linear(4, 8)
+        self.proj = nn.Parameter(torch.randn(8, 8))
+        self.scale = nn.Parameter(torch.ones(8))  # 1-D: not a weight matrix
+        self.pos_embed = nn.Parameter(torch.zeros(1, 8))  # an embedding by its name
+        self.norm = nn.LayerNorm(8)
+        self.emb = nn.Embedding(10, 8)
+
+    def forward(self, x):
+        return self.norm(self.inp(x) @ self.proj * self.scale + self.pos_embed)
+
+
+def nobodys_warnings(caught):
+    return [w for w in caught if "no term touches" in str(w.message)]
+
+
+def test_a_weight_that_is_nobodys_is_warned_about_once_with_the_fix():
+    model = WithAWeightOfItsOwn()
+    reg = Regularizer(model, L2(0.1))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        reg.describe()
+        reg.attach(torch.optim.SGD(model.parameters(), lr=0.1))
+        reg.describe()
+    (warning,) = nobodys_warnings(caught)
+    message = str(warning.message)
+    assert "proj (8, 8)" in message and 'on=rl.weights() | rl.named("proj")' in message
+    for other in ("scale", "pos_embed", "norm", "emb", "inp"):
+        assert other not in message.replace("rl.weights()", "")
+    fixed = Regularizer(model, L2(0.1, on=rl.weights() | rl.named("proj")))  # the fix it names
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fixed.describe()
+        fixed.attach(torch.optim.SGD(model.parameters(), lr=0.1))
+    assert not nobodys_warnings(caught)
+    assert any(p is model.proj for _, p in fixed.terms[0].on.resolve(model))
+
+
+def test_attach_warns_about_a_weight_that_is_nobodys():
+    model = WithAWeightOfItsOwn()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Regularizer(model, L2(0.1)).attach(torch.optim.SGD(model.parameters(), lr=0.1))
+    assert len(nobodys_warnings(caught)) == 1
+    with warnings.catch_warnings(record=True) as caught:  # an optimizer that does not hold it
+        warnings.simplefilter("always")
+        Regularizer(model, L2(0.1)).attach(torch.optim.SGD(model.inp.parameters(), lr=0.1))
+    assert not nobodys_warnings(caught)
+
+
+def test_a_weight_normed_layers_direction_is_not_nobodys():
+    """weights() takes weight norm's magnitude g and leaves the direction v to its layer on purpose."""
+    model = nn.Sequential(nn.utils.parametrizations.weight_norm(nn.Linear(4, 6)), nn.Tanh(), nn.Linear(6, 2))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Regularizer(model, L2(0.1)).describe()
+    assert not nobodys_warnings(caught)

@@ -114,6 +114,19 @@ def test_dropout_is_a_model_setting_and_its_family_is_derived():
                                                     "l2 model.dropout=0.3 λ=0.001"]
 
 
+def test_the_grid_keeps_only_the_chosen_penaltys_settings():
+    """l1_ratio is elastic's setting: an l2 point does not keep it, so the l2 × l1_ratio points
+    that would train identical models are one point, and each elastic point keeps its own."""
+    spec = make_spec("mlp-l2", [], ["reg=l2,elastic", "reg.l1_ratio=0.2,0.8"], "0", None)
+    points = grid_points(spec)
+    assert [p.label for p in points] == ["l2 λ=0.0001", "elastic reg.l1_ratio=0.2 λ=0.0001",
+                                         "elastic reg.l1_ratio=0.8 λ=0.0001"]
+    assert points[0].values == {"reg": "l2"}
+    configs = [config_for(spec, p.values, 0, None) for p in points]
+    assert [c.reg.penalty_settings() for c in configs] == [{}, {"l1_ratio": 0.2}, {"l1_ratio": 0.8}]
+    assert "reg.l1_ratio" not in settings(configs[0])
+
+
 def test_a_label_names_one_config():
     """``reg.l2`` after ``reg=none`` sets the penalty again: both grid values give the same config,
     which must be one point (it was two points sharing one label, pooled in the report)."""

@@ -20,7 +20,7 @@ from pydantic_core import PydanticCustomError
 from reglab.adversarial.config import AdvConfig
 from reglab.errors import UserError
 from reglab.gan.config import GanConfig, check_gan
-from reglab.penalties import penalty_names
+from reglab.penalties import PENALTIES, Setting, penalty_names
 from reglab.sections import STACKED, Beta, OneOf, Section, Width, stacked
 from reglab.shorthands import check_rate_applies, plain_overrides, upgraded
 
@@ -120,21 +120,69 @@ def penalty_choices() -> tuple[str, ...]:
     return ("none", *penalty_names())
 
 
-class RegConfig(Section):
-    model_config = ConfigDict(json_schema_extra=stacked())
+def penalty_setting(name: str, penalty: str) -> Setting | None:
+    """The setting ``name`` as ``penalty`` declares it, else as the first registered penalty that
+    declares it does; None if no registered penalty has it."""
+    owners = [PENALTIES[penalty]] if penalty in PENALTIES else []
+    for cls in owners + list(PENALTIES.values()):
+        setting = next((s for s in cls.settings if s.name == name), None)
+        if setting is not None:
+            return setting
+    return None
 
+
+def setting_names() -> tuple[str, ...]:
+    """Every registered penalty's settings' names: the keys ``reg.NAME`` besides the fields."""
+    return tuple(dict.fromkeys(s.name for cls in PENALTIES.values() for s in cls.settings))
+
+
+def is_penalty_setting(key: str) -> bool:
+    """Whether the dotted ``key`` is a penalty's setting (``reg.l1_ratio``): a number per model."""
+    return key.startswith("reg.") and key[4:] in setting_names()
+
+
+class RegConfig(Section):
+    """The weight penalty. Besides these keys it holds the settings its penalty class declares
+    (``reg.l1_ratio`` of elastic; :class:`reglab.penalties.Setting`), with their defaults; a setting
+    of another registered penalty is checked and then dropped, so that configs which train the same
+    model are equal; a setting no registered penalty declares is an unknown key."""
+
+    model_config = ConfigDict(**{**Section.model_config, "extra": "allow", "json_schema_extra": stacked()})
     penalty: Annotated[str, OneOf(penalty_choices)] = "none"
     """none or a registered penalty: l2 is λ/2·‖w‖², l1 λ·‖w‖₁, elastic λ·(α‖w‖₁ + (1−α)/2·‖w‖²), group λ·Σ‖w_g‖₂"""
     lam: float = Field(0.0, ge=0)
     """the penalty's strength λ"""
-    l1_ratio: float = Field(0.5, ge=0, le=1)
-    """α of the elastic net: the share of L1"""
     mode: Literal["coupled", "decoupled", "proximal"] = "coupled"
     """coupled (gradient added), decoupled (applied before the step, like AdamW) or proximal (exact zeros)"""
     on: str = "weights"
     """which parameters the penalty touches: weights, biases, norms, all, type:Conv2d, a name glob; | & - combine"""
     warmup_epochs: int = Field(0, ge=0)
     """epochs over which λ ramps up linearly from 0"""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _penalty_settings(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        penalty = str(data.get("penalty", "none"))
+        kept = {k: v for k, v in data.items() if k in cls.model_fields}
+        for key, value in data.items():
+            setting = None if key in cls.model_fields else penalty_setting(key, penalty)
+            if setting is None and key not in cls.model_fields:
+                raise unknown_key_error(f"reg.{key}")
+            if setting is not None:
+                try:
+                    setting.check(value)
+                except UserError as exc:
+                    raise UserError(f"invalid value for 'reg.{key}': {exc}") from None
+        owner = PENALTIES.get(penalty)
+        for setting in owner.settings if owner is not None else ():
+            kept[setting.name] = setting.check(data.get(setting.name, setting.default))
+        return kept
+
+    def penalty_settings(self) -> dict[str, float]:
+        """The chosen penalty's settings (``l1_ratio`` of elastic), by name; none for ``none``."""
+        return dict(self.__pydantic_extra__ or {})
 
 
 class OptimConfig(Section):
@@ -269,6 +317,8 @@ def valid_keys(model: type[BaseModel] = Config, prefix: str = "") -> list[str]:
         sub = field.annotation
         if isinstance(sub, type) and issubclass(sub, BaseModel):
             keys.extend(valid_keys(sub, key + "."))
+    if model is RegConfig:
+        keys.extend(prefix + name for name in setting_names())
     return keys
 
 

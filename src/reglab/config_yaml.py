@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel
 
-from reglab.config import Config
+from reglab.config import Config, RegConfig, penalty_setting
 from reglab.sections import OneOf
 
 
@@ -56,6 +56,12 @@ def annotated_yaml(config: Config) -> str:
             kind += f" ({bounds})" if bounds else ""
             lines.append(f"{indent}{flow(name)}: {flow(value)}".ljust(width)
                          + f"  # {kind}; default {flow(field.default)}; {field.description}")
+        if isinstance(node, RegConfig):  # the settings the penalty class declares
+            for name, value in node.penalty_settings().items():
+                setting = penalty_setting(name, node.penalty)
+                lines.append(f"{indent}{flow(name)}: {flow(value)}".ljust(width)
+                             + f"  # number (>= {setting.low:g}, <= {setting.high:g}); default "
+                             f"{flow(setting.default)}; {setting.doc} (a setting of {node.penalty})")
         return lines
 
     return "\n".join(walk(config, "")) + "\n"

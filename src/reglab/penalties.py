@@ -1,11 +1,17 @@
 """Weight penalties: math only.
 
-Each penalty is a small class with three operations on one tensor ``w``:
+A penalty is λ·R with three operations, each written once for K models at once: the models'
+tensors stacked as ``w`` [K, …], λ and the penalty's settings (:class:`Setting`, e.g. ElasticNet's
+``l1_ratio``) one value per model. One model is K = 1.
 
-* ``value(w)``     the penalty λ·R(w), a scalar tensor (differentiable);
-* ``grad(w)``      a (sub)gradient of λ·R at ``w``;
-* ``prox(w, step)`` the proximal map argmin_z ½‖z − w‖² + step·λ·R(z).
+* ``value``  the penalty λ·R(w), differentiable;
+* ``grad``   a (sub)gradient of λ·R at ``w``;
+* ``prox``   the proximal map argmin_z ½‖z − w‖² + step·λ·R(z).
   In training ``step`` is the learning rate, so the threshold is lr·λ.
+
+:meth:`Penalty.apply_` applies a penalty in a mode (coupled, decoupled, proximal); the
+:class:`reglab.Regularizer`'s optimizer hooks (K = 1) and the lab's stacked engine (K models) both
+call it.
 
 λ conventions (stated once, here and in ``docs/regularization.md``)
 -------------------------------------------------------------------
@@ -34,11 +40,10 @@ The penalties can carry optional hints, ``on=`` (a selection), ``mode=`` and ``s
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-
 import copy
 import math
 import numbers
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
@@ -48,6 +53,7 @@ from reglab.errors import UserError
 
 __all__ = [
     "Penalty",
+    "Setting",
     "L1",
     "L2",
     "ElasticNet",
@@ -67,113 +73,196 @@ def check_lam(lam: Any) -> float:
     return float(lam)
 
 
-def _check_ratio(ratio: Any) -> float:
-    if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not 0 <= ratio <= 1:
-        raise UserError(f"l1_ratio must be a number in [0, 1], got {ratio!r}")
-    return float(ratio)
+@dataclass(frozen=True)
+class Setting:
+    """A number of a penalty besides λ (ElasticNet's ``l1_ratio``): its name, default, closed range
+    [low, high] and what it means. The config takes it as ``reg.NAME``."""
+
+    name: str
+    default: float
+    low: float = -math.inf
+    high: float = math.inf
+    doc: str = ""
+
+    def check(self, value: Any) -> float:
+        """``value`` as a float, or a UserError naming the setting if it is not a number in range."""
+        if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
+                or not self.low <= value <= self.high):
+            raise UserError(f"{self.name} must be a number in [{self.low:g}, {self.high:g}], got {value!r}")
+        return float(value)
 
 
-def _soft_threshold(w: Tensor, t: float | Tensor) -> Tensor:
-    """sign(w)·max(|w| − t, 0) = w − clamp(w, −t, t), exactly 0 where |w| ≤ t (torch's
-    ``softshrink`` for a number t; the clamp form for a tensor t, e.g. one per model)."""
-    if isinstance(t, Tensor):
-        t = t.to(w.dtype)  # rounded once, as softshrink rounds its number
-        return w - w.clamp(-t, t)
-    return torch.nn.functional.softshrink(w, t)
+def per_model(values: Tensor | float, like: Tensor) -> Tensor | float:
+    """K per-model numbers (float64, as Python computes them) rounded once to ``like``'s dtype and
+    shaped [K, 1, …] to broadcast over the stacked tensor ``like`` [K, …]. One number for every
+    model (a Python float, as one model has) stays a Python float where torch rounds it to ``like``'s
+    dtype itself (float32, float64: the same bits, without making a tensor)."""
+    if not isinstance(values, Tensor):
+        if like.dtype in (torch.float32, torch.float64):
+            return values
+        return torch.tensor(values, dtype=like.dtype, device=like.device)
+    return values.to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
 
 
-class Penalty(ABC):
-    """Base class. Subclasses define ``value``, ``grad`` and ``prox`` for one tensor.
+def _rows(w: Tensor) -> Tensor:
+    """Each model's tensor as one row: [K, …] → [K, n]."""
+    return w.reshape(w.shape[0], -1)
 
-    The ``*_`` methods act in place on lists of tensors with λ given explicitly (the regularizer
-    passes λ times its schedule factor). The defaults loop over tensors; subclasses override them
-    with ``torch._foreach_*`` ops where that is faster.
+
+def _soft_threshold(w: Tensor, t: Tensor) -> Tensor:
+    """sign(w)·max(|w| − t_k, 0) = w − clamp(w, −t_k, t_k): exactly 0 where |w| ≤ t_k (the same
+    bits as torch's ``softshrink``), with t per model ([K], float64)."""
+    t = per_model(t, w)
+    return w - w.clamp(-t, t)
+
+
+class Penalty:
+    """Base class: λ·R and its (sub)gradient and proximal map on K models at once.
+
+    The math acts on the K models' tensors stacked as ``w`` [K, …], with λ (or t = step·λ) and each
+    of :attr:`settings` one float64 value per model ([K], or one Python float for every model, as
+    the Regularizer passes them); one model is K = 1. A penalty writes it
+    once, as :meth:`stacked_value`, :meth:`stacked_grad` and :meth:`stacked_prox` (rounding each
+    per-model number once to ``w``'s dtype with :func:`per_model`), or, simpler, as ``_value(w, lam)``,
+    ``_grad(w, lam)`` and ``_prox(w, t)`` on one model's tensor with its settings read from
+    ``self``, which the base class maps over the models (``torch.vmap``). Everything else, one
+    tensor (:meth:`value`, :meth:`grad`, :meth:`prox`), lists of tensors and the three modes
+    (:meth:`apply_`), is derived from these.
     """
 
     name = "penalty"
-    settings: tuple[str, ...] = ()
-    """The numeric settings besides λ (ElasticNet: ``l1_ratio``); stacked operations take them per model."""
+    settings: tuple[Setting, ...] = ()
+    """The numbers besides λ, with their defaults (ElasticNet: ``l1_ratio``); per model in a stack."""
 
-    def __init__(self, lam: float, *, on: Any = None, mode: str | None = None, schedule: Any = None):
+    def __init__(self, lam: float, *, on: Any = None, mode: str | None = None, schedule: Any = None,
+                 **settings: Any):
         self.lam = check_lam(lam)
+        declared = {s.name: s for s in self.settings}
+        unknown = [name for name in settings if name not in declared]
+        if unknown:
+            have = ", ".join(declared) or "none"
+            raise UserError(f"{type(self).__name__} has no setting '{unknown[0]}' (its settings: {have})")
+        for name, setting in declared.items():
+            setattr(self, name, setting.check(settings.get(name, setting.default)))
         self.on, self.mode, self.schedule = on, mode, schedule
 
-    # -- one tensor, λ = self.lam -------------------------------------------------------------
-    def value(self, w: Tensor) -> Tensor:
-        return self._value(w, self.lam)
+    def setting_values(self) -> dict[str, float]:
+        """This penalty's settings, by name."""
+        return {s.name: getattr(self, s.name) for s in self.settings}
 
-    def grad(self, w: Tensor) -> Tensor:
-        return self._grad(w, self.lam)
+    def _per_model_settings(self, settings: dict[str, Tensor] | None) -> dict[str, Tensor | float]:
+        """Each setting's K values: the given ones, else this penalty's (one float for every model)."""
+        given = settings or {}
+        return {s.name: given.get(s.name, getattr(self, s.name)) for s in self.settings}
 
-    def prox(self, w: Tensor, step: float) -> Tensor:
-        return self._prox(w, step * self.lam)
+    # -- the math, on K models: w [K, …], λ (or t) and settings float64 [K] or one float for all --
+    def stacked_value(self, w: Tensor, lam: Tensor | float, settings: dict[str, Tensor] | None = None) -> Tensor:
+        """[λ_k·R_k(w_k)]_k, [K], differentiable."""
+        return self._mapped(type(self)._value, w, lam, settings)
 
-    # -- to define: λ given, ``t`` = step·λ -----------------------------------------------------
-    @abstractmethod
-    def _value(self, w: Tensor, lam: float) -> Tensor:
-        """λ·R(w)."""
+    def stacked_grad(self, w: Tensor, lam: Tensor | float, settings: dict[str, Tensor] | None = None) -> Tensor:
+        """[∇(λ_k·R_k)(w_k)]_k."""
+        return self._mapped(type(self)._grad, w, lam, settings)
 
-    @abstractmethod
-    def _grad(self, w: Tensor, lam: float) -> Tensor:
-        """A (sub)gradient of λ·R at w."""
+    def stacked_prox(self, w: Tensor, t: Tensor | float, settings: dict[str, Tensor] | None = None) -> Tensor:
+        """[argmin_z ½‖z − w_k‖² + t_k·R_k(z)]_k, t = step·λ per model."""
+        return self._mapped(type(self)._prox, w, t, settings)
 
-    @abstractmethod
-    def _prox(self, w: Tensor, t: float) -> Tensor:
-        """argmin_z ½‖z − w‖² + t·R(z)."""
+    def stacked_decayed(self, w: Tensor, t: Tensor | float, settings: dict[str, Tensor] | None = None) -> Tensor:
+        """[w_k − ∇(t_k·R_k)(w_k)]_k, the decoupled step with t = lr·λ per model (∇(λ·R) is linear in λ)."""
+        return w - self.stacked_grad(w, t, settings)
 
-    # -- in place, lists of tensors, used by the Regularizer -----------------------------------
-    def add_grad_(self, grads: Sequence[Tensor], params: Sequence[Tensor], lam: float) -> None:
-        """grads += ∇(λ·R)(params)."""
-        for g, p in zip(grads, params):
-            g.add_(self._grad(p, lam))
-
-    def decay_(self, params: Sequence[Tensor], lr: float, lam: float) -> None:
-        """params -= lr·∇(λ·R)(params)  (decoupled decay)."""
-        for p in params:
-            p.sub_(self._grad(p, lam), alpha=lr)
-
-    def prox_(self, params: Sequence[Tensor], step: float, lam: float) -> None:
-        """params = prox(params, step) with λ given."""
-        for p in params:
-            p.copy_(self._prox(p, step * lam))
-
-    def total(self, params: Sequence[Tensor], lam: float | None = None) -> Tensor:
-        """Σ λ·R(p) over ``params`` (differentiable)."""
-        lam = self.lam if lam is None else lam
-        values = [self._value(p, lam) for p in params]
-        return sum(values[1:], values[0]) if values else torch.zeros(())
-
-    # -- K models at once: tensors stacked on dim 0, λ and the settings one value per model ------
-    def stacked_grad(self, w: Tensor, lam: Tensor, settings: dict[str, Tensor] | None = None) -> Tensor:
-        """[∇(λ_k·R_k)(w_k)]_k for K models' tensors stacked as ``w`` [K, …]; ``lam`` is [K] and
-        ``settings`` maps each name of :attr:`settings` to its K values (default: this penalty's)."""
-        return self._per_model(type(self)._grad)(w, lam, settings or {})
-
-    def stacked_prox(self, w: Tensor, t: Tensor, settings: dict[str, Tensor] | None = None) -> Tensor:
-        """[prox_k(w_k, t_k)]_k with t = step·λ per model ([K]); see :meth:`stacked_grad`."""
-        return self._per_model(type(self)._prox)(w, t, settings or {})
-
-    def stacked_add_grad_(self, g: Tensor, w: Tensor, lam: Tensor, settings: dict[str, Tensor] | None = None) -> None:
-        """g ← g + ∇(λ_k·R_k)(w_k) for each model k (``lam`` float64 [K]), rounded as :meth:`add_grad_`."""
-        g.add_(self.stacked_grad(w, lam, settings))
-
-    def stacked_decay_(self, w: Tensor, lr: Tensor, lam: Tensor, settings: dict[str, Tensor] | None = None) -> None:
-        """w ← w − lr_k·∇(λ_k·R_k)(w_k) for each model k (``lr``, ``lam`` float64 [K]), as :meth:`decay_`."""
-        w.sub_(self.stacked_grad(w, lr * lam, settings))  # ∇(λ·R) is linear in λ
-
-    def _per_model(self, method):
-        """``method`` of this penalty with model k's λ (or t) and settings, mapped over k (``vmap``)."""
+    def _mapped(self, method, w: Tensor, lam: Tensor | float, settings: dict[str, Tensor] | None) -> Tensor:
+        """``method`` (one model's ``_value``, ``_grad`` or ``_prox``) with model k's λ (or t) and
+        settings, mapped over k (``vmap``)."""
 
         def one(w, lam, settings):
             penalty = copy.copy(self)
             penalty.__dict__.update(settings)
             return method(penalty, w, lam)
 
-        return torch.vmap(one)
+        def vector(value):
+            return value if isinstance(value, Tensor) else torch.full(
+                (w.shape[0],), value, dtype=torch.float64, device=w.device)
+
+        settings = {name: vector(value) for name, value in self._per_model_settings(settings).items()}
+        return torch.vmap(one)(w, vector(lam), settings)
+
+    def _value(self, w: Tensor, lam: Any) -> Tensor:
+        """λ·R(w) for one model's tensor (the alternative to :meth:`stacked_value`)."""
+        raise NotImplementedError(f"{type(self).__name__} defines neither stacked_value nor _value")
+
+    def _grad(self, w: Tensor, lam: Any) -> Tensor:
+        """A (sub)gradient of λ·R at one model's w."""
+        raise NotImplementedError(f"{type(self).__name__} defines neither stacked_grad nor _grad")
+
+    def _prox(self, w: Tensor, t: Any) -> Tensor:
+        """argmin_z ½‖z − w‖² + t·R(z) for one model's w."""
+        raise NotImplementedError(f"{type(self).__name__} defines neither stacked_prox nor _prox")
+
+    # -- a term in its mode ------------------------------------------------------------------------
+    def apply_(self, mode: str, w: Tensor, lam: Tensor | float, lr: Tensor | float | None,
+               settings: dict[str, Tensor] | None = None, grad: Tensor | None = None,
+               grad_scale: Tensor | None = None) -> None:
+        """Apply λ·R to K models' stacked ``w`` in ``mode``, in place (λ, lr float64 [K], or one float
+        for every model; lr unused when coupled):
+
+        * ``coupled``    grad ← grad + s·∇(λ·R)(w), s = ``grad_scale`` (a GradScaler's scale, for
+          gradients a fused optimizer unscales itself) or 1;
+        * ``decoupled``  w ← w − lr·∇(λ·R)(w);
+        * ``proximal``   w ← prox(w, lr·λ).
+        """
+        if mode == "coupled":
+            step = self.stacked_grad(w, lam, settings)
+            grad.add_(step if grad_scale is None else step.mul_(grad_scale))
+        elif mode == "decoupled":
+            w.copy_(self.stacked_decayed(w, lr * lam, settings))
+        else:
+            w.copy_(self.stacked_prox(w, lr * lam, settings))
+
+    # -- one tensor (K = 1), λ = self.lam -----------------------------------------------------------
+    def value(self, w: Tensor) -> Tensor:
+        """λ·R(w), a scalar tensor (differentiable)."""
+        return self.stacked_value(w.unsqueeze(0), self.lam)[0]
+
+    def grad(self, w: Tensor) -> Tensor:
+        """A (sub)gradient of λ·R at ``w``."""
+        return self.stacked_grad(w.unsqueeze(0), self.lam)[0]
+
+    def prox(self, w: Tensor, step: float) -> Tensor:
+        """argmin_z ½‖z − w‖² + step·λ·R(z)."""
+        return self.stacked_prox(w.unsqueeze(0), step * self.lam)[0]
+
+    # -- lists of one model's tensors, λ given (the regularizer passes λ times its schedule) --------
+    def apply_list_(self, mode: str, params: Sequence[Tensor], lam: float, lr: float,
+                    grad_scale: Tensor | None = None) -> None:
+        """:meth:`apply_` on each of one model's ``params`` (K = 1), the gradients being their ``.grad``."""
+        for p in params:
+            grad = p.grad.unsqueeze(0) if mode == "coupled" else None
+            self.apply_(mode, p.unsqueeze(0), lam, lr, grad=grad, grad_scale=grad_scale)
+
+    def add_grad_(self, grads: Sequence[Tensor], params: Sequence[Tensor], lam: float) -> None:
+        """grads += ∇(λ·R)(params)."""
+        for g, p in zip(grads, params):
+            self.apply_("coupled", p.unsqueeze(0), lam, None, grad=g.unsqueeze(0))
+
+    def decay_(self, params: Sequence[Tensor], lr: float, lam: float) -> None:
+        """params -= lr·∇(λ·R)(params)  (decoupled decay)."""
+        self.apply_list_("decoupled", params, lam, lr)
+
+    def prox_(self, params: Sequence[Tensor], step: float, lam: float) -> None:
+        """params = prox(params, step) with λ given."""
+        self.apply_list_("proximal", params, lam, step)
+
+    def total(self, params: Sequence[Tensor], lam: float | None = None) -> Tensor:
+        """Σ λ·R(p) over ``params`` (differentiable)."""
+        lam = self.lam if lam is None else lam
+        values = [self.stacked_value(p.unsqueeze(0), lam)[0] for p in params]
+        return sum(values[1:], values[0]) if values else torch.zeros(())
 
     # -- display -------------------------------------------------------------------------------
     def _args(self) -> str:
-        return f"lam={self.lam:g}"
+        return ", ".join([f"lam={self.lam:g}"] + [f"{k}={v:g}" for k, v in self.setting_values().items()])
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._args()})"
@@ -186,7 +275,7 @@ PENALTIES: dict[str, type[Penalty]] = {}
 def register(cls: type[Penalty]) -> type[Penalty]:
     """Make ``cls`` known by its ``name``, e.g. as ``reg.penalty=NAME``; usable as a class decorator.
 
-    The constructor takes λ, then each name of ``cls.settings`` as a keyword, then the hints."""
+    Its :attr:`Penalty.settings` become config keys ``reg.SETTING``."""
     if not (isinstance(cls, type) and issubclass(cls, Penalty)):
         raise TypeError(f"register takes a Penalty subclass, got {cls!r}")
     known = PENALTIES.get(cls.name)
@@ -211,30 +300,18 @@ class L2(Penalty):
 
     name = "l2"
 
-    def _value(self, w, lam):
-        return 0.5 * lam * w.pow(2).sum()
+    def stacked_value(self, w, lam, settings=None):
+        sums = _rows(w).pow(2).sum(1)
+        return sums * per_model(0.5 * lam, sums)
 
-    def _grad(self, w, lam):
-        return lam * w
+    def stacked_grad(self, w, lam, settings=None):
+        return w * per_model(lam, w)
 
-    def _prox(self, w, t):
-        return w / (1 + t)
+    def stacked_prox(self, w, t, settings=None):
+        return w / per_model(1 + t, w)
 
-    def add_grad_(self, grads, params, lam):
-        torch._foreach_add_(list(grads), list(params), alpha=lam)
-
-    def decay_(self, params, lr, lam):
-        # exactly what torch.optim.AdamW does: p ← p·(1 − lr·λ)
-        torch._foreach_mul_(list(params), 1 - lr * lam)
-
-    def prox_(self, params, step, lam):
-        torch._foreach_div_(list(params), 1 + step * lam)
-
-    def stacked_add_grad_(self, g, w, lam, settings=None):
-        g.addcmul_(w, per_model(lam, w))  # rounds as add_grad_'s add(·, alpha=λ)
-
-    def stacked_decay_(self, w, lr, lam, settings=None):
-        w.mul_(per_model(1 - lr * lam, w))
+    def stacked_decayed(self, w, t, settings=None):
+        return w * per_model(1 - t, w)  # w·(1 − lr·λ), rounded as torch.optim.AdamW rounds it
 
 
 class L1(Penalty):
@@ -250,41 +327,15 @@ class L1(Penalty):
 
     name = "l1"
 
-    def _value(self, w, lam):
-        return lam * w.abs().sum()
+    def stacked_value(self, w, lam, settings=None):
+        sums = _rows(w).abs().sum(1)
+        return sums * per_model(lam, sums)
 
-    def _grad(self, w, lam):
-        return lam * torch.sign(w)
+    def stacked_grad(self, w, lam, settings=None):
+        return torch.sign(w) * per_model(lam, w)
 
-    def _prox(self, w, t):
+    def stacked_prox(self, w, t, settings=None):
         return _soft_threshold(w, t)
-
-    def add_grad_(self, grads, params, lam):
-        torch._foreach_add_(list(grads), torch._foreach_sign(list(params)), alpha=lam)
-
-    def decay_(self, params, lr, lam):
-        params = list(params)
-        torch._foreach_sub_(params, torch._foreach_sign(params), alpha=lr * lam)
-
-    def prox_(self, params, step, lam):
-        _foreach_soft_threshold_(list(params), step * lam)
-
-    def stacked_add_grad_(self, g, w, lam, settings=None):
-        g.addcmul_(torch.sign(w), per_model(lam, w))
-
-    def stacked_decay_(self, w, lr, lam, settings=None):
-        w.addcmul_(torch.sign(w), per_model(-(lr * lam), w))
-
-
-def per_model(values: Tensor, like: Tensor) -> Tensor:
-    """K per-model numbers (float64, as Python computes them) rounded once to ``like``'s dtype and
-    shaped [K, 1, …] to broadcast over the stacked tensor ``like`` [K, …]."""
-    return values.to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
-
-
-def _foreach_soft_threshold_(params: list[Tensor], t: float) -> None:
-    """params ← soft_threshold(params, t), in place."""
-    torch._foreach_copy_(params, [torch.nn.functional.softshrink(p, t) for p in params])
 
 
 class ElasticNet(Penalty):
@@ -298,64 +349,27 @@ class ElasticNet(Penalty):
     """
 
     name = "elastic"
-    settings = ("l1_ratio",)
+    settings = (Setting("l1_ratio", 0.5, 0.0, 1.0, "α of the elastic net: the share of L1"),)
 
-    def __init__(self, lam: float, l1_ratio: float = 0.5, **hints: Any):
-        super().__init__(lam, **hints)
-        self.l1_ratio = _check_ratio(l1_ratio)
+    def stacked_value(self, w, lam, settings=None):
+        a = self._per_model_settings(settings)["l1_ratio"]
+        rows = _rows(w)
+        l1, l2 = rows.abs().sum(1), rows.pow(2).sum(1)
+        return l1 * per_model(lam * a, l1) + l2 * per_model(0.5 * lam * (1 - a), l2)
 
-    def _value(self, w, lam):
-        a = self.l1_ratio
-        return lam * (a * w.abs().sum() + 0.5 * (1 - a) * w.pow(2).sum())
+    def stacked_grad(self, w, lam, settings=None):
+        a = self._per_model_settings(settings)["l1_ratio"]
+        return torch.sign(w) * per_model(lam * a, w) + w * per_model(lam * (1 - a), w)
 
-    def _grad(self, w, lam):
-        a = self.l1_ratio
-        return lam * (a * torch.sign(w) + (1 - a) * w)
-
-    def _prox(self, w, t):
-        a = self.l1_ratio
-        return _soft_threshold(w, t * a) / (1 + t * (1 - a))
-
-    def add_grad_(self, grads, params, lam):
-        grads, params, a = list(grads), list(params), self.l1_ratio
-        torch._foreach_add_(grads, torch._foreach_sign(params), alpha=lam * a)
-        torch._foreach_add_(grads, params, alpha=lam * (1 - a))
-
-    def decay_(self, params, lr, lam):
-        params, a = list(params), self.l1_ratio
-        step = torch._foreach_sign(params)
-        torch._foreach_mul_(step, a)
-        torch._foreach_add_(step, params, alpha=1 - a)
-        torch._foreach_sub_(params, step, alpha=lr * lam)
-
-    def prox_(self, params, step, lam):
-        params, a = list(params), self.l1_ratio
-        _foreach_soft_threshold_(params, step * lam * a)
-        torch._foreach_div_(params, 1 + step * lam * (1 - a))
-
-    def _ratio(self, settings, like: Tensor) -> Tensor:
-        """α per model: the given settings' l1_ratio, or this penalty's for every model."""
-        if settings and "l1_ratio" in settings:
-            return settings["l1_ratio"]
-        return torch.full((like.shape[0],), self.l1_ratio, dtype=torch.float64, device=like.device)
-
-    def stacked_add_grad_(self, g, w, lam, settings=None):
-        a = self._ratio(settings, w)
-        g.addcmul_(torch.sign(w), per_model(lam * a, w))
-        g.addcmul_(w, per_model(lam * (1 - a), w))
-
-    def stacked_decay_(self, w, lr, lam, settings=None):
-        a = self._ratio(settings, w)
-        step = torch.sign(w).mul_(per_model(a, w)).addcmul_(w, per_model(1 - a, w))
-        w.addcmul_(step, per_model(-(lr * lam), w))
-
-    def _args(self):
-        return f"lam={self.lam:g}, l1_ratio={self.l1_ratio:g}"
+    def stacked_prox(self, w, t, settings=None):
+        a = self._per_model_settings(settings)["l1_ratio"]
+        return _soft_threshold(w, t * a) / per_model(1 + t * (1 - a), w)
 
 
 def _groups(w: Tensor) -> Tensor:
-    """Rows = groups: one per output unit / filter; a 0-D or 1-D tensor is one group."""
-    return w.reshape(w.shape[0], -1) if w.dim() >= 2 else w.reshape(1, -1)
+    """[K, groups, p]: one group per output unit / filter (dim 1 of the stack); each model's 1-D or
+    0-D tensor is one group."""
+    return w.reshape(w.shape[0], w.shape[1], -1) if w.dim() >= 3 else w.reshape(w.shape[0], 1, -1)
 
 
 class GroupLasso(Penalty):
@@ -373,20 +387,21 @@ class GroupLasso(Penalty):
 
     name = "group"
 
-    def _value(self, w, lam):
+    def stacked_value(self, w, lam, settings=None):
         g = _groups(w)
-        return lam * math.sqrt(g.shape[1]) * torch.linalg.vector_norm(g, dim=1).sum()
+        sums = torch.linalg.vector_norm(g, dim=2).sum(1)
+        return sums * per_model(lam * math.sqrt(g.shape[2]), sums)
 
-    def _grad(self, w, lam):
+    def stacked_grad(self, w, lam, settings=None):
         g = _groups(w)
-        norms = torch.linalg.vector_norm(g, dim=1, keepdim=True)
-        scale = torch.where(norms > 0, lam * math.sqrt(g.shape[1]) / norms, torch.zeros_like(norms))
+        norms = torch.linalg.vector_norm(g, dim=2, keepdim=True)
+        scale = torch.where(norms > 0, per_model(lam * math.sqrt(g.shape[2]), g) / norms, torch.zeros_like(norms))
         return (g * scale).reshape(w.shape)
 
-    def _prox(self, w, t):
+    def stacked_prox(self, w, t, settings=None):
         g = _groups(w)
-        norms = torch.linalg.vector_norm(g, dim=1, keepdim=True)
-        thr = t * math.sqrt(g.shape[1])
+        norms = torch.linalg.vector_norm(g, dim=2, keepdim=True)
+        thr = per_model(t * math.sqrt(g.shape[2]), g)
         keep = torch.where(norms > thr, 1 - thr / norms.clamp_min(thr), torch.zeros_like(norms))
         return (g * keep).reshape(w.shape)
 
@@ -395,11 +410,10 @@ for builtin in (L1, L2, ElasticNet, GroupLasso):
     register(builtin)
 
 
-def penalty_from_name(name: str, lam: float, *, l1_ratio: float = 0.5, **hints: Any) -> Penalty:
+def penalty_from_name(name: str, lam: float, **settings_and_hints: Any) -> Penalty:
     """A registered penalty by name (``"l1" | "l2" | "elastic" | "group"`` and any other
-    :func:`register`-ed one); ``l1_ratio`` goes to the penalties whose settings include it."""
+    :func:`register`-ed one), with its settings (e.g. ``l1_ratio``) and hints as keywords."""
     cls = PENALTIES.get(str(name).lower())
     if cls is None:
         raise UserError(f"unknown penalty '{name}'; choose one of {', '.join(PENALTIES)}")
-    settings = {"l1_ratio": l1_ratio}
-    return cls(lam, **{key: settings[key] for key in cls.settings if key in settings}, **hints)
+    return cls(lam, **settings_and_hints)

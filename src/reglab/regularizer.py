@@ -27,6 +27,9 @@ Param groups added to the optimizer after ``attach`` (``add_param_group``) are s
 step. ``reg.penalty()`` computed with gradients enabled between two steps of the attached optimizer
 warns once: in the loss as well, the terms would be applied twice.
 
+Under a ``torch.amp.GradScaler`` with a fused optimizer, the coupled gradient is scaled as the
+gradients are, and a step the scaler skips applies no term and is not counted (:func:`_skipped`).
+
 λ schedules (``constant()``, ``warmup(steps)``, :mod:`reglab.schedules`) scale a term's λ by a factor of the number of
 optimizer steps taken, counted by the attached optimizer (``reg.steps``; restore it with
 ``load_state_dict``). Schedules are per step; for ``n`` epochs pass ``n * steps_per_epoch``.
@@ -44,6 +47,7 @@ from reglab.errors import UserError
 from reglab.penalties import Penalty, penalty_from_name
 from reglab.schedules import Schedule, constant, warmup
 from reglab.selection import (
+    WEIGHT_PARAMS,
     Selection,
     biases,
     embeddings,
@@ -136,6 +140,24 @@ def _with_grad(params: Sequence[Tensor]) -> list[Tensor]:
     return [p for p in params if p.grad is not None]
 
 
+def _skipped(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether a GradScaler skips this step of a fused optimizer.
+
+    A non-fused optimizer's ``step`` is not called on a step the scaler skips (inf or NaN found), so
+    its hooks do not run. A fused one (``_step_supports_amp_scaling``) is called with two attributes
+    set by ``GradScaler.step``: ``found_inf`` (non-zero: the kernel leaves the step out) and
+    ``grad_scale`` (the scale the kernel divides the still-scaled gradients by; None after an
+    explicit ``scaler.unscale_``). Reading ``found_inf`` costs one host sync, only in that case.
+    """
+    found_inf = getattr(optimizer, "found_inf", None)
+    return found_inf is not None and bool(found_inf.item())
+
+
+def _embedding_like(name: str) -> bool:
+    own = name.rpartition(".")[2].lower()
+    return "embed" in own or "token" in own
+
+
 def _group_sizes(optimizer: torch.optim.Optimizer) -> list[tuple[int, int]]:
     return [(id(g), len(g["params"])) for g in optimizer.param_groups]
 
@@ -185,6 +207,7 @@ class Regularizer:
         self._handles: list[Any] = []
         self._penalty_with_grad = False  # reg.penalty() taken with grad enabled since the last step
         self._warned_double = False
+        self._warned_nobodys = False
 
     @classmethod
     def from_spec(
@@ -193,15 +216,16 @@ class Regularizer:
         penalty: str,
         lam: float,
         *,
-        l1_ratio: float = 0.5,
         mode: str = "coupled",
         on: str | Selection = "weights",
         warmup_steps: int = 0,
+        **settings: float,
     ) -> Regularizer:
-        """From plain values, as in a config: ``penalty`` is ``l1|l2|elastic|group`` or ``none``."""
+        """From plain values, as in a config: ``penalty`` is a registered penalty's name
+        (``l1|l2|elastic|group``…) or ``none``; ``settings`` are its settings (``l1_ratio=…``)."""
         if penalty == "none":
             return cls(model, [], mode=mode)
-        pen = penalty_from_name(penalty, lam, l1_ratio=l1_ratio)
+        pen = penalty_from_name(penalty, lam, **settings)
         schedule = warmup(warmup_steps) if warmup_steps else constant()
         return cls(model, Term(pen, on=on, mode=mode, schedule=schedule), mode=mode)
 
@@ -214,6 +238,8 @@ class Regularizer:
         """
         self.detach()
         self._bind(optimizer)
+        held = {id(p) for g in optimizer.param_groups for p in g["params"]}
+        self._warn_nobodys([(n, p) for n, p in everything().resolve(self.model) if id(p) in held])
         if self._coupled or self._decoupled:
             self._handles.append(optimizer.register_step_pre_hook(self._pre_hook))
         self._handles.append(optimizer.register_step_post_hook(self._post_hook))
@@ -296,35 +322,39 @@ class Regularizer:
         self.after_step(optimizer)
 
     def before_step(self, optimizer: torch.optim.Optimizer) -> None:
-        """Coupled gradients and decoupled decay. Called by the hook of :meth:`attach` (for a step
-        without closure)."""
+        """Coupled gradients and decoupled decay, unless a GradScaler skips the step. Called by the
+        hook of :meth:`attach` (for a step without closure)."""
         self._rebind_if_changed(optimizer)
-        self._add_coupled_grads()
+        if _skipped(optimizer):
+            return
+        self._add_coupled_grads(getattr(optimizer, "grad_scale", None))
         self._decay()
 
-    def _add_coupled_grads(self) -> None:
-        with torch.no_grad():
-            for b in self._coupled:
-                lam = b.lam(self.steps)
-                ps = _with_grad(b.tensors)
-                if lam and ps:
-                    b.penalty.add_grad_([p.grad for p in ps], ps, lam)
+    def _add_coupled_grads(self, grad_scale: Tensor | None = None) -> None:
+        """grad += ∇(λ·R), or grad_scale·∇(λ·R) where the gradients are still scaled (see :func:`_skipped`)."""
+        self._apply(self._coupled, grad_scale)
 
     def _decay(self) -> None:
+        self._apply(self._decoupled)
+
+    def _apply(self, terms: list[_Bound], grad_scale: Tensor | None = None) -> None:
+        """Each of ``terms`` in its mode on its parameters that got a gradient, with the lr of their
+        param group (:meth:`Penalty.apply_`)."""
         with torch.no_grad():
-            for b in self._decoupled:
+            for b in terms:
                 lam = b.lam(self.steps)
                 if lam:
                     for group, tensors in b.chunks:
                         ps = _with_grad(tensors)
                         if ps:
-                            b.penalty.decay_(ps, _lr(group), lam)
+                            b.penalty.apply_list_(b.mode, ps, lam, _lr(group), grad_scale)
 
     def after_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Proximal maps, then count the step. Called by the hook of :meth:`attach`."""
         self._rebind_if_changed(optimizer)
-        if self._proximal:
-            self._prox_all()
+        if _skipped(optimizer):
+            return
+        self._apply(self._proximal)
         if self._penalty_with_grad and not self._warned_double:
             warnings.warn(
                 "reg.penalty() was computed with gradients enabled during a step of the optimizer the "
@@ -336,16 +366,6 @@ class Regularizer:
             self._warned_double = True
         self._penalty_with_grad = False
         self.steps += 1
-
-    def _prox_all(self) -> None:
-        with torch.no_grad():
-            for b in self._proximal:
-                lam = b.lam(self.steps)
-                if lam:
-                    for group, tensors in b.chunks:
-                        ps = _with_grad(tensors)
-                        if ps:
-                            b.penalty.prox_(ps, _lr(group), lam)
 
     # -- values ---------------------------------------------------------------------------------
 
@@ -409,18 +429,49 @@ class Regularizer:
                 lines.append(line)
             count = sum(p.numel() for p in b.tensors)
             lines.append(f"    = {len(b.tensors)} tensors, {count:,} values")
-        touched = {id(p) for b in self._bound for p in b.tensors}
-        rest = [(n, p) for n, p in everything().resolve(self.model) if id(p) not in touched]
-        kinds = {"norms": norms(), "embeddings": embeddings(), "biases": biases(), "weights": weights()}
-        sets = [(k, s.ids(self.model)) for k, s in kinds.items()]
+        self._warn_nobodys(everything().resolve(self.model))
+        rest = self._untouched(everything().resolve(self.model))
         counts: dict[str, int] = {}
-        for _, p in rest:
-            kind = next((k for k, ids in sets if id(p) in ids), "other")
+        for _, p, kind in rest:
             counts[kind] = counts.get(kind, 0) + 1
         detail = ", ".join(f"{v} {k}" for k, v in counts.items())
-        values = sum(p.numel() for _, p in rest)
+        values = sum(p.numel() for _, p, _ in rest)
         lines.append(f"untouched: {len(rest)} params, {values:,} values" + (f" ({detail})" if detail else ""))
         return "\n".join(lines)
+
+    def _untouched(self, named: list[tuple[str, Tensor]]) -> list[tuple[str, Tensor, str]]:
+        """The parameters of ``named`` that no term touches, each with its kind: norms, embeddings,
+        biases, weights (of a layer that :func:`reglab.weights` knows) or other."""
+        touched = {id(p) for b in self._bound for p in b.tensors}
+        kinds = {"norms": norms(), "embeddings": embeddings(), "biases": biases(), "weights": weights()}
+        sets = [(k, s.ids(self.model)) for k, s in kinds.items()]
+        return [(n, p, next((k for k, ids in sets if id(p) in ids), "other"))
+                for n, p in named if id(p) not in touched]
+
+    def _warn_nobodys(self, named: list[tuple[str, Tensor]]) -> None:
+        """Warn once about every weight that is nobody's: a parameter of dim ≥ 2 that no term
+        touches and that belongs to no layer :func:`reglab.weights` knows (a weight-normed layer's
+        direction ``weight_v`` belongs to its layer), no norm, embedding or bias (``self.proj =
+        nn.Parameter(...)`` used as ``x @ self.proj``), so that no default selection finds it. A
+        parameter whose own name says it is an embedding or a token (``pos_embed``, ``cls_token``)
+        is left out, as embeddings are."""
+        if self._warned_nobodys:
+            return
+        layer_types = tuple(t for types, _ in WEIGHT_PARAMS for t in types)
+        layers = {id(p) for m in self.model.modules() if isinstance(m, layer_types) for p in m.parameters()}
+        nobodys = [(n, p) for n, p, kind in self._untouched(named)
+                   if kind == "other" and p.dim() >= 2 and id(p) not in layers and not _embedding_like(n)]
+        if not nobodys:
+            return
+        shown = ", ".join(f"{n} {tuple(p.shape)}" for n, p in nobodys)
+        fix = " | ".join(f'rl.named("{n}")' for n, _ in nobodys)
+        warnings.warn(
+            f"no term touches {len(nobodys)} weight(s) that belong to no layer weights() knows: {shown}. "
+            f"To penalize them, add them to the selection: on=rl.weights() | {fix}",
+            UserWarning,
+            stacklevel=3,
+        )
+        self._warned_nobodys = True
 
     def __repr__(self) -> str:
         return f"Regularizer({len(self._bound)} terms: {', '.join(b.name for b in self._bound) or 'none'})"

@@ -27,7 +27,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from reglab.config import Config, flat_keys
+from reglab.config import Config, flat_keys, setting_names
 from reglab.shorthands import plain_overrides
 from reglab.study.grid import parse_grid, product
 from reglab.study.spec import config_for, fold_list
@@ -89,10 +89,14 @@ def switched_off(values: dict[str, Any], key: str) -> dict[str, Any]:
 
 def unused_keys(values: dict[str, Any], config: Config) -> set[str]:
     """The keys of a grid point that do nothing in its config: penalty settings without a penalty,
+    a setting of another penalty than the point's (``reg.l1_ratio`` of an ``l2`` point),
     ``reg.dropout`` unless ``reg=dropout`` took its rate, a strength for a preset that has none."""
     unused = set()
+    own = config.reg.penalty_settings()
     for key, value in values.items():
         if config.reg.penalty == "none" and key.startswith("reg.") and key != "reg.dropout":
+            unused.add(key)
+        if key.removeprefix("reg.") in setting_names() and key.removeprefix("reg.") not in own:
             unused.add(key)
         took = str(values.get("reg", "dropout")).lower() == "dropout" and config.model.dropout == value
         if key == "reg.dropout" and (config.reg.penalty != "none" or not took):

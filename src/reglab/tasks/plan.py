@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 from reglab.config import Config
-from reglab.penalties import PENALTIES
 
 ADAM_EPS = 1e-8
 """Adam's and AdamW's ε (torch's default), the same in both backends."""
@@ -68,9 +67,8 @@ class Plan:
 def plan_of(config: Config) -> Plan:
     """The plan of ``config``'s model, resolved once."""
     o, r, t = config.optim, config.reg, config.train
-    names = PENALTIES[r.penalty].settings if r.penalty != "none" else ()
     schedule = Schedule(t.schedule, t.epochs, t.plateau_factor, t.plateau_patience, t.monitor != "val_loss",
                         t.step_size, t.step_gamma)
     return Plan(o.name, o.lr, o.momentum, tuple(o.betas), ADAM_EPS, o.weight_decay, r.penalty, r.lam,
-                {name: getattr(r, name) for name in names}, r.mode, r.on, r.warmup_epochs, t.clip_norm,
+                r.penalty_settings(), r.mode, r.on, r.warmup_epochs, t.clip_norm,
                 t.clip_value, schedule)

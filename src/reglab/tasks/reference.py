@@ -28,7 +28,7 @@ def ridge_closed_form(x: np.ndarray, y: np.ndarray, lam: float) -> tuple[np.ndar
     return w.T, ym - xm @ w
 
 
-def sklearn_reference(x: np.ndarray, y: np.ndarray, penalty: str, lam: float, l1_ratio: float):
+def sklearn_reference(x: np.ndarray, y: np.ndarray, penalty: str, lam: float, l1_ratio: float = 1.0):
     from sklearn.linear_model import ElasticNet, Lasso
 
     x = x.reshape(len(x), -1).astype(np.float64)
@@ -55,7 +55,7 @@ def reference_summary(cfg, splits, model) -> dict[str, float]:
     else:
         if y.reshape(len(y), -1).shape[1] != 1:
             return {}
-        w_ref, b_ref = sklearn_reference(x, y, cfg.reg.penalty, lam, cfg.reg.l1_ratio)
+        w_ref, b_ref = sklearn_reference(x, y, cfg.reg.penalty, lam, **cfg.reg.penalty_settings())
         name = f"scikit-learn {'Lasso' if cfg.reg.penalty == 'l1' else 'ElasticNet'}"
     head = model.head
     w = head.weight.detach().cpu().double().numpy()

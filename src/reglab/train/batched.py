@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reglab.config import Config, flat_keys
+from reglab.config import Config, flat_keys, is_penalty_setting
 from reglab.runs import Run
 from reglab.train.engine import run_or_fail, train_members
 from reglab.train.experiment import prepare
@@ -18,16 +18,16 @@ from reglab.train.stacked import unsupported
 from reglab.train.threads import cores, free_cores, use_free_cores
 from reglab.train.tracker import Member
 
-VARYING = {"seed", "reg.lam", "reg.l1_ratio", "optim.lr", "optim.weight_decay", "model.dropout",
+VARYING = {"seed", "reg.lam", "optim.lr", "optim.weight_decay", "model.dropout",
            "name", "description", "out"}
-"""The keys in which the configs of a group may differ (dropout rates only when all are above 0,
-since a model without dropout has no dropout layers)."""
+"""The keys in which the configs of a group may differ, besides the penalty's settings (dropout rates
+only when all are above 0, since a model without dropout has no dropout layers)."""
 
 
 def vectorizable(configs: list[Config]) -> str | None:
     """None when :func:`run_many` can train ``configs`` together, else a short reason why not.
 
-    They can when they differ only in :data:`VARYING` (seed, λ, l1_ratio, lr, weight decay, name)
+    They can when they differ only in :data:`VARYING` (seed, λ, the penalty's settings, lr, weight decay, name)
     and the stacked backend implements the rest: supervised linear/mlp/cnn models (batch normalization included),
     any penalty and mode on the default weight selection, sgd/adam/adamw, any LR schedule, clipping,
     early stopping and restore-best, and dropout.
@@ -38,7 +38,8 @@ def vectorizable(configs: list[Config]) -> str | None:
     if len({c.model.dropout > 0 for c in configs}) > 1:
         return "some runs have dropout layers and some do not"
     for config in configs[1:]:
-        keys = sorted(k for k, v in flat_keys(config.to_dict()).items() if k not in VARYING and v != first.get(k))
+        keys = sorted(k for k, v in flat_keys(config.to_dict()).items()
+                      if k not in VARYING and not is_penalty_setting(k) and v != first.get(k))
         if keys:
             return f"the runs differ in {', '.join(keys[:3])}" + (", …" if len(keys) > 3 else "")
     return unsupported(configs[0])

@@ -22,7 +22,7 @@ Model m sees what it sees alone, in the same order:
   → coupled penalty g ← g + ∇(λ_m·R)(w) → decoupled decay w ← w − lr_m·∇(λ_m·R)(w) → the optimizer
   step as torch writes it (SGD with momentum, Adam, AdamW) → proximal map w ← prox(w, lr_m·λ_m),
   λ_m scaled by the warm-up schedule of the step; the penalty's math is its own
-  (``Penalty.stacked_grad`` / ``stacked_prox``), for any penalty;
+  (``Penalty.apply_``, the Regularizer's own), for any penalty;
 * its own epoch metrics, early stopping, restore-best and LR schedule (``reglab.train.tracker``).
 
 Linear layers are ``baddbmm``, the batched twin of the ``addmm`` a single model runs, the losses are
@@ -50,7 +50,7 @@ import torch
 from torch import Tensor
 from torch.func import stack_module_state
 
-from reglab.config import Config, flat_keys, stacked_keys
+from reglab.config import Config, flat_keys, is_penalty_setting, stacked_keys
 from reglab.counter_random import CounterStream, seed_of
 from reglab.models.dropout import CountedDropout, dropout_masks
 from reglab.tasks.base import StackableTask
@@ -68,7 +68,8 @@ def unsupported(config: Config) -> str | None:
     stack of one by the task's own step (``reglab.train.module_stack``)."""
     defaults, implemented = flat_keys(Config().to_dict()), stacked_keys()
     for key, value in flat_keys(config.to_dict()).items():
-        if key not in implemented and value != defaults.get(key):
+        # the section reg is stacked, and the penalty's settings (its extra keys) with it
+        if key not in implemented and not is_penalty_setting(key) and value != defaults.get(key):
             return f"{key} is not vectorized"
     if config.model.kind not in ("linear", "mlp", "cnn"):
         return f"model.kind={config.model.kind} is not vectorized"
@@ -122,7 +123,7 @@ class StackedModels:
         model = self.members[0].exp.model
         names = {id(p): n for n, p in model.named_parameters()}
         selected = [names[id(p)] for _, p in term.on.resolve(model)]
-        settings = {name: self.vector(lambda m: plan(m).settings[name]) for name in term.penalty.settings}
+        settings = {name: self.vector(lambda m: plan(m).settings[name]) for name in term.penalty.setting_values()}
         return StackedTerm(term.penalty, term.mode, selected, settings, term.schedule)
 
     def vector(self, value: Callable[[Member], float]) -> Tensor:

@@ -36,11 +36,9 @@ class StackedOptimizer:
     SGD: g ← g + wd·w;  b ← g (first step), b ← μ·b + g;  w ← w − lr·b.
 
     Why not torch's own functions (``torch.optim.adam.adam``, ``torch.optim.sgd.sgd``): they take
-    one lr and one weight decay per call (a number or a 0-dim tensor), so models with their own lr
-    need one call per model on its rows; on the stacked tensors with one shared lr they give the
-    same bits as this class but take longer. ``benchmarks/stacked_optimizer.py`` (docs/benchmarks.md)
-    measures 1.67× (foreach) and 2.56× (single-tensor) this class's step with one lr, and one call
-    per model 1.57× this class's shared-lr step (0.72× of its lr-per-model step) on CPU.
+    one lr and one weight decay per call, so models with their own lr need one call per model on
+    their rows, and with one shared lr on the stacked tensors they give the same bits as this class
+    but take longer on CPU (``benchmarks/stacked_optimizer.py``; the figures are in docs/benchmarks.md).
     """
 
     def __init__(self, plan: Plan):
@@ -101,15 +99,9 @@ class StackedOptimizer:
 
 class StackedTerm:
     """The config's penalty term on the selected stacked weights, with λ_m (and the penalty's
-    settings, e.g. l1_ratio) per model, applied as the Regularizer applies it:
-
-    * coupled:   g ← g + ∇(λ·R)(w)         before the optimizer step;
-    * decoupled: w ← w − lr·∇(λ·R)(w)      before the optimizer step;
-    * proximal:  w ← prox(w, lr·λ)         after it.
-
-    The math is the penalty's own (``Penalty.stacked_add_grad_``, ``stacked_decay_``,
-    ``stacked_prox``), rounded as its single-model forms round.
-    """
+    settings, e.g. l1_ratio) per model, applied in its mode by the penalty's own
+    :meth:`~reglab.penalties.Penalty.apply_`, as the Regularizer applies it to one model:
+    coupled and decoupled before the optimizer step, proximal after it."""
 
     def __init__(self, penalty: Penalty, mode: str, names: list[str], settings: dict[str, Tensor],
                  schedule: Callable[[int], float]):
@@ -121,15 +113,13 @@ class StackedTerm:
 
     def before_step(self, params: dict[str, Tensor], grads: dict[str, Tensor], lr: Tensor,
                     lam: Tensor) -> None:
-        if self.mode == "coupled":
-            for name in self.names:
-                self.penalty.stacked_add_grad_(grads[name], params[name], lam, self.settings)
-        elif self.mode == "decoupled":
-            for name in self.names:
-                self.penalty.stacked_decay_(params[name], lr, lam, self.settings)
+        if self.mode != "proximal":
+            self._apply(params, grads, lr, lam)
 
     def after_step(self, params: dict[str, Tensor], lr: Tensor, lam: Tensor) -> None:
         if self.mode == "proximal":
-            for name in self.names:
-                w = params[name]
-                w.copy_(self.penalty.stacked_prox(w, lr * lam, self.settings))
+            self._apply(params, {}, lr, lam)
+
+    def _apply(self, params: dict[str, Tensor], grads: dict[str, Tensor], lr: Tensor, lam: Tensor) -> None:
+        for name in self.names:
+            self.penalty.apply_(self.mode, params[name], lam, lr, self.settings, grad=grads.get(name))
