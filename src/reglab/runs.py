@@ -28,6 +28,7 @@ from typing import Any, Iterable
 import torch
 import yaml
 
+from reglab.bounded import MAX_JSON_BYTES, MAX_YAML_BYTES, check_json_depth, load_json, read_bounded
 from reglab.config import Config, flat_keys, save_config
 from reglab.errors import UserError
 from reglab.redact import redact
@@ -188,10 +189,11 @@ def read_run(path: str | Path) -> dict[str, Any]:
     summary = read_json_object(path / "summary.json")
     if not (path / "config.yaml").is_file():
         raise UserError(f"run folder '{path}' has no config.yaml")
+    config_file = path / "config.yaml"
     try:
-        config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, yaml.YAMLError):
-        raise UserError(f"{path / 'config.yaml'} is damaged (not valid YAML)") from None
+        config = load_yaml(read_bounded(config_file, MAX_YAML_BYTES, "damaged"), f"{config_file} (damaged?)")
+    except yaml.YAMLError:
+        raise UserError(f"{config_file} is damaged (not valid YAML)") from None
     if not isinstance(config, dict):
         raise UserError(f"{path / 'config.yaml'} is damaged (it holds no config mapping)")
     return {"path": path, "config": config, "summary": summary, "metrics": read_metrics(path / "metrics.jsonl")}
@@ -200,8 +202,8 @@ def read_run(path: str | Path) -> dict[str, Any]:
 def read_json_object(path: Path) -> dict[str, Any]:
     """A JSON file that must hold one object."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = load_json(read_bounded(path, MAX_JSON_BYTES, "damaged"), str(path))
+    except json.JSONDecodeError as exc:
         raise UserError(f"{path} is damaged (not valid JSON: {exc})") from None
     if not isinstance(data, dict):
         raise UserError(f"{path} is damaged (it holds a {type(data).__name__}, not an object)")
@@ -213,10 +215,9 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     metrics = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise UserError(f"{path} is damaged (not UTF-8 text)") from None
+    text = read_bounded(path, MAX_JSON_BYTES, "damaged")
+    check_json_depth(text, str(path))
+    lines = text.splitlines()
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue

@@ -36,7 +36,7 @@ class SupervisedTask:
         self.kind = splits.kind
         self.classify = splits.kind == "classification"
         self.model = build_model(config.model, splits.input_shape, splits.n_outputs)
-        check_input(self.model, splits.input_shape, splits.n_outputs)
+        check_input(self.model, splits.input_shape, splits.n_outputs, config.model.factory)
         self.model.to(device)
         self.optimizer = build_optimizer(self.model, config)
         self.regularizer = None

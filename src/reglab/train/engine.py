@@ -29,6 +29,7 @@ from typing import Callable, Protocol
 from torch import Tensor
 
 from reglab.config import Config
+from reglab.errors import environment_problem
 from reglab.progress import Progress
 from reglab.runs import RunFolder
 from reglab.train.experiment import Experiment, prepare
@@ -135,10 +136,13 @@ def run(config: Config, root: str | Path | None = None, progress: bool | None = 
 
 
 def run_or_fail(config: Config, root: str | Path | None = None, progress: bool | None = None) -> RunResult:
-    """:func:`run`, with an exception turned into a failed result: one run's failure is its own."""
+    """:func:`run`, with an exception turned into a failed result: one run's failure is its own.
+    A full disk or a read-only place is the machine's failure, not the run's: it is raised."""
     try:
         return run(config, root, progress)
     except Exception as exc:
+        if environment_problem(exc) is not None:
+            raise
         return RunResult.failed(exc)
 
 
