@@ -491,7 +491,7 @@ def test_official_test_split_is_the_test_set(tmp_path):
     folds = make_splits(ds, cfg(name="mnist", path=str(tmp_path / "mnist"), n_folds=4, fold=1))
     assert folds.test.index.tolist() == list(range(40, 50)) and max(folds.val.index) < 40
     shuffled = make_splits(ds, cfg(name="mnist", path=str(tmp_path / "mnist"), test_split="random",
-                                   test_fraction=0.3, val_fraction=0.2))
+                                   test_fraction=0.3, val_fraction=0.3))
     assert shuffled.metadata()["test_split"] == "random" and shuffled.test.index.tolist() != list(range(40, 50))
 
 

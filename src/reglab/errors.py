@@ -41,5 +41,5 @@ def environment_problem(exc: BaseException) -> str | None:
         text = str(cause) if cause is not None else ""
         for words, code in SQLITE_PROBLEMS.items():
             if words in text and type(cause).__name__ == "OperationalError":
-                return f"the study database: {words}: " + OS_PROBLEMS[code].split("; ", 1)[1]
+                return f"cannot write the study database ({words}); " + OS_PROBLEMS[code].split("; ", 1)[1]
     return None

@@ -14,9 +14,11 @@ metrics (``final/*``). ``tensorboard --logdir runs/`` then shows each run folder
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 import subprocess
@@ -28,7 +30,7 @@ from typing import Any, Iterable
 import torch
 import yaml
 
-from reglab.bounded import MAX_JSON_BYTES, MAX_YAML_BYTES, check_json_depth, load_json, read_bounded
+from reglab.bounded import MAX_JSON_BYTES, MAX_YAML_BYTES, check_json_depth, load_json, load_yaml, read_bounded
 from reglab.config import Config, flat_keys, save_config
 from reglab.errors import UserError
 from reglab.redact import redact
@@ -137,19 +139,15 @@ class RunFolder:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         root = Path(root if root is not None else config.out)
         base = inside(root, config.name)
-        path = base / f"{stamp}_{config_hash(config)}_s{config.seed}"
-        suffix = 1
-        while path.exists():
-            suffix += 1
-            path = base / f"{stamp}_{config_hash(config)}_s{config.seed}-{suffix}"
+        path = claim_folder(base, f"{stamp}_{config_hash(config)}_s{config.seed}", root)
         try:
-            (path / "plots").mkdir(parents=True)
-        except OSError as exc:
-            raise UserError(f"cannot create a run folder in '{root}': {exc.strerror}") from None
-        folder = cls(path, TensorBoardLog(path, config) if config.train.tensorboard else None)
-        save_config(config, path / "config.yaml")
-        write_json(path / "env.json", environment(config, device))
-        write_json(path / "summary.json", {"status": "running"})
+            folder = cls(path, TensorBoardLog(path, config) if config.train.tensorboard else None)
+            save_config(config, path / "config.yaml")
+            write_json(path / "env.json", environment(config, device))
+            write_json(path / "summary.json", {"status": "running"})
+        except BaseException:  # a full disk: no half-made folder is left
+            shutil.rmtree(path, ignore_errors=True)
+            raise
         return folder
 
     def log(self, record: dict[str, Any]) -> None:
@@ -166,6 +164,24 @@ class RunFolder:
             self.tensorboard.close(summary)
             self.tensorboard = None
         write_json(self.path / "summary.json", summary)
+
+
+def claim_folder(base: Path, name: str, root: Path) -> Path:
+    """A new folder ``base/name`` (or ``name-2``, ``name-3``, …: the first that this process
+    creates itself, so identical runs started at the same moment each get their own), with its
+    ``plots/``."""
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        for suffix in itertools.count(1):
+            path = base / (name if suffix == 1 else f"{name}-{suffix}")
+            try:
+                path.mkdir()
+            except FileExistsError:
+                continue
+            (path / "plots").mkdir()
+            return path
+    except OSError as exc:
+        raise UserError(f"cannot create a run folder in '{root}': {exc.strerror}") from None
 
 
 def inside(root: Path, name: str) -> Path:
@@ -191,7 +207,7 @@ def read_run(path: str | Path) -> dict[str, Any]:
         raise UserError(f"run folder '{path}' has no config.yaml")
     config_file = path / "config.yaml"
     try:
-        config = load_yaml(read_bounded(config_file, MAX_YAML_BYTES, "damaged"), f"{config_file} (damaged?)")
+        config = load_yaml(read_bounded(config_file, MAX_YAML_BYTES, "damaged"), str(config_file))
     except yaml.YAMLError:
         raise UserError(f"{config_file} is damaged (not valid YAML)") from None
     if not isinstance(config, dict):

@@ -181,7 +181,8 @@ def open_storage(url: str, heartbeat: int | None = None, grace: int | None = Non
     except (sqlalchemy.exc.SQLAlchemyError, ValueError) as exc:
         first = redact(str(getattr(exc, "orig", None) or exc).strip().splitlines()[0])
         hint = ""
-        if "password" in first and sqlalchemy.engine.make_url(url).password is None:
+        parsed = sqlalchemy.engine.make_url(url)
+        if "password" in first and parsed.password is None and "password" not in parsed.query:
             hint = " (the URL holds no password: set PGPASSWORD or put it in ~/.pgpass)"
         raise UserError(f"cannot open storage '{shown_url(url)}': {first}{hint}") from None
     if path is not None:
