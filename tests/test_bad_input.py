@@ -290,3 +290,239 @@ def test_the_contract_holds_in_a_real_process(files, tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr == f"error: {files['binary']} is not a YAML text file (it is not UTF-8 text)\n"
+
+
+# ---- every input and every environment: the inputs of the second audit ---------------------------
+
+def alias_bomb(levels: int = 9) -> str:
+    """A "billion laughs" flow list: 9 aliases of 9 aliases … , 9**levels strings once expanded."""
+    parts = ['&l0 ["x","x","x","x","x","x","x","x","x"]']
+    parts += [f"&l{i} [{','.join([f'*l{i - 1}'] * 9)}]" for i in range(1, levels)]
+    return "[" + ", ".join(parts) + "]"
+
+
+FACTORY_MODULES = {
+    "raises_on_import": "raise RuntimeError('broken at import')\n",
+    "factories": (
+        "import torch.nn as nn\n"
+        "def raises(shape, n):\n    raise ValueError('no model for you')\n"
+        "def wrong_input(shape, n):\n    return nn.Linear(3, n)\n"
+        "def wrong_output(shape, n):\n    return nn.Sequential(nn.Flatten(), nn.LazyLinear(n + 1))\n"
+        "def not_a_tensor(shape, n):\n    class Odd(nn.Module):\n        def forward(self, x):\n"
+        "            return 'text'\n    return Odd()\n"
+        "def exits(shape, n):\n    raise SystemExit(3)\n"
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory) -> dict[str, Path]:
+    """The audit's files: alias bombs, deep YAML, an empty YAML file, bad data files, factory modules."""
+    tmp = tmp_path_factory.mktemp("hostile")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 3))
+    labels = np.arange(40) % 2
+    out = {name: tmp / name for name in ("bomb_description.yaml", "bomb_name.yaml", "deep.yaml", "empty.yaml",
+                                         "recursive.yaml", "only_target.csv", "zero_features.npz", "target_2x2.npz",
+                                         "huge_value.csv", "one_class.csv", "complex.npz", "huge.yaml")}
+    out["bomb_description.yaml"].write_text(f"name: bomb\ndescription: {alias_bomb()}\n")
+    out["bomb_name.yaml"].write_text(f"name: {alias_bomb()}\n")
+    out["deep.yaml"].write_text("description: " + "[" * 20_000 + "]" * 20_000 + "\n")
+    out["empty.yaml"].write_text("")
+    out["recursive.yaml"].write_text("description: &a [1, *a]\n")
+    out["huge.yaml"].write_text("name: huge\n" + "# padding\n" * 120_000)
+    out["only_target.csv"].write_text("label\n" + "".join(f"{v}\n" for v in labels))
+    np.savez(out["zero_features.npz"], x=np.zeros((40, 0)), y=labels)
+    np.savez(out["target_2x2.npz"], x=x, y=rng.normal(size=(40, 2, 2)))
+    out["huge_value.csv"].write_text("a,b,label\n" + "".join(f"{1e308 if i == 7 else i},{i},{i % 2}\n" for i in range(40)))
+    out["one_class.csv"].write_text("a,b,label\n" + "".join(f"{i},{i * 2},same\n" for i in range(40)))
+    np.savez(out["complex.npz"], x=x + 1j, y=labels)
+    for name, text in FACTORY_MODULES.items():
+        (tmp / f"{name}.py").write_text(text)
+    return out
+
+
+FACTORY = ["ridge-gd", "model.kind=custom"]
+AUDIT_RUN = {
+    "alias bomb in description": (["{bomb_description.yaml}"], "expands to more than 100000 values through its aliases"),
+    "alias bomb in name": (["{bomb_name.yaml}"], "expands to more than 100000 values through its aliases"),
+    "alias bomb in an override": (["ridge-gd", f"description={alias_bomb()}"], "expands to more than 100000 values"),
+    "YAML nested 20,000 deep": (["{deep.yaml}"], "is nested deeper than 64 levels"),
+    "recursive YAML": (["{recursive.yaml}"], "a YAML alias refers to a node that holds it"),
+    "YAML above the size limit": (["{huge.yaml}"], "is too large (1200011 bytes; reglab reads at most 1 MiB)"),
+    "empty YAML file": (["{empty.yaml}"], "is empty: a config file holds a mapping of config keys"),
+    "epochs given as true": (["ridge-gd", "train.epochs=true"], "'train.epochs': a number is expected here, not true"),
+    "a width given as false": (["mlp-l2", "model.hidden=[32, false]"], "'model.hidden': a number is expected here"),
+    "a huge hidden layer": (["mlp-l2", "model.hidden=[1000000000]"],
+                            "(51,000,000,010 parameters for inputs (1, 40)) needs about 816 GB of memory"),
+    "a huge dataset": (["ridge-gd", "data.n_samples=1000000000000"],
+                       "data.n_samples=1000000000000 of 'synthetic-linear' needs about 12 TB of memory"),
+    "factory os:system": ([*FACTORY, "model.factory=os:system"],
+                          "model.factory=os:system failed when called as function((1,), 1): TypeError"),
+    "factory os:getcwd": ([*FACTORY, "model.factory=os:getcwd"], "model.factory=os:getcwd failed when called"),
+    "factory sys:exit": ([*FACTORY, "model.factory=sys:exit"], "model.factory=sys:exit failed when called"),
+    "factory torch.nn:Linear": ([*FACTORY, "model.factory=torch.nn:Linear"], "model.factory=torch.nn:Linear failed"),
+    "factory module raising on import": ([*FACTORY, "model.factory=raises_on_import:net"],
+                                         "importing 'raises_on_import' failed (RuntimeError: broken at import)"),
+    "factory raising": ([*FACTORY, "model.factory=factories:raises"], "ValueError: no model for you"),
+    "factory raising SystemExit": ([*FACTORY, "model.factory=factories:exits"], "failed when called as function((1,), 1): SystemExit: 3"),
+    "factory model taking another input": ([*FACTORY, "model.factory=factories:wrong_input"],
+                                           "the model of model.factory=factories:wrong_input does not fit the data's input shape (1,)"),
+    "factory model with other outputs": ([*FACTORY, "model.factory=factories:wrong_output"],
+                                         "returns shape (2,), the data needs (1,)"),
+    "factory model returning text": ([*FACTORY, "model.factory=factories:not_a_tensor"], "returns a str, not a tensor"),
+    "CSV of the target alone": (["mlp-l2", "data.name=csv", "data.path={only_target.csv}", "data.target=label"],
+                                "no feature columns: the file holds only the target column 'label'"),
+    "NPZ without features": (["mlp-l2", "data.name=npz", "data.path={zero_features.npz}"], "array 'x' has no features"),
+    "NPZ target (40, 2, 2)": (["mlp-l2", "data.name=npz", "data.path={target_2x2.npz}"],
+                              "targets must be one value per example (N,) or a row of values (N, k), got shape (40, 2, 2)"),
+    "a value beyond float32": (["mlp-l2", "data.name=csv", "data.path={huge_value.csv}", "data.target=label"],
+                               "value 1e+308 at index (7, 0) is beyond float32's range"),
+    "one class": (["mlp-l2", "data.name=csv", "data.path={one_class.csv}", "data.target=label"],
+                  "column 'label': every example has the same class; a classifier needs at least two classes"),
+    "complex values": (["mlp-l2", "data.name=npz", "data.path={complex.npz}"], "array 'x' holds complex numbers"),
+    "validation larger than the training part": (["ridge-gd", "data.val_fraction=0.999"],
+                                                 "validation would get 85 and training 0 of 85 examples; "
+                                                 "change data.val_fraction"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(AUDIT_RUN))
+def test_audit_run_inputs(case, hostile, tmp_path, monkeypatch, capsys):
+    """Each input of the audit ends in the contract, with reglab's words, and leaves nothing."""
+    monkeypatch.chdir(hostile["empty.yaml"].parent)
+    args, fragment = AUDIT_RUN[case]
+    for name, path in hostile.items():
+        args = [arg.replace("{" + name + "}", str(path)) for arg in args]
+    code, out, err = cli(monkeypatch, capsys, "run", args[0], *TINY, *args[1:], "--out", str(tmp_path / "runs"))
+    assert_error(code, err, fragment)
+    assert "test_size" not in err and results_in(tmp_path) == []
+
+
+def test_a_numeric_target_of_rows_is_still_a_regression(hostile):
+    """(N, k) targets stay allowed: the refusal above is about (N, 2, 2)."""
+    from reglab.config import load_config
+    from reglab.data import load_dataset
+
+    path = hostile["target_2x2.npz"].with_name("rows.npz")
+    rng = np.random.default_rng(1)
+    np.savez(path, x=rng.normal(size=(40, 3)), y=rng.normal(size=(40, 2)))
+    ds = load_dataset(load_config("mlp-l2", ["data.name=npz", f"data.path={path}"]).data)
+    assert ds.kind == "regression" and ds.y.shape == (40, 2) and ds.y.dtype == np.float32
+
+
+def test_val_fraction_is_a_fraction_of_the_training_part():
+    """With an official test set, val_fraction cuts the training part only: 0.4 of mnist1d's 4000
+    training signals is 1600, and the 1000 official test signals are untouched."""
+    from reglab.config import load_config
+    from reglab.data import load_dataset, make_splits
+
+    cfg = load_config("mlp-l2", ["data.val_fraction=0.4"]).data
+    splits = make_splits(load_dataset(cfg), cfg)
+    assert splits.sizes() == {"train": 2400, "val": 1600, "test": 1000}
+
+
+def test_the_config_help_says_what_val_fraction_is_a_fraction_of(monkeypatch, capsys):
+    code, out, err = cli(monkeypatch, capsys, "config", "ridge-gd")
+    line = next(line for line in out.splitlines() if line.lstrip().startswith("val_fraction:"))
+    assert "fraction of the training part (what the test split leaves)" in line
+
+
+AUDIT_SWEEP = {
+    "a million workers": (["--workers", "1000000"], "--workers 1000000 is more than"),
+    "in-memory SQLite with workers": (["--storage", "sqlite:///:memory:", "--workers", "2"],
+                                      "lives in this process's memory only: it works with --workers 1"),
+    "in-memory SQLite without workers": (["--storage", "sqlite://", "--workers", "0"], "memory only"),
+    "a port that is no number": (["--storage", "postgresql://me@localhost:abc/db", "--workers", "0"],
+                                 "storage 'postgresql://me@localhost:abc/db' is not a database URL"),
+    "a driver not installed": (["--storage", "postgresql+psycopg://me@localhost:5432/db", "--workers", "0"],
+                               "pip install 'psycopg[binary]'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(AUDIT_SWEEP))
+def test_audit_sweep_inputs(case, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    args, fragment = AUDIT_SWEEP[case]
+    code, out, err = cli(monkeypatch, capsys, "sweep", "ridge-gd", *TINY, *args)
+    assert_error(code, err, fragment)
+    assert results_in(tmp_path) == [] and not (tmp_path / "studies").exists()
+
+
+def test_the_worker_limit_is_four_per_core_unless_forced(tmp_path):
+    from reglab.study.sweep import check_workers
+    from reglab.train.threads import cores
+    from reglab.errors import UserError
+
+    limit = 4 * cores()
+    check_workers(limit, force=False)
+    with pytest.raises(UserError, match=f"--workers {limit + 1} is more than {limit} \\(4 × the {cores()} usable "
+                                        "cores\\).*pass --force-workers"):
+        check_workers(limit + 1, force=False)
+    check_workers(limit + 1, force=True)
+
+
+def test_a_password_in_the_query_string_is_hidden(tmp_path, monkeypatch, capsys):
+    """In error lines, and in what is stored: the storage line, the worker command and storage.json
+    go through the same two functions."""
+    from reglab.redact import redact
+    from reglab.study.storage import shown_url, without_password
+
+    url = "postgresql://me@localhost:abc/db?sslmode=disable&password=hunter2"
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli(monkeypatch, capsys, "sweep", "ridge-gd", "--storage", url, "--workers", "0")
+    assert_error(code, err, "password=***")
+    assert "hunter2" not in err
+    assert redact(f"tried {url} and PASSWORD=x") == "tried postgresql://me@localhost:abc/db?sslmode=disable&password=*** and PASSWORD=x"
+    good = "postgresql://me@db.example:5432/studies?password=hunter2&sslmode=require"
+    assert shown_url(good) == "postgresql://me@db.example:5432/studies?password=***&sslmode=require"
+    assert without_password(good) == "postgresql://me@db.example:5432/studies?sslmode=require"
+
+
+def test_the_readme_postgresql_form_takes_the_installed_driver():
+    """SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; reglab gives it the driver that is
+    installed (psycopg2 from reglab[postgres] here), and names the package for a missing one."""
+    import importlib.util
+
+    from reglab.study.storage import driver_hint, with_driver
+
+    installed = [d for d in ("psycopg2", "psycopg") if importlib.util.find_spec(d)]
+    url = "postgresql://me:pw@host:5432/db"
+    assert with_driver(url) == (url.replace("postgresql:", f"postgresql+{installed[0]}:") if installed else url)
+    assert with_driver("postgresql+psycopg://me@host/db") == "postgresql+psycopg://me@host/db"
+    assert with_driver("sqlite:///x.db") == "sqlite:///x.db"
+    assert driver_hint("postgresql+psycopg2://h/db") == "pip install 'reglab[postgres]'"
+    assert driver_hint("postgresql+psycopg://h/db") == "pip install 'psycopg[binary]'"
+
+
+NESTED_JSON = b'{"status": "ok", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+
+
+@pytest.mark.parametrize("name,content,fragment", [
+    ("summary.json", NESTED_JSON, "summary.json is damaged (nested deeper than 64 levels)"),
+    ("metrics.jsonl", b'{"epoch": 1}\n' + NESTED_JSON + b"\n", "metrics.jsonl is damaged (nested deeper than 64 levels)"),
+    ("config.yaml", f"name: bomb\ndescription: {alias_bomb()}\n".encode(), "expands to more than 100000 values"),
+    ("config.yaml", b"name: " + b"[" * 20_000 + b"]" * 20_000 + b"\n", "config.yaml is nested deeper than 64 levels"),
+])
+def test_nested_and_exploding_run_files(name, content, fragment, good_run, tmp_path, monkeypatch, capsys):
+    folder = damaged(good_run, tmp_path, name, content)
+    for args in (["show", str(folder)], ["report", str(folder), "--out", str(tmp_path / "report")]):
+        code, out, err = cli(monkeypatch, capsys, *args)
+        assert_error(code, err, fragment)
+    assert not (tmp_path / "report" / "index.html").exists()
+
+
+def test_run_and_study_files_above_the_size_limit(good_run, tmp_path, monkeypatch, capsys):
+    """A sparse file of 64 MiB + 1 byte: refused from its size, never read."""
+    from reglab.bounded import MAX_JSON_BYTES
+
+    folder = damaged(good_run, tmp_path, "summary.json", b"")
+    with open(folder / "summary.json", "wb") as handle:
+        handle.truncate(MAX_JSON_BYTES + 1)
+    code, out, err = cli(monkeypatch, capsys, "show", str(folder))
+    assert_error(code, err, f"summary.json is too large ({MAX_JSON_BYTES + 1} bytes; reglab reads at most 64 MiB)")
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "storage.json").write_bytes(b'{"storage": ' + b"[" * 100_000)
+    code, out, err = cli(monkeypatch, capsys, "report", str(study), "--out", str(tmp_path / "report"))
+    assert_error(code, err, "storage.json is damaged (nested deeper than 64 levels)")

@@ -119,6 +119,7 @@ def load_csv(cfg: DataConfig) -> Dataset:
         classes = sorted(set(names))
         lookup = {name: i for i, name in enumerate(classes)}
         y = np.array([lookup[n] for n in names], dtype=np.int64)
+        check_classes(y, f"{path}: column '{cfg.target}'")
         extra["classes"] = classes
         return Dataset("csv", x, y, "classification", len(classes), f"CSV file {cfg.path}", extra)
     where = f"{path}: column '{cfg.target}'"
@@ -198,5 +199,5 @@ def check_classes(labels: np.ndarray, where: str) -> None:
     """A classification target needs two classes or more: with one, every accuracy is 1."""
     present = np.unique(labels)
     if len(present) < 2:
-        raise UserError(f"{where}: every example has the same class ({present[0]}); a classifier needs "
+        raise UserError(f"{where}: every example has the same class; a classifier needs "
                         "at least two classes (use data.kind=regression for a numeric target)")
