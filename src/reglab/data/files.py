@@ -171,7 +171,8 @@ def load_npz(cfg: DataConfig) -> Dataset:
 def as_float32(values: np.ndarray, where: str) -> np.ndarray:
     """``values`` as float32, refused when a finite value lies beyond float32's range (±3.4e38):
     it would become infinite and the run would only "diverge"."""
-    out = np.asarray(values).astype(np.float32)
+    with np.errstate(over="ignore"):
+        out = np.asarray(values).astype(np.float32)
     if not np.isfinite(out).all():
         first = tuple(int(i) for i in np.argwhere(~np.isfinite(out))[0])
         raise UserError(f"{where}: value {np.asarray(values)[first]:g} at index {first} is beyond float32's "

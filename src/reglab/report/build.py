@@ -75,8 +75,11 @@ def write_report(spec: dict, records: list, out: str | Path) -> ReportResult:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out '{out}' exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".report-", dir=out))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=".report-", dir=out))
+    except OSError as exc:
+        raise UserError(f"cannot write the report to '{out}': {exc.strerror}") from None
     try:
         plots = make_plots(analysis, scratch / "plots")
         write_tables(analysis, scratch)
