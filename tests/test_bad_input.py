@@ -526,3 +526,248 @@ def test_run_and_study_files_above_the_size_limit(good_run, tmp_path, monkeypatc
     (study / "storage.json").write_bytes(b'{"storage": ' + b"[" * 100_000)
     code, out, err = cli(monkeypatch, capsys, "report", str(study), "--out", str(tmp_path / "report"))
     assert_error(code, err, "storage.json is damaged (nested deeper than 64 levels)")
+
+
+# ---- the generated fuzz: mutated recipes, schema-driven overrides, damaged run and study files ----
+#
+# At least 300 inputs, made by a seeded generator, each run in this process through the command
+# line's entry point; each must keep the contract within 10 s. A few also run as real processes.
+
+FUZZ_SEED = 19
+RECIPES = sorted(p.stem for p in (Path(__file__).parents[1] / "src/reglab/recipes").glob("*.yaml"))
+NOT_A_SCALAR = ["{a: 1}", "[[1], {b: 2}]"]
+
+
+def schema_leaves() -> dict[str, tuple[object, list]]:
+    """Every leaf key of the schema with its type and its constraints."""
+    from pydantic import BaseModel
+
+    from reglab.config import Config
+
+    leaves = {}
+
+    def walk(model, prefix):
+        for name, field in model.model_fields.items():
+            kind = field.annotation
+            if isinstance(kind, type) and issubclass(kind, BaseModel):
+                walk(kind, f"{prefix}{name}.")
+            else:
+                leaves[prefix + name] = (kind, field.metadata)
+
+    walk(Config, "")
+    return leaves
+
+
+def bad_values(kind, metadata) -> list[str]:
+    """YAML texts the schema must refuse for a field of this type and these constraints:
+    out-of-type (a mapping, nested lists, text for a number, true for a number), out-of-range
+    (just past each bound) and extreme (±infinity, NaN, 1e999)."""
+    from typing import Literal, get_args, get_origin
+
+    args = [a for a in get_args(kind) if a is not type(None)]
+    base = args[0] if get_origin(kind) in (type(int | None), __import__("typing").Union) and len(args) == 1 else kind
+    values = list(NOT_A_SCALAR)
+    if get_origin(base) is Literal:
+        return values + ["not-a-choice", "[a]"]
+    if get_origin(base) in (list, tuple):
+        inner = get_args(base)[0]
+        element = get_args(inner)[0] if get_args(inner) else inner
+        values += ["5", "[abc]", "[true]", "[.nan]", "[-.inf]", "[[1]]"]
+        if get_origin(base) is tuple:
+            values += ["[0.9]", "[0.9, 0.9, 0.9]", "[-0.1, 0.5]", "[0.5, 1.0]"]
+        elif element is int:
+            values += ["[0]", "[-3]", "[1.5]"]
+        return values
+    if base is bool:
+        return values + ["maybe", "2", "[true]"]
+    if base is str:
+        return values + ["[1, 2]", "5", "true"]
+    values += ["abc", "true", ".inf", "-.inf", ".nan", "1e999", "[1, 2]"]
+    if base is int:
+        values.append("1.5")
+    for m in metadata:
+        if hasattr(m, "ge"):
+            values.append(str(m.ge - 1 if base is int else m.ge - 0.5))
+        if hasattr(m, "gt"):
+            values.append(str(m.gt))
+        if hasattr(m, "le"):
+            values.append(str(m.le + 1 if base is int else m.le + 0.5))
+        if hasattr(m, "lt"):
+            values.append(str(m.lt))
+    return values
+
+
+def override_cases(rng) -> list[tuple[str, list[str]]]:
+    """Random dotted overrides from the schema: one bad value on a tiny ridge-gd, sometimes beside
+    a good override or a second bad one."""
+    leaves = schema_leaves()
+    pool = [(key, value) for key, (kind, meta) in leaves.items() for value in bad_values(kind, meta)]
+    chosen = rng.sample(pool, 260)
+    cases = []
+    for i, (key, value) in enumerate(chosen):
+        extra = [] if i % 3 else [f"{k}={v}" for k, v in [rng.choice(pool)]]
+        cases.append((f"run {key}={value} {' '.join(extra)}".strip(), ["run", "ridge-gd", *TINY, f"{key}={value}", *extra]))
+    return cases
+
+
+def mutated_recipes(rng, folder: Path) -> list[tuple[str, list[str]]]:
+    """Each built-in recipe damaged in ways that must be refused: a leaf given a bad value, an
+    unknown key, a byte that is not UTF-8, truncation, deep nesting, an alias bomb, padding past
+    the size limit, binary garbage."""
+    import yaml
+
+    from reglab.config import RECIPE_DIR, flat_keys
+
+    leaves = schema_leaves()
+    cases = []
+    for recipe in RECIPES:
+        text = (RECIPE_DIR / f"{recipe}.yaml").read_text()
+        tree = yaml.safe_load(text)
+        keys = sorted(k for k in flat_keys(tree) if k in leaves)
+        mutations = {}
+        for n in range(3):
+            key = rng.choice(keys)
+            value = rng.choice(bad_values(*leaves[key]))
+            mutated = yaml.safe_load(yaml.safe_dump(tree))
+            node = mutated
+            *parents, leaf = key.split(".")
+            for part in parents:
+                node = node[part]
+            node[leaf] = yaml.safe_load(value)
+            mutations[f"{key}={value}"] = yaml.safe_dump(mutated).encode()
+        section = rng.choice(["", "train.", "model.", "reg.", "data."])
+        mutations["unknown key"] = text.encode() + f"\n{section.rstrip('.') + ': {' if section else ''}bogus_{rng.randrange(999)}: 1{'}' if section else ''}\n".encode()
+        cut = rng.randrange(1, len(text))
+        mutations[f"truncated at {cut}"] = text[:cut].encode() + b"\n{"
+        at = rng.randrange(len(text))
+        mutations[f"not UTF-8 at {at}"] = text[:at].encode() + b"\xff\xfe" + text[at:].encode()
+        mutations["nested 200 deep"] = text.encode() + b"\npublished: " + b"{a: " * 200 + b"1" + b"}" * 200 + b"\n"
+        mutations["alias bomb"] = text.encode() + f"\npublished: {{source: {alias_bomb()}}}\n".encode()
+        mutations["past the size limit"] = text.encode() + b"\n" + b"# padding\n" * 110_000
+        mutations["binary"] = bytes(rng.randrange(256) for _ in range(512))
+        for i, (label, content) in enumerate(mutations.items()):
+            path = folder / f"{recipe}-{i}.yaml"
+            path.write_bytes(content)
+            cases.append((f"recipe {recipe}: {label}", ["run", str(path)]))
+    return cases
+
+
+def damages(rng, text: bytes, yaml_file: bool) -> dict[str, bytes | int]:
+    """A file's damaged versions: truncated (mid-line, so never a shorter valid file), nested
+    100,000 deep, binary, and huge (an int: the size of a sparse file past the read limit)."""
+    from reglab.bounded import MAX_JSON_BYTES, MAX_YAML_BYTES
+
+    out: dict[str, bytes | int] = {}
+    for _ in range(3):
+        cut = rng.randrange(1, len(text) - 1)
+        while text[cut - 1:cut] == b"\n" or text[cut:cut + 1] == b"\n":
+            cut = rng.randrange(1, len(text) - 1)
+        out[f"truncated at {cut}"] = text[:cut] + (b"\n{" if yaml_file else b"")
+    out["nested"] = (b"a: " + b"[" * 100_000 if yaml_file else b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    out["binary"] = b"\xff" + bytes(rng.randrange(256) for _ in range(1024))
+    out["huge"] = (MAX_YAML_BYTES if yaml_file else MAX_JSON_BYTES) + 1
+    return out
+
+
+def write_damage(path: Path, damage: bytes | int) -> None:
+    if isinstance(damage, int):
+        path.write_bytes(b"")
+        with open(path, "r+b") as handle:
+            handle.truncate(damage)
+    else:
+        path.write_bytes(damage)
+
+
+@pytest.fixture(scope="module")
+def good_study(tmp_path_factory) -> Path:
+    """One real, finished study of two points on ridge-gd."""
+    import io
+    from contextlib import redirect_stdout
+
+    from reglab.study.sweep import sweep
+
+    root = tmp_path_factory.mktemp("good_study")
+    with redirect_stdout(io.StringIO()):
+        sweep("ridge-gd", TINY, ["reg.lam=1e-3,1e-2"], name="s", studies_dir=root / "studies", echo=lambda line: None)
+    return root / "studies" / "s"
+
+
+def damaged_file_cases(rng, good_run: Path, good_study: Path, folder: Path) -> list[tuple[str, list[str]]]:
+    """show and report on run folders with one damaged file; report, studies, worker and sweep on
+    study folders with a damaged study.db or storage.json."""
+    import shutil
+
+    cases = []
+    for name in ("summary.json", "metrics.jsonl", "config.yaml"):
+        for label, damage in damages(rng, (good_run / name).read_bytes(), name.endswith(".yaml")).items():
+            run = folder / f"run-{name}-{label.replace(' ', '-')}" / good_run.name
+            shutil.copytree(good_run, run)
+            write_damage(run / name, damage)
+            cases.append((f"show: {name} {label}", ["show", str(run)]))
+            cases.append((f"report: {name} {label}", ["report", str(run), "--out", str(folder / "report")]))
+    db = (good_study / "study.db").read_bytes()
+    study_damages = {f"study.db truncated at {n}": db[:n] for n in (50, 1000, len(db) // 2)}
+    study_damages |= {"study.db binary": b"\xff" + bytes(rng.randrange(256) for _ in range(8192)),
+                      "study.db huge": 1 << 30}
+    location = json.dumps({"storage": f"sqlite:///{good_study / 'study.db'}", "name": "s"}).encode()
+    for label, damage in damages(rng, location, False).items():
+        study_damages[f"storage.json {label}"] = damage
+    for label, damage in study_damages.items():
+        studies = folder / f"studies-{label.replace(' ', '-')}"
+        shutil.copytree(good_study.parent, studies)
+        target = studies / "s" / label.split()[0]
+        if target.name == "storage.json":
+            (studies / "s" / "study.db").unlink()
+        write_damage(target, damage)
+        cases.append((f"report: {label}", ["report", str(studies / "s"), "--out", str(folder / "report")]))
+        if target.name == "study.db":
+            cases.append((f"studies: {label}", ["studies", "--dir", str(studies)]))
+            cases.append((f"worker: {label}", ["worker", "--study", "s", "--dir", str(studies)]))
+            cases.append((f"sweep: {label}", ["sweep", "ridge-gd", *TINY, "--grid", "reg.lam=1e-3,1e-2", "--name", "s",
+                                              "--dir", str(studies)]))
+    return cases
+
+
+def contract_broken(code, err: str, seconds: float, left: list) -> bool:
+    one_line = err.startswith("error: ") and err.count("\n") == 1
+    return code != 2 or not one_line or "Traceback" in err or seconds > 10 or bool(left)
+
+
+def test_generated_fuzz_keeps_the_contract(good_run, good_study, tmp_path, monkeypatch, capsys):
+    import random
+    import time
+
+    rng = random.Random(FUZZ_SEED)
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "damaged").mkdir()
+    cases = (override_cases(rng) + mutated_recipes(rng, tmp_path / "recipes")
+             + damaged_file_cases(rng, good_run, good_study, tmp_path / "damaged"))
+    assert len(cases) >= 300
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    broken, slowest = [], 0.0
+    for label, args in cases:
+        started = time.perf_counter()
+        code, out, err = cli(monkeypatch, capsys, *args)
+        seconds = time.perf_counter() - started
+        slowest = max(slowest, seconds)
+        left = results_in(work) + sorted((tmp_path / "damaged").glob("report/index.html"))
+        if contract_broken(code, err, seconds, left):
+            broken.append(f"{label!r}: exit {code} in {seconds:.1f} s, stderr {err[-300:]!r}, left {left}")
+        for path in left:
+            shutil.rmtree(path.parent if path.name != "report" else path, ignore_errors=True)
+    assert broken == [], f"{len(broken)} of {len(cases)} broke the contract:\n" + "\n".join(broken)
+
+
+def test_generated_fuzz_in_real_processes(good_run, tmp_path):
+    """A few generated cases as real processes: no traceback, for real."""
+    import random
+
+    rng = random.Random(FUZZ_SEED + 1)
+    (tmp_path / "recipes").mkdir()
+    cases = rng.sample(override_cases(rng), 2) + rng.sample(mutated_recipes(rng, tmp_path / "recipes"), 2)
+    for label, args in cases:
+        proc = subprocess.run([sys.executable, "-m", "reglab.cli", *args], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=60)
+        assert proc.returncode == 2 and proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, (label, proc.stderr)
