@@ -197,13 +197,25 @@ def test_four_identical_runs_at_once_all_succeed(tmp_path):
     assert all(json.loads((f / "summary.json").read_text())["status"] == "ok" for f in folders)
 
 
-def test_folder_names_are_claimed_not_checked(tmp_path):
-    """The loser of a race for a name takes the next one (the folder exists already here)."""
-    from reglab.runs import claim_folder
+def test_the_loser_of_a_race_for_a_run_folder_takes_the_next_name(tmp_path, monkeypatch, capsys):
+    """The race replayed in one process: another run creates the same folder (same second, same
+    config, same seed) just after this one looked, so looking first cannot help; creating can."""
+    import pathlib
 
-    first = claim_folder(tmp_path / "r", "name", tmp_path)
-    assert [first.name, claim_folder(tmp_path / "r", "name", tmp_path).name] == ["name", "name-2"]
-    assert (first / "plots").is_dir()
+    import reglab.runs
+    from reglab.config import load_config
+
+    monkeypatch.chdir(tmp_path)
+    strftime = time.strftime
+    monkeypatch.setattr(time, "strftime", lambda fmt, *t: "20260101-000000" if fmt == "%Y%m%d-%H%M%S" else strftime(fmt, *t))
+    name = f"20260101-000000_{reglab.runs.config_hash(load_config('ridge-gd', TINY))}_s0"
+    (tmp_path / "runs" / "ridge-gd" / name).mkdir(parents=True)  # the other process was first
+    real_exists = pathlib.Path.exists
+    monkeypatch.setattr(pathlib.Path, "exists", lambda self: False if self.name == name else real_exists(self))
+    code, out, err = cli(monkeypatch, capsys, "run", "ridge-gd", *TINY)
+    assert code == 0, err
+    assert (tmp_path / "runs" / "ridge-gd" / f"{name}-2" / "summary.json").is_file()
+    assert list((tmp_path / "runs" / "ridge-gd" / name).iterdir()) == []  # the other run's folder is its own
 
 
 # ---- PostgreSQL with the password in the query string --------------------------------------------
