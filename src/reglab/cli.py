@@ -1,7 +1,8 @@
 """The ``reglab`` command line.
 
 A mistake the user can fix prints one line ``error: …`` on stderr and exits with code 2; so does a
-full disk or a read-only or forbidden place (:func:`reglab.errors.environment_problem`).
+full disk, a read-only or forbidden place or a damaged study database
+(:func:`reglab.errors.environment_problem`).
 """
 
 from __future__ import annotations

@@ -90,7 +90,7 @@ def sweep(recipe: str, overrides: list[str], grids: list[str], seeds: str = "0",
     if name is not None:
         check_name(name, "study name")
     if storage_url is not None and in_memory(storage_url) and workers != 1:
-        raise UserError(f"storage '{storage_url}' lives in this process's memory only: it works with --workers 1, "
+        raise UserError(f"storage '{shown_url(storage_url)}' lives in this process's memory only: it works with --workers 1, "
                         "not with other worker processes (use a file, e.g. sqlite:///study.db)")
     storage = open_storage(storage_url, heartbeat, grace) if storage_url else None  # fail fast
     spec = make_spec(recipe, overrides, grids, seeds, cv, search, trials, MAX_RUNS if max_runs is None else max_runs)
