@@ -7,8 +7,10 @@
   its shape (``(N,)`` becomes ``(N, 1)``).
 
 ``data.kind`` decides classification or regression; ``auto`` picks classification for an integer
-target with at most 50 distinct values. Every problem is one :class:`UserError` line that names
-the file.
+target with at most 50 distinct values. Refused, each in one :class:`UserError` line that names
+the file: no feature (a CSV of the target column alone, an ``x`` of shape ``(N, 0)``), targets
+shaped other than ``(N,)`` or ``(N, k)``, a value beyond float32's range (it would become
+infinite), a classification target with a single class, complex numbers.
 """
 
 from __future__ import annotations
