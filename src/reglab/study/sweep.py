@@ -242,7 +242,8 @@ def interrupt(signum, frame) -> None:
 
 
 def list_studies(storage_url: str | None, studies_dir: Path) -> list[dict[str, Any]]:
-    """One row per study: name, recipe, search, done/failed/running/waiting/total, where."""
+    """One row per study: name, recipe, search, done/failed/running/waiting/total, where. A study
+    deleted while it is listed is left out."""
     if storage_url is not None:
         places = [(storage_url, None)]
     else:
@@ -255,9 +256,12 @@ def list_studies(storage_url: str | None, studies_dir: Path) -> list[dict[str, A
                 continue
             if "spec" not in summary.user_attrs:
                 continue
-            study, spec = open_study(storage, summary.study_name)
-            study_id = storage.get_study_id_from_name(summary.study_name)
-            counts = progress(storage, study_id, spec, study.user_attrs.get("total", 0))
+            try:
+                study, spec = open_study(storage, summary.study_name)
+                study_id = storage.get_study_id_from_name(summary.study_name)
+                counts = progress(storage, study_id, spec, study.user_attrs.get("total", 0))
+            except KeyError:  # deleted (by another user of the storage) while it was listed
+                continue
             rows.append({"name": summary.study_name, "recipe": spec["recipe"], "search": spec["search"],
                          **counts, "where": str(folder) if folder else shown_url(url)})
     return rows
