@@ -253,3 +253,28 @@ def test_a_postgres_password_in_the_query_string_is_never_shown(tmp_path, monkey
     for text in (out, out2, out3, err, *stored):
         assert f"password={secret}" not in text and f"wrong{secret}" not in text
     optuna.delete_study(study_name=name, storage=open_storage(url))
+
+
+def test_a_study_deleted_while_it_is_listed_is_left_out(tmp_path, monkeypatch, capsys):
+    """Another user of a shared storage deletes a study between the listing and its counts."""
+    import optuna
+
+    import reglab.study.sweep
+    from reglab.study.storage import open_storage
+
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    monkeypatch.chdir(tmp_path)
+    for name in ("kept", "gone"):
+        code, out, err = cli(monkeypatch, capsys, "sweep", "ridge-gd", *TINY, "--storage", url, "--name", name,
+                             "--workers", "0")
+        assert code == 0, err
+    real_open = reglab.study.sweep.open_study
+
+    def open_after_a_delete(storage, name):
+        if name == "gone":
+            optuna.delete_study(study_name=name, storage=open_storage(url))
+        return real_open(storage, name)
+
+    monkeypatch.setattr(reglab.study.sweep, "open_study", open_after_a_delete)
+    code, out, err = cli(monkeypatch, capsys, "studies", "--storage", url)
+    assert code == 0 and "│ kept " in out and "│ gone " not in out, err

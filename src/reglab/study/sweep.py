@@ -260,7 +260,7 @@ def list_studies(storage_url: str | None, studies_dir: Path) -> list[dict[str, A
                 study, spec = open_study(storage, summary.study_name)
                 study_id = storage.get_study_id_from_name(summary.study_name)
                 counts = progress(storage, study_id, spec, study.user_attrs.get("total", 0))
-            except KeyError:  # deleted (by another user of the storage) while it was listed
+            except (KeyError, UserError):  # deleted (by another user of the storage) while it was listed
                 continue
             rows.append({"name": summary.study_name, "recipe": spec["recipe"], "search": spec["search"],
                          **counts, "where": str(folder) if folder else shown_url(url)})
