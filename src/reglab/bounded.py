@@ -35,8 +35,8 @@ CLOSING = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
 JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 
 
-def size_text(n: int) -> str:
-    """``1 MiB``, ``64 MiB``, ``512 bytes``."""
+def limit_text(n: int) -> str:
+    """A read limit as it is written: ``1 MiB``, ``64 MiB``, ``512 bytes``."""
     return f"{n >> 20} MiB" if n >= 1 << 20 and n % (1 << 20) == 0 else f"{n} bytes"
 
 
@@ -46,13 +46,13 @@ def read_bounded(path: Path, limit: int, what: str) -> str:
     try:
         size = os.stat(path).st_size
         if size > limit:
-            raise UserError(f"{path} is too large ({size} bytes; reglab reads at most {size_text(limit)})")
+            raise UserError(f"{path} is too large ({size} bytes; reglab reads at most {limit_text(limit)})")
         with open(path, "rb") as handle:
             data = handle.read(limit + 1)
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror}") from None
     if len(data) > limit:
-        raise UserError(f"{path} is too large (more than {size_text(limit)})")
+        raise UserError(f"{path} is too large (more than {limit_text(limit)})")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
@@ -63,7 +63,7 @@ def load_yaml(text: str, where: str) -> Any:
     """``yaml.safe_load(text)`` within the bounds; ``where`` names the text in a refusal. A YAML
     syntax error stays a ``yaml.YAMLError`` for the caller to word."""
     if len(text.encode("utf-8", "surrogatepass")) > MAX_YAML_BYTES:
-        raise UserError(f"{where} is too large (reglab reads at most {size_text(MAX_YAML_BYTES)} of YAML)")
+        raise UserError(f"{where} is too large (reglab reads at most {limit_text(MAX_YAML_BYTES)} of YAML)")
     depth = 0
     for event in yaml.parse(text, Loader=yaml.SafeLoader):
         if isinstance(event, OPENING):
