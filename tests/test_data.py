@@ -257,7 +257,8 @@ def test_split_sizes_partition_and_stratification():
     s = make_splits(ds, cfg(name="digits", val_fraction=0.2, test_fraction=0.1, split_seed=3))
     assert isinstance(s, Splits) and s.kind == "classification" and s.n_outputs == 10
     assert s.input_shape == (1, 8, 8)
-    assert len(s.test) == 180 and len(s.val) == 359 and len(s.train) == 1797 - 180 - 359
+    # val_fraction is a fraction of the training part: round(0.2 × (1797 − 180)) = 323
+    assert len(s.test) == 180 and len(s.val) == 323 and len(s.train) == 1797 - 180 - 323
     everything = np.concatenate([s.train.index, s.val.index, s.test.index])
     assert sorted(everything.tolist()) == list(range(1797))  # disjoint and complete
     x, y = s.train  # unpacks as a pair
@@ -334,9 +335,8 @@ def test_too_few_examples(tmp_path):
     c = cfg(name="csv", path=str(path), target="label")
     ds = load_dataset(c)
     message = error(make_splits, ds, c)
-    assert "too few examples" in message and "5 examples" in message
-    wide = cfg(name="csv", val_fraction=0.5, test_fraction=0.5)
-    assert "must be below 1" in error(make_splits, ds, wide)
+    assert "too few examples" in message and "5 examples" in message and "change data.test_fraction" in message
+    assert "test_size" not in message  # reglab's words, not scikit-learn's
 
 
 # ------------------------------------------------------------------ user files
@@ -361,7 +361,7 @@ def test_csv_classification_and_regression(tmp_path):
     forced = load_dataset(cfg(name="csv", path=path, target="label", kind="regression"))
     assert forced.kind == "regression"
     s = make_splits(ds, cfg(name="csv", split_seed=0))
-    assert s.sizes() == {"train": 28, "val": 6, "test": 6}
+    assert s.sizes() == {"train": 29, "val": 5, "test": 6}  # val: round(0.15 × 34)
 
 
 def test_csv_class_names_in_target(tmp_path):
@@ -482,16 +482,16 @@ def test_mnist_from_folder(tmp_path):
 
 def test_official_test_split_is_the_test_set(tmp_path):
     make_idx_folder(tmp_path / "mnist", n_train=40, n_test=10)
-    c = cfg(name="mnist", path=str(tmp_path / "mnist"), val_fraction=0.2)
+    c = cfg(name="mnist", path=str(tmp_path / "mnist"), val_fraction=0.25)
     ds = load_dataset(c)
     s = make_splits(ds, c)
     assert s.test.index.tolist() == list(range(40, 50))  # exactly the t10k file, in order
-    assert set(s.train.index) | set(s.val.index) == set(range(40)) and len(s.val) == 10
+    assert set(s.train.index) | set(s.val.index) == set(range(40)) and len(s.val) == 10  # 0.25 of the 40 training
     assert s.metadata() == {"n_train": 30, "n_val": 10, "n_test": 10, "test_split": "official"}
     folds = make_splits(ds, cfg(name="mnist", path=str(tmp_path / "mnist"), n_folds=4, fold=1))
     assert folds.test.index.tolist() == list(range(40, 50)) and max(folds.val.index) < 40
     shuffled = make_splits(ds, cfg(name="mnist", path=str(tmp_path / "mnist"), test_split="random",
-                                   test_fraction=0.3, val_fraction=0.2))
+                                   test_fraction=0.3, val_fraction=0.3))
     assert shuffled.metadata()["test_split"] == "random" and shuffled.test.index.tolist() != list(range(40, 50))
 
 

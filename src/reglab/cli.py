@@ -1,6 +1,8 @@
 """The ``reglab`` command line.
 
-A mistake the user can fix prints one line ``error: …`` on stderr and exits with code 2.
+A mistake the user can fix prints one line ``error: …`` on stderr and exits with code 2; so does a
+full disk, a read-only or forbidden place or a damaged study database
+(:func:`reglab.errors.environment_problem`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from reglab.envvars import STORAGE_VARIABLE
-from reglab.errors import UserError
+from reglab.errors import UserError, environment_problem
+from reglab.redact import redact
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
 # Wide, uncoloured tables when the output goes to a file or a pipe.
@@ -147,6 +150,7 @@ def sweep(
     grace: Optional[int] = typer.Option(None, help="seconds without heartbeat before a trial is rerun (env REGLAB_GRACE, default 20)"),
     tensorboard: bool = typer.Option(False, "--tensorboard", help="every run also writes TensorBoard event files (train.tensorboard=true)"),
     max_runs: Optional[int] = typer.Option(None, help="refuse a study of more runs (points × seeds × folds) than this (default 10000)"),
+    force_workers: bool = typer.Option(False, "--force-workers", help="start more than 4 workers per usable core"),
 ):
     """Run a grid (or TPE search) over overrides × seeds × folds as a resumable study."""
     from reglab.study.sweep import sweep as run_sweep
@@ -154,7 +158,7 @@ def sweep(
     overrides = [*(overrides or []), *(["train.tensorboard=true"] if tensorboard else [])]
     result = run_sweep(recipe, overrides, grid or [], seeds, cv, search, trials, storage, workers, name,
                        studies_dir, batch, heartbeat, grace, echo=lambda line: print(line, flush=True),
-                       max_runs=max_runs)
+                       max_runs=max_runs, force_workers=force_workers)
     if not result.finished and workers != 0:
         raise typer.Exit(1)
 
@@ -228,6 +232,12 @@ def main() -> None:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         sys.exit(130)
+    except Exception as exc:
+        problem = environment_problem(exc)
+        if problem is None:
+            raise
+        print(f"error: {redact(problem)}", file=sys.stderr)
+        sys.exit(2)
     if code == 130:  # typer turns Ctrl-C into Exit(130)
         print("error: interrupted", file=sys.stderr)
     if isinstance(code, int) and code:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticCustomError
 
 from reglab.adversarial.config import AdvConfig
+from reglab.bounded import MAX_YAML_BYTES, load_yaml, read_bounded
 from reglab.errors import UserError
 from reglab.gan.config import GanConfig, check_gan
 from reglab.penalties import PENALTIES, Setting, penalty_names
@@ -58,7 +59,7 @@ class DataConfig(Section):
     noise: float | None = Field(None, ge=0)
     """noise level of a generated dataset (null: its default)"""
     val_fraction: float = Field(0.15, gt=0, lt=1)
-    """fraction of the examples held out for validation (chooses λ, early stopping)"""
+    """fraction of the training part (what the test split leaves) held out for validation (chooses λ, early stopping)"""
     test_fraction: float = Field(0.15, gt=0, lt=1)
     """fraction of the examples held out for the final test (when not the official test split)"""
     test_split: Literal["official", "random"] = "official"
@@ -362,9 +363,10 @@ def unknown_key_error(key: str) -> UserError:
 
 
 def parse_value(text: str) -> Any:
-    """Parse an override's value as YAML (numbers, booleans, lists), keeping odd strings as is."""
+    """Parse an override's value as YAML (numbers, booleans, lists), keeping odd strings as is;
+    within :mod:`reglab.bounded`'s limits."""
     try:
-        return yaml.safe_load(text)
+        return load_yaml(text, f"the override value {text[:40]!r}")
     except yaml.YAMLError:
         return text
 
@@ -414,12 +416,14 @@ def recipe_path(recipe: str) -> Path:
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
+    """A config file's mapping, read within :mod:`reglab.bounded`'s limits; an empty file is
+    refused (it would silently train the defaults)."""
     try:
-        tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except UnicodeDecodeError:
-        raise UserError(f"{path} is not a YAML text file (it is not UTF-8 text)") from None
+        tree = load_yaml(read_bounded(path, MAX_YAML_BYTES, "not a YAML text file"), str(path))
     except yaml.YAMLError as exc:
         raise UserError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if tree is None:
+        raise UserError(f"{path} is empty: a config file holds a mapping of config keys")
     if not isinstance(tree, dict):
         raise UserError(f"{path} must hold a mapping of config keys")
     return tree

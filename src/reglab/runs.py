@@ -14,9 +14,11 @@ metrics (``final/*``). ``tensorboard --logdir runs/`` then shows each run folder
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 import subprocess
@@ -28,6 +30,7 @@ from typing import Any, Iterable
 import torch
 import yaml
 
+from reglab.bounded import MAX_JSON_BYTES, MAX_YAML_BYTES, check_json_depth, load_json, load_yaml, read_bounded
 from reglab.config import Config, flat_keys, save_config
 from reglab.errors import UserError
 from reglab.redact import redact
@@ -136,19 +139,15 @@ class RunFolder:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         root = Path(root if root is not None else config.out)
         base = inside(root, config.name)
-        path = base / f"{stamp}_{config_hash(config)}_s{config.seed}"
-        suffix = 1
-        while path.exists():
-            suffix += 1
-            path = base / f"{stamp}_{config_hash(config)}_s{config.seed}-{suffix}"
+        path = claim_folder(base, f"{stamp}_{config_hash(config)}_s{config.seed}", root)
         try:
-            (path / "plots").mkdir(parents=True)
-        except OSError as exc:
-            raise UserError(f"cannot create a run folder in '{root}': {exc.strerror}") from None
-        folder = cls(path, TensorBoardLog(path, config) if config.train.tensorboard else None)
-        save_config(config, path / "config.yaml")
-        write_json(path / "env.json", environment(config, device))
-        write_json(path / "summary.json", {"status": "running"})
+            folder = cls(path, TensorBoardLog(path, config) if config.train.tensorboard else None)
+            save_config(config, path / "config.yaml")
+            write_json(path / "env.json", environment(config, device))
+            write_json(path / "summary.json", {"status": "running"})
+        except BaseException:  # a full disk: no half-made folder is left
+            shutil.rmtree(path, ignore_errors=True)
+            raise
         return folder
 
     def log(self, record: dict[str, Any]) -> None:
@@ -194,6 +193,24 @@ class Run:
         return pd.DataFrame(read_run(self.path)["metrics"])
 
 
+def claim_folder(base: Path, name: str, root: Path) -> Path:
+    """A new folder ``base/name`` (or ``name-2``, ``name-3``, …: the first that this process
+    creates itself, so identical runs started at the same moment each get their own), with its
+    ``plots/``."""
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        for suffix in itertools.count(1):
+            path = base / (name if suffix == 1 else f"{name}-{suffix}")
+            try:
+                path.mkdir()
+            except FileExistsError:
+                continue
+            (path / "plots").mkdir()
+            return path
+    except OSError as exc:
+        raise UserError(f"cannot create a run folder in '{root}': {exc.strerror}") from None
+
+
 def inside(root: Path, name: str) -> Path:
     """``root/name``, refused unless it resolves to a folder inside ``root`` (no ``..``, no
     absolute path, no link out of it)."""
@@ -215,10 +232,11 @@ def read_run(path: str | Path) -> dict[str, Any]:
     summary = read_json_object(path / "summary.json")
     if not (path / "config.yaml").is_file():
         raise UserError(f"run folder '{path}' has no config.yaml")
+    config_file = path / "config.yaml"
     try:
-        config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, yaml.YAMLError):
-        raise UserError(f"{path / 'config.yaml'} is damaged (not valid YAML)") from None
+        config = load_yaml(read_bounded(config_file, MAX_YAML_BYTES, "damaged"), str(config_file))
+    except yaml.YAMLError:
+        raise UserError(f"{config_file} is damaged (not valid YAML)") from None
     if not isinstance(config, dict):
         raise UserError(f"{path / 'config.yaml'} is damaged (it holds no config mapping)")
     return {"path": path, "config": config, "summary": summary, "metrics": read_metrics(path / "metrics.jsonl")}
@@ -227,8 +245,8 @@ def read_run(path: str | Path) -> dict[str, Any]:
 def read_json_object(path: Path) -> dict[str, Any]:
     """A JSON file that must hold one object."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = load_json(read_bounded(path, MAX_JSON_BYTES, "damaged"), str(path))
+    except json.JSONDecodeError as exc:
         raise UserError(f"{path} is damaged (not valid JSON: {exc})") from None
     if not isinstance(data, dict):
         raise UserError(f"{path} is damaged (it holds a {type(data).__name__}, not an object)")
@@ -240,10 +258,9 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     metrics = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise UserError(f"{path} is damaged (not UTF-8 text)") from None
+    text = read_bounded(path, MAX_JSON_BYTES, "damaged")
+    check_json_depth(text, str(path))
+    lines = text.splitlines()
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue

@@ -5,9 +5,10 @@ Each domain keeps its section beside its code (``reglab.adversarial.config``, ``
 """
 
 from dataclasses import dataclass
-from typing import Annotated, Any, Callable
+from typing import Annotated, Any, Callable, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError, core_schema
 
 STACKED = "stacked"
@@ -44,9 +45,30 @@ class OneOf:
         return value
 
 
+def mentions(annotation: Any, kinds: tuple[type, ...]) -> bool:
+    """Whether a field's type names one of ``kinds`` anywhere (``int``, ``list[Width]``,
+    ``float | None``…); ``Any`` names them all."""
+    if annotation is Any or annotation in kinds:
+        return True
+    if get_origin(annotation) is Literal:
+        return any(type(a) in kinds for a in get_args(annotation))
+    return any(mentions(a, kinds) for a in get_args(annotation) if not isinstance(a, FieldInfo))
+
+
 class Section(BaseModel):
-    """A config section: unknown keys are rejected, assignments are validated, and every float
-    must be finite (NaN and infinity are refused)."""
+    """A config section: unknown keys are rejected, assignments are validated, every float must be
+    finite (NaN and infinity are refused), and ``true``/``false`` are refused where a number is
+    expected (pydantic would read them as 1 and 0: ``train.epochs=true`` would train one epoch)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True,
                               allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        items = value if isinstance(value, (list, tuple)) else [value]
+        annotation = cls.model_fields[info.field_name].annotation
+        if (any(isinstance(v, bool) for v in items) and mentions(annotation, (int, float))
+                and not mentions(annotation, (bool,))):
+            raise PydanticCustomError("bool_type", "a number is expected here, not true or false")
+        return value

@@ -132,7 +132,3 @@ def as_labels(y: np.ndarray, where: str) -> tuple[np.ndarray, int]:
     labels = y.astype(np.int64)
     return labels, int(labels.max()) + 1 if len(labels) else 0
 
-
-def as_targets(y: np.ndarray) -> np.ndarray:
-    y = np.asarray(y, dtype=np.float32)
-    return y[:, 0] if y.ndim == 2 and y.shape[1] == 1 else y

@@ -7,8 +7,10 @@
   its shape (``(N,)`` becomes ``(N, 1)``).
 
 ``data.kind`` decides classification or regression; ``auto`` picks classification for an integer
-target with at most 50 distinct values. Every problem is one :class:`UserError` line that names
-the file.
+target with at most 50 distinct values. Refused, each in one :class:`UserError` line that names
+the file: no feature (a CSV of the target column alone, an ``x`` of shape ``(N, 0)``), targets
+shaped other than ``(N,)`` or ``(N, k)``, a value beyond float32's range (it would become
+infinite), a classification target with a single class, complex numbers.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from reglab.config import DataConfig
-from reglab.data.dataset import Dataset, as_labels, as_targets, infer_kind
+from reglab.data.dataset import Dataset, as_labels, infer_kind
 from reglab.errors import UserError
 
 MISSING = {"", "nan", "na", "n/a", "null", "none"}
@@ -104,7 +106,9 @@ def load_csv(cfg: DataConfig) -> Dataset:
             f"'{header[c]}' (e.g. '{text_columns[c][1]}' at line {text_columns[c][0]})" for c in bad
         )
         raise UserError(f"{path}: non-numeric feature column(s): {shown}")
-    x = values[:, features].astype(np.float32)
+    if not features:
+        raise UserError(f"{path}: no feature columns: the file holds only the target column '{cfg.target}'")
+    x = as_float32(values[:, features], f"{path}: a feature column")
     extra = {"columns": [header[c] for c in features], "target": cfg.target}
     if t in text_columns:  # class names in the target column
         if cfg.kind == "regression":
@@ -117,6 +121,7 @@ def load_csv(cfg: DataConfig) -> Dataset:
         classes = sorted(set(names))
         lookup = {name: i for i, name in enumerate(classes)}
         y = np.array([lookup[n] for n in names], dtype=np.int64)
+        check_classes(y, f"{path}: column '{cfg.target}'")
         extra["classes"] = classes
         return Dataset("csv", x, y, "classification", len(classes), f"CSV file {cfg.path}", extra)
     where = f"{path}: column '{cfg.target}'"
@@ -142,6 +147,8 @@ def load_npz(cfg: DataConfig) -> Dataset:
             f"{path}: cannot read arrays without pickle ({exc}); save plain numeric arrays"
         ) from None
     for key, array in (("x", x), (y_key, y)):
+        if np.iscomplexobj(array):
+            raise UserError(f"{path}: array '{key}' holds complex numbers (dtype {array.dtype}); reglab takes real values")
         if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
             raise UserError(f"{path}: array '{key}' is not numeric (dtype {array.dtype})")
         if array.ndim == 0 or len(array) == 0:
@@ -155,17 +162,45 @@ def load_npz(cfg: DataConfig) -> Dataset:
             )
     if len(x) != len(y):
         raise UserError(f"{path}: 'x' has {len(x)} examples but '{y_key}' has {len(y)}")
-    x = x.astype(np.float32)
+    x = as_float32(x, f"{path}: array 'x'")
     x = x[:, None] if x.ndim == 1 else x
+    if x[0].size == 0:
+        raise UserError(f"{path}: array 'x' has no features (shape {x.shape})")
     where = f"{path}: array '{y_key}'"
     return _finish("npz", x, y, cfg, where, f"NPZ file {cfg.path}", {"target": y_key})
 
 
+def as_float32(values: np.ndarray, where: str) -> np.ndarray:
+    """``values`` as float32, refused when a finite value lies beyond float32's range (±3.4e38):
+    it would become infinite and the run would only "diverge"."""
+    with np.errstate(over="ignore"):
+        out = np.asarray(values).astype(np.float32)
+    if not np.isfinite(out).all():
+        first = tuple(int(i) for i in np.argwhere(~np.isfinite(out))[0])
+        raise UserError(f"{where}: value {np.asarray(values)[first]:g} at index {first} is beyond float32's "
+                        f"range (±{np.finfo(np.float32).max:.3g}); rescale the data")
+    return out
+
+
 def _finish(name, x, y, cfg: DataConfig, where: str, source: str, extra: dict) -> Dataset:
+    """The dataset of a user's file: one target per example (``(N,)``) or a row of targets
+    (``(N, k)``, regression); classification needs at least two classes."""
     y = np.asarray(y)
     y = y[:, 0] if y.ndim == 2 and y.shape[1] == 1 else y
+    if y.ndim > 2:
+        raise UserError(f"{where}: targets must be one value per example (N,) or a row of values (N, k), "
+                        f"got shape {y.shape}")
     kind = infer_kind(y) if cfg.kind == "auto" else cfg.kind
     if kind == "classification":
         labels, n_classes = as_labels(y, where)
+        check_classes(labels, where)
         return Dataset(name, x, labels, kind, n_classes, source, extra)
-    return Dataset(name, x, as_targets(y), kind, None, source, extra)
+    return Dataset(name, x, as_float32(y, where), kind, None, source, extra)
+
+
+def check_classes(labels: np.ndarray, where: str) -> None:
+    """A classification target needs two classes or more: with one, every accuracy is 1."""
+    present = np.unique(labels)
+    if len(present) < 2:
+        raise UserError(f"{where}: every example has the same class; a classifier needs "
+                        "at least two classes (use data.kind=regression for a numeric target)")

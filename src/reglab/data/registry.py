@@ -10,6 +10,7 @@ from typing import Any, Callable
 from reglab.config import DataConfig
 from reglab.data.dataset import Dataset, DatasetInfo, check_dataset
 from reglab.errors import UserError
+from reglab.memory import check_fits, dataset_bytes
 
 Loader = Callable[[DataConfig], Dataset]
 OPTIONS = ("path", "target", "n_samples", "noise")
@@ -61,7 +62,9 @@ def _lookup(name: str) -> tuple[Loader, DatasetInfo]:
 
 
 def load_dataset(cfg: DataConfig) -> Dataset:
-    """Load ``cfg.name``. Offline unless the dataset itself downloads once on first use."""
+    """Load ``cfg.name``. Offline unless the dataset itself downloads once on first use. A size
+    asked for by ``data.n_samples`` is checked against the memory available first
+    (:mod:`reglab.memory`)."""
     loader, info = _lookup(cfg.name)
     if info.options is not None:
         for option in OPTIONS:
@@ -70,6 +73,9 @@ def load_dataset(cfg: DataConfig) -> Dataset:
                 every = ", ".join(f"data.{o}" for o in OPTIONS)
                 takes = f"it takes {uses}" if uses else f"it takes none of {every}"
                 raise UserError(f"data.{option} does not apply to dataset '{info.name}' ({takes})")
+    if cfg.n_samples is not None and info.shape is not None:
+        check_fits(dataset_bytes(cfg.n_samples, info.shape), f"data.n_samples={cfg.n_samples} of '{info.name}'",
+                   "ask for fewer examples")
     ds = check_dataset(loader(cfg))
     if cfg.kind != "auto" and cfg.kind != ds.kind:
         raise UserError(f"dataset '{info.name}' is {ds.kind}; data.kind={cfg.kind} does not apply")

@@ -8,18 +8,22 @@
   error (it would do nothing). It is the same whether or not folds are used, and the same for
   every fold.
   Validation and folds are always cut from the remaining (training) part.
-* Without folds, ``val_fraction`` of *all* examples is then cut from the rest as validation.
+* Without folds, ``val_fraction`` of that training part (not of all examples: the official test
+  set does not count) is cut from it as validation, stratified by class for classification.
   With ``n_folds=k``, the rest is cut into k (stratified) folds and fold ``fold`` (default 0)
   is validation; the other k-1 folds are training.
 * ``n_train`` keeps only the first ``n_train`` training examples of a seeded, stratified shuffle
   (nested: a smaller ``n_train`` is a subset of a larger one), for tiny runs and to make
   overfitting visible. Validation and test do not change with ``n_train``.
 
-Everything is driven by ``split_seed``: the same seed gives identical splits.
+Everything is driven by ``split_seed``: the same seed gives identical splits. A split that the
+data are too few for is refused beforehand in reglab's terms (:func:`check_cut`): which part, how
+many examples it would get, and the ``data.*`` key to change.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Iterator
 
@@ -88,17 +92,37 @@ class Splits:
         return replace(self, train=scale(self.train), val=scale(self.val), test=scale(self.test))
 
 
-def _fail(ds: Dataset, cfg: DataConfig, exc: Exception) -> UserError:
+def _fail(ds: Dataset, cfg: DataConfig, why: str) -> UserError:
     detail = f"{len(ds)} examples"
     if ds.kind == "classification":
         counts = np.bincount(ds.y, minlength=ds.n_classes)
         counts = counts[counts > 0]
         detail += f", {len(counts)} classes, the smallest with {counts.min()}"
-    folds = f", n_folds={cfg.n_folds}" if cfg.n_folds else ""
+    folds = f", data.n_folds={cfg.n_folds}" if cfg.n_folds else ""
     return UserError(
-        f"dataset '{ds.name}' has too few examples for this split ({detail}; test_fraction="
-        f"{cfg.test_fraction}, val_fraction={cfg.val_fraction}{folds}): {str(exc).splitlines()[0]}"
+        f"dataset '{ds.name}' has too few examples for this split ({detail}; data.test_fraction="
+        f"{cfg.test_fraction}, data.val_fraction={cfg.val_fraction}{folds}): {why}"
     )
+
+
+def check_cut(ds: Dataset, cfg: DataConfig, index: np.ndarray, n_out: int, part: str, rest: str, key: str) -> None:
+    """Refuse to cut ``n_out`` of the examples ``index`` as ``part``, leaving the others as ``rest``,
+    when either would be empty or, stratified by class, smaller than the number of classes, or a
+    class has a single example; the message names ``key``, the setting to change."""
+    n_left = len(index) - n_out
+    why = None
+    if n_out < 1 or n_left < 1:
+        why = f"{part} would get {n_out} and {rest} {n_left} of {len(index)} examples"
+    elif ds.kind == "classification":
+        counts = np.bincount(ds.y[index])
+        counts = counts[counts > 0]
+        if counts.min() < 2:
+            why = f"a class has a single example among the {len(index)} to cut into {part} and {rest}"
+        elif min(n_out, n_left) < len(counts):
+            why = (f"{part} would get {n_out} and {rest} {n_left} examples, fewer than the {len(counts)} "
+                   "classes that each must hold")
+    if why is not None:
+        raise _fail(ds, cfg, f"{why}; change {key}")
 
 
 def make_splits(ds: Dataset, cfg: DataConfig) -> Splits:
@@ -109,11 +133,6 @@ def make_splits(ds: Dataset, cfg: DataConfig) -> Splits:
     seed = cfg.split_seed
     n = len(ds)
     classify = ds.kind == "classification"
-    if cfg.n_folds is None and cfg.val_fraction + cfg.test_fraction >= 1:
-        raise UserError(
-            f"data.val_fraction + data.test_fraction must be below 1, got "
-            f"{cfg.val_fraction} + {cfg.test_fraction}"
-        )
     official = ds.extra.get("official_test_index") if cfg.test_split == "official" else None
     if official is not None and cfg.test_fraction != DataConfig.model_fields["test_fraction"].default:
         raise UserError(
@@ -121,33 +140,36 @@ def make_splits(ds: Dataset, cfg: DataConfig) -> Splits:
             f"split, which data.test_split=official (the default) uses; set data.test_split=random to hold "
             f"out test_fraction of the examples instead"
         )
-    try:
-        if official is not None:
-            test = np.asarray(official)
-            rest = np.setdiff1d(np.arange(n), test)
-        else:
-            rest, test = train_test_split(
-                np.arange(n), test_size=cfg.test_fraction, random_state=seed,
-                stratify=ds.y if classify else None,
-            )  # fmt: skip
-        if cfg.n_folds is not None:
-            fold = cfg.fold or 0
-            kfold = StratifiedKFold if classify else KFold
-            splitter = kfold(cfg.n_folds, shuffle=True, random_state=seed)
-            parts = list(splitter.split(rest, ds.y[rest] if classify else None))
-            if any(len(p) == 0 for pair in parts for p in pair):
-                raise ValueError(f"cannot cut {len(rest)} examples into {cfg.n_folds} folds")
-            train_pos, val_pos = parts[fold]
-            train, val = rest[train_pos], rest[val_pos]
-        else:
-            n_val = max(1, int(round(cfg.val_fraction * n)))
-            train, val = train_test_split(
-                rest, test_size=n_val, random_state=seed, stratify=ds.y[rest] if classify else None
-            )
-    except ValueError as exc:
-        raise _fail(ds, cfg, exc) from None
-    if len(train) == 0:
-        raise _fail(ds, cfg, ValueError("no training examples left"))
+    if official is not None:
+        test = np.asarray(official)
+        rest = np.setdiff1d(np.arange(n), test)
+    else:
+        everything = np.arange(n)
+        n_test = math.ceil(cfg.test_fraction * n)  # scikit-learn's rounding of a fractional test size
+        check_cut(ds, cfg, everything, n_test, "the test split", "training", "data.test_fraction")
+        rest, test = train_test_split(
+            everything, test_size=n_test, random_state=seed, stratify=ds.y if classify else None,
+        )  # fmt: skip
+    if cfg.n_folds is not None:
+        fold = cfg.fold or 0
+        largest = np.bincount(ds.y[rest]).max() if classify else len(rest)
+        if cfg.n_folds > largest:
+            where = "examples in its largest class" if classify else "training examples"
+            raise _fail(ds, cfg, f"data.n_folds={cfg.n_folds} folds need at least as many {where} "
+                                 f"(there are {largest}); lower data.n_folds")
+        kfold = StratifiedKFold if classify else KFold
+        splitter = kfold(cfg.n_folds, shuffle=True, random_state=seed)
+        parts = list(splitter.split(rest, ds.y[rest] if classify else None))
+        if any(len(p) == 0 for pair in parts for p in pair):
+            raise _fail(ds, cfg, f"cannot cut {len(rest)} examples into {cfg.n_folds} folds; lower data.n_folds")
+        train_pos, val_pos = parts[fold]
+        train, val = rest[train_pos], rest[val_pos]
+    else:
+        n_val = max(1, int(round(cfg.val_fraction * len(rest))))
+        check_cut(ds, cfg, rest, n_val, "validation", "training", "data.val_fraction")
+        train, val = train_test_split(
+            rest, test_size=n_val, random_state=seed, stratify=ds.y[rest] if classify else None
+        )
     if cfg.n_train is not None:
         train = _subsample(train, ds, cfg)
     return Splits(

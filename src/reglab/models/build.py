@@ -3,7 +3,9 @@
 ``model.kind=custom`` calls the user's ``model.factory=package.module:function`` as
 ``function(input_shape, n_outputs)``; it must return an ``nn.Module`` mapping a batch shaped
 ``(N, *input_shape)`` to ``(N, n_outputs)``. The module is imported as Python would import it, with
-the current directory on the path (as ``python -m`` has it).
+the current directory on the path (as ``python -m`` has it): a config that names a factory runs
+that code, as any Python import does. Whatever the import, the call or a first forward pass raises
+is reported in one line that names the factory.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from torch import nn
 
 from reglab.config import ModelConfig
 from reglab.errors import UserError
+from reglab.memory import check_fits, model_bytes
 from reglab.models.dropout import CountedDropout
 
 ACTIVATIONS = {
@@ -83,8 +86,15 @@ def conv_stack(cfg: ModelConfig, input_shape: tuple[int, ...]) -> tuple[nn.Seque
     return stack.train(), width
 
 
+def first_line(exc: BaseException) -> str:
+    """``TypeName: the first line of the message`` of an exception."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
 def load_factory(text: str) -> Callable[..., nn.Module]:
-    """The function named by ``package.module:function``; a name that does not resolve is a UserError."""
+    """The function named by ``package.module:function``; a name that does not resolve, or a module
+    that fails while it is imported (importing runs its code), is a UserError naming the factory."""
     module_name, _, function_name = text.partition(":")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
@@ -92,6 +102,8 @@ def load_factory(text: str) -> Callable[..., nn.Module]:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise UserError(f"model.factory={text}: cannot import '{module_name}' ({exc})") from None
+    except (Exception, SystemExit) as exc:
+        raise UserError(f"model.factory={text}: importing '{module_name}' failed ({first_line(exc)})") from None
     function = getattr(module, function_name, None)
     if not callable(function):
         raise UserError(f"model.factory={text}: '{module_name}' has no function '{function_name}'")
@@ -99,20 +111,44 @@ def load_factory(text: str) -> Callable[..., nn.Module]:
 
 
 def custom_model(cfg: ModelConfig, input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
+    """``factory(input_shape, n_outputs)``, checked: whatever it raises (``SystemExit`` included)
+    and a result that is not an ``nn.Module`` are UserErrors naming the factory."""
     factory = load_factory(cfg.factory)
     if cfg.dropout > 0:
         raise UserError(f"model.dropout={cfg.dropout} (or reg=dropout) does not apply to model.kind=custom: "
                         "set model.dropout=0 and put dropout layers in your factory's model")
-    model = factory(tuple(input_shape), n_outputs)
+    try:
+        model = factory(tuple(input_shape), n_outputs)
+    except (Exception, SystemExit) as exc:
+        raise UserError(f"model.factory={cfg.factory} failed when called as {factory_call(input_shape, n_outputs)}: "
+                        f"{first_line(exc)}") from None
     if not isinstance(model, nn.Module):
-        raise UserError(f"model.factory={cfg.factory} returned a {type(model).__name__}, not a torch nn.Module")
+        raise UserError(f"model.factory={cfg.factory} returned a {type(model).__name__}, not a torch nn.Module "
+                        f"(it is called as {factory_call(input_shape, n_outputs)})")
     return model
 
 
+def factory_call(input_shape: tuple[int, ...], n_outputs: int) -> str:
+    return f"function({tuple(input_shape)}, {n_outputs})"
+
+
 def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
-    """A fresh model for inputs of ``input_shape`` (one example) and ``n_outputs`` outputs."""
+    """A fresh model for inputs of ``input_shape`` (one example) and ``n_outputs`` outputs. A
+    built-in one is first built on the ``meta`` device (shapes, no numbers) and refused when
+    training it would not fit in memory (:mod:`reglab.memory`)."""
     if cfg.kind == "custom":
         return custom_model(cfg, input_shape, n_outputs)
+    with torch.device("meta"):
+        parameters = sum(p.numel() for p in builtin_model(cfg, input_shape, n_outputs).parameters())
+    sizes = {"linear": "", "mlp": f" model.hidden={cfg.hidden}",
+             "cnn": f" model.channels={cfg.channels} model.dense={cfg.dense}"}[cfg.kind]
+    check_fits(model_bytes(parameters), f"model.kind={cfg.kind}{sizes} ({parameters:,} parameters for inputs "
+               f"{tuple(input_shape)})", "make the model smaller")
+    return builtin_model(cfg, input_shape, n_outputs)
+
+
+def builtin_model(cfg: ModelConfig, input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
+    """A linear, mlp or cnn model on the current default device."""
     flat = 1
     for size in input_shape:
         flat *= int(size)
@@ -126,17 +162,18 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], n_outputs: int) 
     return Net(features, body, nn.Linear(width, n_outputs))
 
 
-def check_input(model: nn.Module, input_shape: tuple[int, ...], n_outputs: int) -> None:
-    """Run one dummy example through the model; a shape error becomes a UserError."""
+def check_input(model: nn.Module, input_shape: tuple[int, ...], n_outputs: int, factory: str | None = None) -> None:
+    """Run two dummy examples through the model; whatever goes wrong (an error, an output that is
+    not a tensor of shape ``(2, n_outputs)``) is a UserError, naming ``factory`` when a user's
+    factory built the model."""
+    who = f"the model of model.factory={factory}" if factory else "the model"
     try:
         with torch.no_grad():
             out = model.eval()(torch.zeros(2, *input_shape))
-    except RuntimeError as exc:
-        raise UserError(
-            f"the model does not fit the data's input shape {tuple(input_shape)}: "
-            f"{str(exc).splitlines()[0]}"
-        ) from None
+    except (Exception, SystemExit) as exc:
+        raise UserError(f"{who} does not fit the data's input shape {tuple(input_shape)}: "
+                        f"{first_line(exc) if factory else str(exc).splitlines()[0]}") from None
+    if not isinstance(out, torch.Tensor):
+        raise UserError(f"{who} returns a {type(out).__name__}, not a tensor")
     if out.shape != (2, n_outputs):
-        raise UserError(f"the model returns shape {tuple(out.shape[1:])}, the data needs ({n_outputs},)")
-
-
+        raise UserError(f"{who} returns shape {tuple(out.shape[1:])}, the data needs ({n_outputs},)")

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import yaml
-
+from reglab.bounded import load_yaml
 from reglab.errors import UserError
 from reglab.report.analysis import Analysis, analyse
 from reglab.report.html import render
@@ -50,7 +49,7 @@ def load_records(targets: Sequence[str | Path], storage: str | None = None) -> t
         from reglab.study.records import load_study
 
         spec, records = load_study((storage, str(targets[0])) if storage else Path(targets[0]))
-        spec.setdefault("published", (yaml.safe_load(spec.get("recipe_yaml") or "") or {}).get("published"))
+        spec.setdefault("published", (load_yaml(spec.get("recipe_yaml") or "", "the study's recipe") or {}).get("published"))
         return spec, records
     return records_from_runs(targets)
 
@@ -76,8 +75,11 @@ def write_report(spec: dict, records: list, out: str | Path) -> ReportResult:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out '{out}' exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".report-", dir=out))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=".report-", dir=out))
+    except OSError as exc:
+        raise UserError(f"cannot write the report to '{out}': {exc.strerror}") from None
     try:
         plots = make_plots(analysis, scratch / "plots")
         write_tables(analysis, scratch)

@@ -29,6 +29,7 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
+from reglab.bounded import MAX_JSON_BYTES, load_json, read_bounded
 from reglab.errors import UserError
 from reglab.study.choose import choose_point, one_per_key
 from reglab.study.points import trial_plan
@@ -143,8 +144,8 @@ def locate(target: str | Path | tuple[str, str]) -> tuple[str, str]:
     if (folder / "storage.json").is_file():
         path = folder / "storage.json"
         try:
-            where = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            where = load_json(read_bounded(path, MAX_JSON_BYTES, "damaged"), str(path))
+        except json.JSONDecodeError as exc:
             raise UserError(f"{path} is damaged (not valid JSON: {exc})") from None
         if not (isinstance(where, dict) and isinstance(where.get("storage"), str)
                 and isinstance(where.get("name"), str)):

@@ -23,8 +23,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from reglab.bounded import load_yaml
 from reglab.config import Config, apply_overrides, parse_override, read_yaml, recipe_path, validate
 from reglab.errors import UserError
 from reglab.study.grid import RESERVED_KEYS, parse_grid, parse_seeds
@@ -104,7 +103,7 @@ def fold_list(spec: dict[str, Any]) -> list[int | None]:
 def config_for(spec: dict[str, Any], values: dict[str, Any], seed: int, fold: int | None) -> Config:
     """The config of one run: recipe, then base overrides, then the point's values, then the
     seed and (with CV) ``data.n_folds``/``data.fold``."""
-    tree = yaml.safe_load(spec["recipe_yaml"]) or {}
+    tree = load_yaml(spec["recipe_yaml"], "the study's recipe") or {}
     tree.setdefault("name", spec["recipe"])
     pairs = [parse_override(o) for o in spec["overrides"]] + list(values.items()) + [("seed", seed)]
     if fold is not None:

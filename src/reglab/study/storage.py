@@ -19,6 +19,7 @@ guarantee from Optuna's ``SELECT … FOR UPDATE``).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import time
 import warnings
@@ -61,11 +62,37 @@ def shown_url(url: str) -> str:
 
 
 def without_password(url: str) -> str:
-    """The URL with its password left out, for files: PostgreSQL then takes the password from
-    ``PGPASSWORD`` or ``~/.pgpass`` (libpq's standard places)."""
+    """The URL with its password left out (after the user name, or as ``?password=`` in the query),
+    for files: PostgreSQL then takes the password from ``PGPASSWORD`` or ``~/.pgpass`` (libpq's
+    standard places)."""
     u = sqlalchemy.engine.make_url(url)
-    bare = sqlalchemy.engine.URL.create(u.drivername, u.username, None, u.host, u.port, u.database, u.query)
+    query = {k: v for k, v in u.query.items() if k.lower() != "password"}
+    bare = sqlalchemy.engine.URL.create(u.drivername, u.username, None, u.host, u.port, u.database, query)
     return bare.render_as_string(hide_password=False)
+
+
+# A bare ``postgresql://`` takes the first of these drivers that is installed (SQLAlchemy 2.1 would
+# take psycopg 3 alone); each with the package that installs it, for the hint when none is.
+POSTGRES_DRIVERS = {"psycopg2": "reglab[postgres]", "psycopg": "psycopg[binary]"}
+
+
+def with_driver(url: str) -> str:
+    """``url`` with a bare ``postgresql://`` given the installed PostgreSQL driver; others unchanged."""
+    u = sqlalchemy.engine.make_url(url)
+    if u.drivername != "postgresql":
+        return url
+    installed = [d for d in POSTGRES_DRIVERS if importlib.util.find_spec(d) is not None]
+    return u.set(drivername=f"postgresql+{installed[0]}").render_as_string(hide_password=False) if installed else url
+
+
+def driver_hint(url: str) -> str:
+    """What to install for the driver that ``url`` names."""
+    u = sqlalchemy.engine.make_url(url)
+    if u.get_backend_name() != "postgresql":
+        return f"install the Python package of the '{u.drivername}' driver"
+    driver = u.drivername.partition("+")[2] or "psycopg"
+    package = POSTGRES_DRIVERS.get(driver)
+    return f"pip install '{package}'" if package else f"install the Python package '{driver}'"
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -133,11 +160,13 @@ def open_storage(url: str, heartbeat: int | None = None, grace: int | None = Non
     refusing server (within ``CONNECT_TIMEOUT`` seconds), or, with ``must_exist``, an SQLite file
     that is not there."""
     try:
+        url = with_driver(url)
         kwargs = engine_kwargs(url)
         path = sqlite_file(url)
-    except sqlalchemy.exc.ArgumentError:
-        raise UserError(f"storage '{shown_url(url)}' is not a database URL (e.g. sqlite:///study.db or "
-                        "postgresql+psycopg2://user:pass@host:5432/db)") from None
+    except (sqlalchemy.exc.ArgumentError, ValueError) as exc:
+        why = f" ({redact(str(exc))})" if isinstance(exc, ValueError) else ""
+        raise UserError(f"storage '{shown_url(url)}' is not a database URL{why} (e.g. sqlite:///study.db or "
+                        "postgresql://user@host:5432/db)") from None
     if path is not None:
         if must_exist and not path.is_file():
             raise UserError(f"no study database at {path}")
@@ -148,11 +177,12 @@ def open_storage(url: str, heartbeat: int | None = None, grace: int | None = Non
         storage = create_storage(url, kwargs, interval, period)
     except ImportError as exc:
         raise UserError(f"storage '{shown_url(url)}' needs a database driver that is not installed "
-                        f"({exc.__cause__ or exc}); for PostgreSQL: pip install 'reglab[postgres]'") from None
+                        f"({exc.__cause__ or exc}): {driver_hint(url)}") from None
     except (sqlalchemy.exc.SQLAlchemyError, ValueError) as exc:
         first = redact(str(getattr(exc, "orig", None) or exc).strip().splitlines()[0])
         hint = ""
-        if "password" in first and sqlalchemy.engine.make_url(url).password is None:
+        parsed = sqlalchemy.engine.make_url(url)
+        if "password" in first and parsed.password is None and "password" not in parsed.query:
             hint = " (the URL holds no password: set PGPASSWORD or put it in ~/.pgpass)"
         raise UserError(f"cannot open storage '{shown_url(url)}': {first}{hint}") from None
     if path is not None:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -29,8 +31,11 @@ from reglab.study.storage import default_url, heartbeat_settings, open_storage, 
 from reglab.study.tpe import distributions
 from reglab.study.worker import Worker
 from reglab.train.batched import vectorizable
+from reglab.train.threads import cores
 
 Echo = Callable[[str], None]
+WORKERS_PER_CORE = 4  # --workers above this many per usable core needs --force-workers
+STUDY_PARTS = ("runs", "workers", "study.db", "storage.json")  # each must stay inside the study folder
 
 
 @dataclass
@@ -77,15 +82,17 @@ def sweep(recipe: str, overrides: list[str], grids: list[str], seeds: str = "0",
           search: str = "grid", trials: int | None = None, storage_url: str | None = None, workers: int = 1,
           name: str | None = None, studies_dir: Path = Path("studies"), batch: int = 16,
           heartbeat: int | None = None, grace: int | None = None, echo: Echo = print,
-          max_runs: int | None = None) -> SweepResult:
+          max_runs: int | None = None, force_workers: bool = False) -> SweepResult:
     """Create or resume the study and work on it."""
-    if workers < 0:
-        raise UserError(f"--workers must be 0 or more, got {workers}")
+    check_workers(workers, force_workers)
     if batch < 1:
         raise UserError(f"--batch must be at least 1, got {batch}")
     heartbeat, grace = heartbeat_settings(heartbeat, grace)
     if name is not None:
         check_name(name, "study name")
+    if storage_url is not None and in_memory(storage_url) and workers != 1:
+        raise UserError(f"storage '{shown_url(storage_url)}' lives in this process's memory only: it works with --workers 1, "
+                        "not with other worker processes (use a file, e.g. sqlite:///study.db)")
     storage = open_storage(storage_url, heartbeat, grace) if storage_url else None  # fail fast
     spec = make_spec(recipe, overrides, grids, seeds, cv, search, trials, MAX_RUNS if max_runs is None else max_runs)
     grid_points(spec)  # every point's config is valid
@@ -93,13 +100,14 @@ def sweep(recipe: str, overrides: list[str], grids: list[str], seeds: str = "0",
         distributions(spec)
     if name is None:
         name = check_name(default_name(spec), "study name (from the recipe's file name; pass --name)")
-    folder = inside(Path(studies_dir), name)
-    if storage is None:
-        make_folder(folder)
-        storage = open_storage(default_url(folder), heartbeat, grace)
-    study, created = create_or_resume(storage, name, spec, echo)
-    if storage_url is not None:
-        write_location(folder, storage_url, name)
+    folder = study_folder(Path(studies_dir), name)
+    with removed_if_unfinished(folder):
+        if storage is None:
+            make_folder(folder)
+            storage = open_storage(default_url(folder), heartbeat, grace)
+        study, created = create_or_resume(storage, name, spec, echo)
+        if storage_url is not None:
+            write_location(folder, storage_url, name)
     study_id, total = storage.get_study_id_from_name(name), study.user_attrs["total"]
     counts = progress(storage, study_id, spec, total)
     echo(f"study '{name}' created: {describe_plan(spec, total)}" if created else
@@ -124,6 +132,54 @@ def sweep(recipe: str, overrides: list[str], grids: list[str], seeds: str = "0",
         echo("stopped; the running trials went back to the queue: rerun the same command to resume")
         raise
     return SweepResult(name, folder, report_end(storage, study, spec, folder, echo))
+
+
+def check_workers(workers: int, force: bool) -> None:
+    """``--workers`` is 0 or more, and at most :data:`WORKERS_PER_CORE` × the usable cores unless
+    forced: each worker is a process holding its own models and data."""
+    if workers < 0:
+        raise UserError(f"--workers must be 0 or more, got {workers}")
+    limit = WORKERS_PER_CORE * cores()
+    if workers > limit and not force:
+        raise UserError(f"--workers {workers} is more than {limit} ({WORKERS_PER_CORE} × the {cores()} usable "
+                        "cores), and each worker is a process with its own models and data; pass --force-workers "
+                        "to start them anyway")
+
+
+def in_memory(url: str) -> bool:
+    """An SQLite URL of an in-memory database (``sqlite://``, ``sqlite:///:memory:``)."""
+    return url.startswith("sqlite:") and (url.rstrip("/") in ("sqlite:", "sqlite:/", "sqlite://")
+                                          or url.endswith(":memory:") or "mode=memory" in url)
+
+
+def study_folder(studies_dir: Path, name: str) -> Path:
+    """``studies_dir/name``, refused when it or one of its parts (``runs``, ``workers``,
+    ``study.db``, ``storage.json``) is a link that leads out of it."""
+    folder = inside(studies_dir, name)
+    for part in STUDY_PARTS:
+        inside(folder, part)
+    return folder
+
+
+@contextmanager
+def removed_if_unfinished(folder: Path):
+    """Around the creation of a study: if it fails (a full disk, a read-only folder, a refused
+    spec), the study folder, or the ``study.db`` and ``storage.json`` made inside an existing one,
+    are removed, so nothing half-made is left behind. An existing study is never touched, and an
+    interrupted creation (Ctrl-C) is kept: the same command completes its queue."""
+    made_folder = not folder.exists()
+    made = [folder / p for p in ("study.db", "storage.json") if not (folder / p).exists()]
+    try:
+        yield
+    except Exception:
+        if made_folder:
+            shutil.rmtree(folder, ignore_errors=True)
+        else:
+            for path in made:
+                for leftover in (path, path.with_name(path.name + "-journal")):
+                    with suppress(OSError):
+                        leftover.unlink()
+        raise
 
 
 def make_folder(folder: Path) -> None:
@@ -179,7 +235,7 @@ def work(name: str, storage_url: str | None, studies_dir: Path, batch: int, hear
          grace: int | None, echo: Echo = print) -> int:
     """``reglab worker``: join the study and train until nothing is left; trials finished here."""
     check_name(name, "study name")
-    folder = inside(Path(studies_dir), name)
+    folder = study_folder(Path(studies_dir), name)
     url = storage_url or default_url(folder)
     storage = open_storage(url, heartbeat, grace, must_exist=storage_url is None)
     signal.signal(signal.SIGTERM, interrupt)
@@ -195,7 +251,8 @@ def interrupt(signum, frame) -> None:
 
 
 def list_studies(storage_url: str | None, studies_dir: Path) -> list[dict[str, Any]]:
-    """One row per study: name, recipe, search, done/failed/running/waiting/total, where."""
+    """One row per study: name, recipe, search, done/failed/running/waiting/total, where. A study
+    deleted while it is listed is left out."""
     if storage_url is not None:
         places = [(storage_url, None)]
     else:
@@ -208,9 +265,12 @@ def list_studies(storage_url: str | None, studies_dir: Path) -> list[dict[str, A
                 continue
             if "spec" not in summary.user_attrs:
                 continue
-            study, spec = open_study(storage, summary.study_name)
-            study_id = storage.get_study_id_from_name(summary.study_name)
-            counts = progress(storage, study_id, spec, study.user_attrs.get("total", 0))
+            try:
+                study, spec = open_study(storage, summary.study_name)
+                study_id = storage.get_study_id_from_name(summary.study_name)
+                counts = progress(storage, study_id, spec, study.user_attrs.get("total", 0))
+            except (KeyError, UserError):  # deleted (by another user of the storage) while it was listed
+                continue
             rows.append({"name": summary.study_name, "recipe": spec["recipe"], "search": spec["search"],
                          **counts, "where": str(folder) if folder else shown_url(url)})
     return rows

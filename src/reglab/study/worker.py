@@ -16,7 +16,8 @@ Each loop iteration
 
 A worker stops when no trial is waiting or running. While only other workers' trials run, it
 waits and keeps checking for stale ones, so a killed worker's trial is picked up and rerun.
-Interrupted (Ctrl-C, SIGTERM), it puts its claimed trials back in the queue.
+Interrupted (Ctrl-C, SIGTERM), or stopped by a failing machine (a full disk), it puts its claimed
+trials back in the queue.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import signal
 import socket
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Callable
 
@@ -95,7 +96,7 @@ def interrupts_deferred():
 def holding(storage: RDBStorage, trial_ids: list[int], claim_them: bool = True):
     """Claim the trials (skipping those another worker won; ``claim_them=False`` for trials already
     ours), record their heartbeats while the block trains, and put them back in the queue if it is
-    interrupted. Yields the ids held."""
+    interrupted or fails. Yields the ids held."""
     held: list[int] = []
     beats: Heartbeats | None = None
     try:
@@ -103,11 +104,12 @@ def holding(storage: RDBStorage, trial_ids: list[int], claim_them: bool = True):
             held = [i for i in trial_ids if not claim_them or claim(storage, i)]
             beats = Heartbeats(storage, held)
         yield held
-    except (KeyboardInterrupt, SystemExit):
+    except BaseException:  # interrupted, or the machine failed (a full disk): the trials go back
         if beats is not None:
             beats.stop()
         for trial_id in held:
-            release(storage, trial_id)
+            with suppress(Exception):  # a storage that cannot be written: the grace period frees them
+                release(storage, trial_id)
         raise
     finally:
         if beats is not None:

@@ -37,7 +37,7 @@ class SupervisedTask:
         self.kind = splits.kind
         self.classify = splits.kind == "classification"
         self.model = build_model(config.model, splits.input_shape, splits.n_outputs)
-        check_input(self.model, splits.input_shape, splits.n_outputs)
+        check_input(self.model, splits.input_shape, splits.n_outputs, config.model.factory)
         self.model.to(device)
         self.plan = plan_of(config)
         self.optimizer = build_optimizer(self.model, self.plan)

@@ -22,6 +22,7 @@ the models still training as failed.
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from typing import Callable, Protocol
@@ -29,6 +30,7 @@ from typing import Callable, Protocol
 from torch import Tensor
 
 from reglab.config import Config
+from reglab.errors import environment_problem
 from reglab.progress import Progress
 from reglab.runs import Run, RunFolder
 from reglab.train.experiment import Experiment, prepare
@@ -75,6 +77,8 @@ def train_stack(stack: Stack, progress: bool | None) -> None:
     try:
         epochs_loop(stack, progress)
     except BaseException as exc:
+        if environment_problem(exc) is not None:
+            raise  # the machine's failure (a full disk), not the models': see train_members
         for member in members:
             if member.result is None:
                 member.tracker.fail(f"{type(exc).__name__}: {exc}", None)
@@ -100,12 +104,16 @@ def epochs_loop(stack: Stack, progress: bool | None) -> None:
                     ended = member.tracker.end_epoch(epoch, stack.steps, losses[i], metrics[i])
                     (ending if ended or epoch == config.train.epochs else keep).append(i)
                 except Exception as exc:  # this model's failure ends this model only
+                    if environment_problem(exc) is not None:
+                        raise
                     member.tracker.fail(f"{type(exc).__name__}: {exc}", epoch)
             seconds = time.perf_counter() - started  # the stack's time to the end of this epoch
             for i in ending:
                 try:
                     stack.members[i].tracker.finish(seconds, size)
                 except Exception as exc:
+                    if environment_problem(exc) is not None:
+                        raise
                     stack.members[i].tracker.fail(f"{type(exc).__name__}: {exc}", epoch)
             tracker = stack.members[0].tracker
             bar.update(tracker.progress_info() if alone and tracker.history else f"{len(keep)} of {size} training")
@@ -118,11 +126,21 @@ def epochs_loop(stack: Stack, progress: bool | None) -> None:
 
 
 def train_members(members: list[Member], root: str | Path | None, progress: bool | None) -> None:
-    """Build the members' stack, create their run folders and train them; each ends with its result."""
+    """Build the members' stack, create their run folders and train them; each ends with its result.
+    When the machine fails them (a full disk, a read-only place), the folders of the runs not yet
+    finished are removed, which also frees the space they took, and the error is raised: no run is
+    marked failed for it, and none is left half-written."""
     stack = stack_of(members)
-    for member in members:
-        member.tracker.folder = RunFolder.create(member.exp.config, member.exp.device, root)
-    train_stack(stack, progress)
+    try:
+        for member in members:
+            member.tracker.folder = RunFolder.create(member.exp.config, member.exp.device, root)
+        train_stack(stack, progress)
+    except Exception as exc:
+        if environment_problem(exc) is not None:
+            for member in members:
+                if member.result is None and member.tracker.folder is not None:
+                    shutil.rmtree(member.tracker.folder.path, ignore_errors=True)
+        raise
 
 
 def run(config: Config, root: str | Path | None = None, progress: bool | None = None) -> Run:
@@ -135,10 +153,13 @@ def run(config: Config, root: str | Path | None = None, progress: bool | None = 
 
 
 def run_or_fail(config: Config, root: str | Path | None = None, progress: bool | None = None) -> Run:
-    """:func:`run`, with an exception turned into a failed result: one run's failure is its own."""
+    """:func:`run`, with an exception turned into a failed result: one run's failure is its own.
+    A full disk or a read-only place is the machine's failure, not the run's: it is raised."""
     try:
         return run(config, root, progress)
     except Exception as exc:
+        if environment_problem(exc) is not None:
+            raise
         return Run.failed(exc)
 
 
