@@ -117,27 +117,31 @@ def epochs_loop(stack: Stack, progress: bool | None) -> None:
         bar.close()
 
 
-def train_members(members: list[Member], root: str | Path | None, progress: bool | None) -> None:
-    """Build the members' stack, create their run folders and train them; each ends with its result."""
+def train_members(members: list[Member], root: str | Path | None, progress: bool | None,
+                  publish: bool = True) -> None:
+    """Build the members' stack, create their run folders and train them; each ends with its result.
+    ``publish=False`` leaves each finished folder under its ``.partial`` name (``runs.publish``)."""
     stack = stack_of(members)
     for member in members:
-        member.tracker.folder = RunFolder.create(member.exp.config, member.exp.device, root)
+        member.tracker.folder = RunFolder.create(member.exp.config, member.exp.device, root, publish)
     train_stack(stack, progress)
 
 
-def run(config: Config, root: str | Path | None = None, progress: bool | None = None) -> RunResult:
+def run(config: Config, root: str | Path | None = None, progress: bool | None = None,
+        publish: bool = True) -> RunResult:
     """Train one config as a stack of one and write its run folder. User errors surface before any
     folder exists; a failure in training gives a failed result, its reason in ``summary.json``."""
     use_free_cores()
     member = Member.of(prepare(config))
-    train_members([member], root, progress)
+    train_members([member], root, progress, publish)
     return member.result
 
 
-def run_or_fail(config: Config, root: str | Path | None = None, progress: bool | None = None) -> RunResult:
+def run_or_fail(config: Config, root: str | Path | None = None, progress: bool | None = None,
+                publish: bool = True) -> RunResult:
     """:func:`run`, with an exception turned into a failed result: one run's failure is its own."""
     try:
-        return run(config, root, progress)
+        return run(config, root, progress, publish)
     except Exception as exc:
         return RunResult.failed(exc)
 

@@ -164,7 +164,7 @@ def summarize(exp: Experiment, folder: RunFolder | None, status: dict[str, Any],
         summary.update(exp.task.final_metrics(exp.tensors))
     if folder is not None and history and cfg.train.plots:
         try:
-            write_plots(exp, folder.path / "plots", history, summary)
+            write_plots(exp, folder.where / "plots", history, summary)
         except Exception as exc:
             if status["status"] == "ok":
                 raise
