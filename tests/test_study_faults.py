@@ -215,7 +215,7 @@ def test_four_workers_survive_a_postgres_restart(tmp_path):
     workers = [worker(url, name, tmp_path / "studies", "--batch", "2") for _ in range(4)]
     try:
         study_id = storage.get_study_id_from_name(name)
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300
         while not storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.COMPLETE,)):
             assert time.monotonic() < deadline
             time.sleep(0.2)

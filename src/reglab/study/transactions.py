@@ -30,6 +30,7 @@ from __future__ import annotations
 import datetime
 import json
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import sqlalchemy
@@ -147,6 +148,37 @@ def fill_queue(storage: RDBStorage, study_id: int, plan: Callable[[], list[dict[
         add_trials(session, study_id, missing)
         set_study_attr(session, study_id, "enqueued", True)
         return len(missing)
+
+
+@dataclass
+class Waiting:
+    """A waiting trial as a worker needs it: ids, user attributes, params (external values)."""
+
+    trial_id: int
+    number: int
+    user_attrs: dict[str, Any]
+    params: dict[str, Any]
+
+
+def waiting(storage: RDBStorage, study_id: int) -> list[Waiting]:
+    """The study's WAITING trials in number order, read in three queries (Optuna's
+    ``get_all_trials`` also reads every value, intermediate value and system attribute)."""
+    with transaction(storage) as session:
+        rows = session.execute(sqlalchemy.select(models.TrialModel.trial_id, models.TrialModel.number)
+                               .where(models.TrialModel.study_id == study_id,
+                                      models.TrialModel.state == TrialState.WAITING)
+                               .order_by(models.TrialModel.number)).all()
+        trials = {trial_id: Waiting(trial_id, number, {}, {}) for trial_id, number in rows}
+        if not trials:
+            return []
+        for attr in session.scalars(sqlalchemy.select(models.TrialUserAttributeModel)
+                                    .where(models.TrialUserAttributeModel.trial_id.in_(list(trials)))):
+            trials[attr.trial_id].user_attrs[attr.key] = json.loads(attr.value_json)
+        for param in session.scalars(sqlalchemy.select(models.TrialParamModel)
+                                     .where(models.TrialParamModel.trial_id.in_(list(trials)))):
+            dist = json_to_distribution(param.distribution_json)
+            trials[param.trial_id].params[param.param_name] = dist.to_external_repr(param.param_value)
+        return list(trials.values())
 
 
 def now(session: orm.Session) -> datetime.datetime:

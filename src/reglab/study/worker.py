@@ -44,6 +44,7 @@ from optuna.trial import FrozenTrial, TrialState
 from reglab.errors import UserError
 from reglab.runs import publish
 from reglab.study import tpe, transactions
+from reglab.study.transactions import Waiting
 from reglab.study.execute import train_all
 from reglab.study.points import describe
 from reglab.study.queue import complete_queue, open_study
@@ -161,7 +162,7 @@ class Worker:
         while True:
             self.db(lambda: transactions.fail_stale(self.storage, self.study_id, self.storage.grace_period))
             filled = filled or self.db(lambda: complete_queue(self.storage, self.study, self.spec, self.echo))
-            waiting = self.db(lambda: self.trials(TrialState.WAITING))
+            waiting = self.db(lambda: transactions.waiting(self.storage, self.study_id))
             if waiting:
                 self.run_waiting(waiting)
             elif not filled or self.db(lambda: self.trials(TrialState.RUNNING)):
@@ -180,11 +181,11 @@ class Worker:
     def trials(self, *states: TrialState) -> list[FrozenTrial]:
         return self.storage.get_all_trials(self.study_id, deepcopy=False, states=states or None)
 
-    def claim(self, trials: list[FrozenTrial], limit: int) -> list[int]:
-        ids = [t._trial_id for t in trials]
+    def claim(self, trials: list[Waiting], limit: int) -> list[int]:
+        ids = [t.trial_id for t in trials]
         return self.db(lambda: transactions.claim(self.storage, ids, limit, identity()))
 
-    def run_waiting(self, waiting: list[FrozenTrial]) -> None:
+    def run_waiting(self, waiting: list[Waiting]) -> None:
         if self.spec["search"] == "tpe":
             self.run_tpe_trial(waiting)
             return
@@ -192,13 +193,13 @@ class Worker:
         group = [t for t in waiting if t.user_attrs["group"] == start.user_attrs["group"]]
         at = group.index(start)
         group = group[at:] + group[:at]  # from a random trial on, so that workers spread over the list
-        def config_of(t: FrozenTrial):
+        def config_of(t: Waiting):
             return config_for(self.spec, t.user_attrs["point"], t.user_attrs["seed"], t.user_attrs["fold"])
 
         reason = vectorizable([config_of(t) for t in group[: self.batch]]) if len(group) > 1 and self.batch > 1 else None
         limit = 1 if reason is not None else self.batch
         with holding(self.storage, lambda: self.claim(group, limit)) as held:
-            claimed = [t for t in group if t._trial_id in held]
+            claimed = [t for t in group if t.trial_id in held]
             if not claimed:
                 return
             self.say_path(len(claimed), reason)
@@ -236,14 +237,14 @@ class Worker:
         value = out["summary"].get(self.spec["metric"]) if out["status"] == "ok" else None
         return value if value is not None and math.isfinite(value) else None
 
-    def complete(self, trials: list[FrozenTrial], outcomes: list[dict[str, Any]]) -> None:
+    def complete(self, trials: list[Waiting], outcomes: list[dict[str, Any]]) -> None:
         """Store the outcomes in one transaction, then give their run folders their final names."""
         rows = []
         for trial, out in zip(trials, outcomes):
             value = self.objective(out)
             if out["status"] == "ok" and value is None:
                 out.update(status="failed", reason=f"the run reported no finite {self.spec['metric']}")
-            rows.append((trial._trial_id, out, value, learning_curve([out], self.spec["metric"])))
+            rows.append((trial.trial_id, out, value, learning_curve([out], self.spec["metric"])))
         with interrupts_deferred():
             stored = self.db(lambda: transactions.finish(self.storage, rows))
             for out, kept in zip(outcomes, stored):
@@ -261,7 +262,7 @@ class Worker:
             took = f" ({seconds:.1f} s)" if seconds is not None else ""
             self.echo(f"{attrs['label']} seed {attrs['seed']}{fold}: {result}{took}")
 
-    def run_tpe_trial(self, waiting: list[FrozenTrial]) -> None:
+    def run_tpe_trial(self, waiting: list[Waiting]) -> None:
         """Claim one waiting trial, give it the point TPE proposes (a retry keeps its own), and
         train that point on every seed × fold; its value is the mean objective."""
         spec = self.spec
@@ -269,8 +270,8 @@ class Worker:
         with holding(self.storage, lambda: self.claim(waiting, 1)) as held:
             if not held:
                 return
-            trial = next(t for t in waiting if t._trial_id == held[0])
-            params = trial.params or self.db(lambda: tpe.propose(self.study, spec, trial._trial_id, trial.number))
+            trial = next(t for t in waiting if t.trial_id == held[0])
+            params = trial.params or self.db(lambda: tpe.propose(self.study, spec, trial.trial_id, trial.number))
             try:
                 point = describe(params, config_for(spec, params, *runs[0]))
                 configs = [config_for(spec, point.values, s, f) for s, f in runs]
@@ -284,13 +285,13 @@ class Worker:
                 out.update(seed=seed, fold=fold)
             self.finish_tpe(trial, attrs, outcomes, None)
 
-    def finish_tpe(self, trial: FrozenTrial, attrs: dict[str, Any], outcomes: list[dict], error: str | None) -> None:
+    def finish_tpe(self, trial: Waiting, attrs: dict[str, Any], outcomes: list[dict], error: str | None) -> None:
         values = [self.objective(o) for o in outcomes]
         failed = next((o for o, v in zip(outcomes, values) if v is None), None)
         reason = error or (f"seed {failed['seed']}: {failed['reason']}" if failed else None)
         value = None if reason else sum(values) / len(values)
         status = {"status": "failed" if reason else "ok", "reason": reason}
-        row = (trial._trial_id, {**attrs, **status, "runs": outcomes}, value, learning_curve(outcomes, self.spec["metric"]))
+        row = (trial.trial_id, {**attrs, **status, "runs": outcomes}, value, learning_curve(outcomes, self.spec["metric"]))
         with interrupts_deferred():
             (kept,) = self.db(lambda: transactions.finish(self.storage, [row]))
             for out in outcomes if kept else []:
