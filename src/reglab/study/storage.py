@@ -200,8 +200,9 @@ def open_storage(url: str, heartbeat: int | None = None, grace: int | None = Non
     except ImportError as exc:
         raise UserError(f"storage '{shown_url(url)}' needs a database driver that is not installed "
                         f"({exc.__cause__ or exc}); for PostgreSQL: pip install 'reglab[postgres]'") from None
-    except (sqlalchemy.exc.SQLAlchemyError, ValueError) as exc:
-        first = redact(str(getattr(exc, "orig", None) or exc).strip().splitlines()[0])
+    except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError, ValueError) as exc:
+        cause = exc.__cause__ if isinstance(exc, optuna.exceptions.StorageInternalError) and exc.__cause__ else exc
+        first = redact(str(getattr(cause, "orig", None) or cause).strip().splitlines()[0])
         hint = ""
         if "password" in first and sqlalchemy.engine.make_url(url).password is None:
             hint = " (the URL holds no password: set PGPASSWORD or put it in ~/.pgpass)"
