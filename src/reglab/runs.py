@@ -289,6 +289,9 @@ def run_folders(targets: Iterable[str | Path]) -> list[Path]:
             found[path] = None
             continue
         below = sorted(p.parent for p in path.glob("**/summary.json") if is_run_folder(p.parent))
+        if not below and any(path.glob(f"**/*{PARTIAL}/summary.json")):
+            raise UserError(f"'{path}' holds only unfinished run folders (named *{PARTIAL}: their writer was "
+                            "killed, or is still at work)")
         if not below:
             raise UserError(f"'{path}' is neither a run folder nor a folder holding run folders")
         found.update(dict.fromkeys(below))
