@@ -198,8 +198,9 @@ def test_four_identical_runs_at_once_all_succeed(tmp_path):
 
 
 def test_the_loser_of_a_race_for_a_run_folder_takes_the_next_name(tmp_path, monkeypatch, capsys):
-    """The race replayed in one process: another run creates the same folder (same second, same
-    config, same seed) just after this one looked, so looking first cannot help; creating can."""
+    """The race replayed in one process: another run (same second, same config, same seed) creates
+    the same folder, still being written under its ``.partial`` name, just after this one looked, so
+    looking first cannot help; creating can."""
     import pathlib
 
     import reglab.runs
@@ -209,13 +210,16 @@ def test_the_loser_of_a_race_for_a_run_folder_takes_the_next_name(tmp_path, monk
     strftime = time.strftime
     monkeypatch.setattr(time, "strftime", lambda fmt, *t: "20260101-000000" if fmt == "%Y%m%d-%H%M%S" else strftime(fmt, *t))
     name = f"20260101-000000_{reglab.runs.config_hash(load_config('ridge-gd', TINY))}_s0"
-    (tmp_path / "runs" / "ridge-gd" / name).mkdir(parents=True)  # the other process was first
+    other = tmp_path / "runs" / "ridge-gd" / f"{name}.partial"
+    other.mkdir(parents=True)  # the other process was first
     real_exists = pathlib.Path.exists
-    monkeypatch.setattr(pathlib.Path, "exists", lambda self: False if self.name == name else real_exists(self))
+    monkeypatch.setattr(pathlib.Path, "exists",
+                        lambda self: False if self.name in (name, other.name) else real_exists(self))
     code, out, err = cli(monkeypatch, capsys, "run", "ridge-gd", *TINY)
     assert code == 0, err
     assert (tmp_path / "runs" / "ridge-gd" / f"{name}-2" / "summary.json").is_file()
-    assert list((tmp_path / "runs" / "ridge-gd" / name).iterdir()) == []  # the other run's folder is its own
+    assert list(other.iterdir()) == []  # the other run's folder is its own
+    assert not (tmp_path / "runs" / "ridge-gd" / name).exists()
 
 
 # ---- PostgreSQL with the password in the query string --------------------------------------------

@@ -260,18 +260,19 @@ def test_failed_and_unfinished_runs_through_the_command_line(runs_root, tmp_path
                    "train.clip_norm=null")
     assert not failed.ok and failed.summary["reason"].startswith("diverged")
     config = load_config("mlp-l2", [*TINY, "reg=l2", "reg.lam=1e-3", "seed=3"])
-    killed = RunFolder.create(config, torch.device("cpu"), tmp_path / "killed")  # what a killed run leaves
+    killed = RunFolder.create(config, torch.device("cpu"), tmp_path / "failed")  # what a killed run leaves
+    assert not killed.path.exists() and killed.where.name.endswith(".partial")
     out = tmp_path / "out"
     proc = subprocess.run([sys.executable, "-m", "reglab.cli", "report", str(runs_root), str(tmp_path / "failed"),
-                           str(tmp_path / "killed"), "--out", str(out)], capture_output=True, text=True, timeout=300)
+                           "--out", str(out)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert "unfinished: this report covers 13 of 14 trials: 0 waiting, 1 running" in proc.stdout
+    assert "unfinished:" not in proc.stdout  # the killed run's folder is not a run
     assert proc.stdout.strip().endswith(str(out / "index.html"))
     (row,) = read_csv(out / "failed.csv")
     assert row["reason"] == failed.summary["reason"] and row["run_dir"] == str(failed.path)
     html = (out / "index.html").read_text()
     assert "Failed trials (1)" in html and failed.summary["reason"] in html
-    assert "Unfinished study" in html and str(killed.path.name) not in html
+    assert "Unfinished study" not in html and str(killed.path.name) not in html
 
 
 def test_a_report_of_nothing_finished_says_what_is_missing(tmp_path):
@@ -281,8 +282,8 @@ def test_a_report_of_nothing_finished_says_what_is_missing(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "reglab.cli", "report", str(tmp_path / "killed"), "--out", str(out)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == ("error: the run folders of mlp-l2 hold no finished trial yet: "
-                                   "0 waiting, 1 running, 0 failed")
+    assert proc.stderr.strip() == (f"error: '{tmp_path / 'killed'}' holds only unfinished run folders (named "
+                                   "*.partial: their writer was killed, or is still at work)")
     assert not (out / "index.html").exists()
 
 

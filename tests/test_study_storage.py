@@ -20,7 +20,7 @@ from reglab.study.records import load_study
 from reglab.study.spec import make_spec
 from reglab.study.storage import default_url, heartbeat_settings, open_storage
 from reglab.study.sweep import sweep
-from reglab.study.worker import claim
+from reglab.study.transactions import claim
 from cli_runner import cli
 
 TINY = ["train.epochs=30", "train.plots=false", "train.save_weights=false"]
@@ -51,18 +51,16 @@ def test_creation_enqueues_every_point_seed_fold_once_and_resume_adds_nothing(tm
     assert not created and len(trials_of(storage, "s")) == len(waiting)
 
 
-def test_a_creation_cut_short_is_completed_on_resume(tmp_path, monkeypatch):
-    from reglab.study import queue
-
+def test_a_creation_cut_short_is_completed_on_resume(tmp_path):
+    """What an older reglab's creator, killed after enqueueing two of six trials one by one, left."""
     spec = ridge_spec(seeds="0-2")
     storage = sqlite_storage(tmp_path / "s")
     study = optuna.create_study(storage=storage, study_name="s", direction=spec["direction"])
     study.set_user_attr("spec", spec)
     study.set_user_attr("total", 6)
     plan = trial_plan(spec)
-    for attrs in plan[:2]:  # the creator died after enqueueing two of six trials
+    for attrs in plan[:2]:
         study.enqueue_trial({}, user_attrs=attrs)
-    monkeypatch.setattr(queue, "QUIET_WAIT", 1.0)
     create_or_resume(storage, "s", spec)
     keys = Counter(t.user_attrs["key"] for t in trials_of(storage, "s"))
     assert keys == Counter(t["key"] for t in plan)
@@ -106,8 +104,8 @@ def claim_all(url, name, out):
     study_id = storage.get_study_id_from_name(name)
     won = []
     while waiting := storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
-        won += [t.number for t in waiting[:4]
-                if claim(storage, storage.get_trial_id_from_study_id_trial_number(study_id, t.number))]
+        ids = {t._trial_id: t.number for t in waiting[:4]}
+        won += [ids[i] for i in claim(storage, list(ids), 4, {"pid": 0})]
     out.put(won)
 
 
@@ -373,13 +371,3 @@ def test_a_stored_spec_with_grids_as_typed_still_resumes(tmp_path):
     for key, value in {"spec": {**spec, "grids": [" reg.l2=1e-4:0.01:log:3"]}, "total": 3, "enqueued": True}.items():
         study.set_user_attr(key, value)
     assert create_or_resume(storage, "s", spec)[1] is False
-
-
-def test_a_large_queue_shows_progress_while_it_fills(tmp_path, monkeypatch):
-    from reglab.study import queue
-
-    monkeypatch.setattr(queue, "PROGRESS_SECONDS", 0.0)
-    lines = []
-    spec = ridge_spec(grids=("reg.l2=1e-4:1:log:5",), seeds="0-1")
-    create_or_resume(sqlite_storage(tmp_path / "s"), "s", spec, echo=lines.append)
-    assert lines[:2] == ["queueing trials: 1/10", "queueing trials: 2/10"] and lines[-1] == "queueing trials: 10/10"

@@ -1,9 +1,13 @@
 """The run folder: ``runs/<recipe>/<time>_<hash>_s<seed>/``.
 
 It holds ``config.yaml``, ``env.json``, ``metrics.jsonl`` (one JSON object per epoch),
-``summary.json``, ``weights.pt`` and ``plots/``. ``summary.json`` says ``"status": "running"``
-from the first moment, so a folder whose run was killed never looks complete; a finished run says
-``"ok"``, a failed one ``"failed"`` with the reason and the step.
+``summary.json``, ``weights.pt`` and ``plots/``. A run is written under the name
+``<name>.partial`` and renamed to its final name when it is finished (:func:`publish`, an atomic
+rename), so a killed writer leaves only a ``.partial`` folder, which nothing reads as a result
+(:func:`is_run_folder`). A study's worker renames its runs' folders only once their outcomes are
+stored, so that every finished folder of a study is one its storage points to. ``summary.json``
+also says ``"status": "running"`` until the end; a finished run says ``"ok"``, a failed one
+``"failed"`` with the reason and the step.
 
 With ``train.tensorboard=true`` the folder also holds TensorBoard event files: every number of an
 epoch's record as a scalar at that epoch (losses, accuracies, ``penalty/*``, weight norms, zeros,
@@ -126,14 +130,45 @@ class TensorBoardLog:
         self.writer.close()
 
 
+PARTIAL = ".partial"
+
+
+def partial(path: Path) -> Path:
+    """The name a run folder has while it is written."""
+    return path.with_name(path.name + PARTIAL)
+
+
+def publish(path: Path) -> None:
+    """Give a finished run folder its final name ``path`` (atomically); nothing when it has it already."""
+    try:
+        os.rename(partial(path), path)
+    except FileNotFoundError:
+        pass
+
+
+def written(path: Path) -> Path:
+    """Where a run folder's files are: ``path`` once published, else its ``.partial`` name."""
+    return path if path.is_dir() else partial(path)
+
+
 @dataclass
 class RunFolder:
+    """A run folder being written: its final name ``path``, its files under ``partial(path)``
+    until :meth:`finish` publishes it (unless ``publish`` is False: its caller then does)."""
+
     path: Path
     tensorboard: TensorBoardLog | None = None
+    publish: bool = True
+
+    @property
+    def where(self) -> Path:
+        return written(self.path)
 
     @classmethod
-    def create(cls, config: Config, device: torch.device, root: str | Path | None = None) -> "RunFolder":
-        """A new folder ``<root>/<config.name>/<time>_<hash>_s<seed>``, checked to lie inside ``root``."""
+    def create(cls, config: Config, device: torch.device, root: str | Path | None = None,
+               publish: bool = True) -> "RunFolder":
+        """A new folder ``<root>/<config.name>/<time>_<hash>_s<seed>`` (written as ``….partial``),
+        checked to lie inside ``root``."""
         if config.train.tensorboard:
             TensorBoardLog.check_installed()
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -141,29 +176,32 @@ class RunFolder:
         base = inside(root, config.name)
         path = claim_folder(base, f"{stamp}_{config_hash(config)}_s{config.seed}", root)
         try:
-            folder = cls(path, TensorBoardLog(path, config) if config.train.tensorboard else None)
-            save_config(config, path / "config.yaml")
-            write_json(path / "env.json", environment(config, device))
-            write_json(path / "summary.json", {"status": "running"})
+            folder = cls(path, TensorBoardLog(partial(path), config) if config.train.tensorboard else None, publish)
+            save_config(config, partial(path) / "config.yaml")
+            write_json(partial(path) / "env.json", environment(config, device))
+            write_json(partial(path) / "summary.json", {"status": "running"})
         except BaseException:  # a full disk: no half-made folder is left
-            shutil.rmtree(path, ignore_errors=True)
+            shutil.rmtree(partial(path), ignore_errors=True)
             raise
         return folder
 
     def log(self, record: dict[str, Any]) -> None:
-        with open(self.path / "metrics.jsonl", "a") as fh:
+        with open(self.where / "metrics.jsonl", "a") as fh:
             fh.write(json.dumps(record, default=float) + "\n")
         if self.tensorboard is not None:
             self.tensorboard.epoch(record)
 
     def save_weights(self, model: torch.nn.Module) -> None:
-        torch.save(model.state_dict(), self.path / "weights.pt")
+        torch.save(model.state_dict(), self.where / "weights.pt")
 
     def finish(self, summary: dict[str, Any]) -> None:
+        """Write the summary and, unless told not to, publish the folder."""
         if self.tensorboard is not None:
             self.tensorboard.close(summary)
             self.tensorboard = None
-        write_json(self.path / "summary.json", summary)
+        write_json(self.where / "summary.json", summary)
+        if self.publish:
+            publish(self.path)
 
 
 @dataclass
@@ -194,18 +232,24 @@ class Run:
 
 
 def claim_folder(base: Path, name: str, root: Path) -> Path:
-    """A new folder ``base/name`` (or ``name-2``, ``name-3``, …: the first that this process
-    creates itself, so identical runs started at the same moment each get their own), with its
-    ``plots/``."""
+    """A new run folder's final name ``base/name`` (or ``name-2``, ``name-3``, …), with its
+    ``.partial`` folder and ``plots/`` made: the first name whose ``.partial`` folder this process
+    creates itself and that no finished folder holds, so identical runs started at the same moment
+    each get their own. Creating is the claim (two processes cannot both create a folder); a
+    finished folder of that name can only have been published before the creation, so looking
+    after it is enough."""
     try:
         base.mkdir(parents=True, exist_ok=True)
         for suffix in itertools.count(1):
             path = base / (name if suffix == 1 else f"{name}-{suffix}")
             try:
-                path.mkdir()
+                partial(path).mkdir()
             except FileExistsError:
                 continue
-            (path / "plots").mkdir()
+            if path.exists():
+                partial(path).rmdir()
+                continue
+            (partial(path) / "plots").mkdir()
             return path
     except OSError as exc:
         raise UserError(f"cannot create a run folder in '{root}': {exc.strerror}") from None
@@ -280,7 +324,8 @@ def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def is_run_folder(path: Path) -> bool:
-    return (path / "summary.json").is_file() and (path / "config.yaml").is_file()
+    """A finished run's folder (one still being written, or left by a killed writer, is not)."""
+    return not path.name.endswith(PARTIAL) and (path / "summary.json").is_file() and (path / "config.yaml").is_file()
 
 
 def run_folders(targets: Iterable[str | Path]) -> list[Path]:
@@ -294,6 +339,9 @@ def run_folders(targets: Iterable[str | Path]) -> list[Path]:
             found[path] = None
             continue
         below = sorted(p.parent for p in path.glob("**/summary.json") if is_run_folder(p.parent))
+        if not below and any(path.glob(f"**/*{PARTIAL}/summary.json")):
+            raise UserError(f"'{path}' holds only unfinished run folders (named *{PARTIAL}: their writer was "
+                            "killed, or is still at work)")
         if not below:
             raise UserError(f"'{path}' is neither a run folder nor a folder holding run folders")
         found.update(dict.fromkeys(below))

@@ -3,7 +3,8 @@
 Configs that can be trained together (same data and model shape, differing only in seed or
 strength, as ``reglab.train.batched.vectorizable`` decides) are trained at once by
 ``reglab.train.batched.run_many``; the others one after another with ``reglab.train.run``. Either way
-each run writes its usual run folder.
+each run writes its usual run folder, left under its ``.partial`` name: the worker publishes it
+once its outcome is stored (``runs.publish``).
 
 An outcome is ``{"status": "ok"|"failed", "reason", "summary": numbers of summary.json,
 "history": [{epoch, train_loss, val_loss, train_acc, val_acc}], "run_dir"}``. A run that fails
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from reglab.config import Config
-from reglab.runs import Run
+from reglab.runs import Run, written
 from reglab.train import run_or_fail
 from reglab.train.batched import run_many
 
@@ -25,7 +26,7 @@ HISTORY_KEYS = ("epoch", "train_loss", "val_loss", "train_acc", "val_acc")
 
 
 def history_of(run_dir: Path | None) -> list[dict[str, float]]:
-    path = run_dir / "metrics.jsonl" if run_dir is not None else None
+    path = written(run_dir) / "metrics.jsonl" if run_dir is not None else None
     if path is None or not path.is_file():
         return []
     records = [json.loads(line) for line in path.read_text().splitlines() if line]
@@ -42,7 +43,7 @@ def outcome(result: Run) -> dict[str, Any]:
 def train_all(configs: list[Config], root: Path, vectorize: bool) -> list[dict[str, Any]]:
     """One outcome per config, in order; a failing run fails alone."""
     if vectorize:
-        results = run_many(configs, root, progress=False)
+        results = run_many(configs, root, progress=False, publish=False)
     else:
-        results = [run_or_fail(c, root, progress=False) for c in configs]
+        results = [run_or_fail(c, root, progress=False, publish=False) for c in configs]
     return [outcome(r) for r in results]

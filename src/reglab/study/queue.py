@@ -3,18 +3,20 @@
 A grid study holds one trial per point × seed × fold, put in the queue (state WAITING) once, when
 the study is created. Each trial carries its point as real Optuna params with the grid's
 distributions (so optuna-dashboard and ``study.trials[i].params`` show them); the trial's user
-attributes hold the rest (seed, fold, label, the run's outcome). Creation is guarded by the storage itself: the study is created with
-``load_if_exists=False``, so of several ``reglab sweep`` commands started at once exactly one
-creates it and fills the queue; the others find it, check that its spec is theirs, and resume.
+attributes hold the rest (seed, fold, label, the run's outcome). A TPE study of N trials holds N
+waiting trials without params from the start; a worker claims one and the sampler fills in its
+point, so exactly N trials ever run however many workers ask at once.
 
-The plan is recorded before the first trial is queued: the study attributes ``spec`` and
-``total`` (the number of planned trials), and ``enqueued=False``. The creator sets ``enqueued``
-to True when every trial is in. A creator killed half way leaves ``enqueued`` False, so every
-reader knows the queue is short (``reglab studies`` and ``reglab report`` count the missing
-trials as not yet queued) and the next ``reglab sweep`` or ``reglab worker`` completes the queue:
-once no trial has been added for ``QUIET_WAIT`` seconds, it adds the planned trials that are
-missing, found by their key. Two of them doing this at the very same moment after a kill could
-both add a missing trial; one at a time (the usual case) adds each exactly once.
+Creation is guarded by the storage itself: the study is created with ``load_if_exists=False``, so
+of several ``reglab sweep`` commands started at once exactly one creates it; the others find it
+and check that its spec is theirs. The plan (the study attributes ``spec`` and ``total``, the
+number of planned trials) is stored first. The queue is then filled in one transaction under the
+study's queue lock (``transactions.fill_queue``), which also sets the attribute ``enqueued``:
+every reader sees the whole queue or none of it. A creator killed or paused half way has added
+nothing visible; until ``enqueued`` is set, ``reglab studies`` and ``reglab report`` count the
+planned trials as not yet queued, and every ``reglab sweep`` or ``reglab worker`` on the study
+tries to fill it (waiting for the lock, at most ``transactions.LOCK_WAIT`` seconds at a time). The
+lock holder adds only the planned keys that no trial holds, so no key is ever added twice.
 """
 
 from __future__ import annotations
@@ -26,17 +28,15 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.exceptions import DuplicatedStudyError
 from optuna.storages import RDBStorage
-from optuna.trial import TrialState, create_trial
 
 from reglab.errors import UserError
 from reglab.study.grid import param_value, parse_grid
 from reglab.study.points import trial_plan
 from reglab.study.spec import canonical, differences, spec_hash
 from reglab.study.storage import shown_url
+from reglab.study.transactions import QueueBusy, fill_queue
 
 SPEC_WAIT = 30.0  # seconds to wait for a concurrent creator to store its spec
-QUIET_WAIT = 10.0  # seconds without a new trial after which an unfinished queue is filled in
-PROGRESS_SECONDS = 2.0  # while a queue is filled, one progress line this often
 
 Echo = Callable[[str], None]
 
@@ -45,8 +45,8 @@ def create_or_resume(storage: RDBStorage, name: str, spec: dict[str, Any],
                      echo: Echo | None = None) -> tuple[optuna.Study, bool]:
     """The study ``name`` with this spec, created (and its queue filled) if new; ``(study, created)``.
 
-    A study of that name with another spec is refused. ``echo`` gets progress lines while a
-    large queue is filled."""
+    A study of that name with another spec is refused. ``echo`` gets a line when a queue that a
+    killed creator left unfilled is completed here."""
     try:
         study = optuna.create_study(storage=storage, study_name=name, direction=spec["direction"],
                                     load_if_exists=False)
@@ -57,38 +57,32 @@ def create_or_resume(storage: RDBStorage, name: str, spec: dict[str, Any],
             changed = ", ".join(differences(stored, spec))
             raise UserError(f"study '{name}' exists with a different config ({changed} differ); rerun "
                             "the same command to resume it, or pass --name to start another") from None
-        finish_queue(study, stored, echo)
+        complete_queue(storage, study, stored, echo)
         return study, False
-    plan = trial_plan(spec) if spec["search"] == "grid" else []
     study.set_user_attr("spec", spec)
     study.set_user_attr("spec_hash", spec_hash(spec))
-    study.set_user_attr("total", len(plan) if plan else spec["trials"])
-    study.set_user_attr("enqueued", False)
-    fill(study, spec, plan, echo)
-    study.set_user_attr("enqueued", True)
+    study.set_user_attr("total", spec["trials"] if spec["search"] == "tpe" else len(trial_plan(spec)))
+    try:
+        fill_queue(storage, study._study_id, lambda: planned_trials(spec))
+    except QueueBusy:
+        pass  # another process holds the lock to fill it; the workers complete it if that one dies
     return study, True
+
+
+def planned_trials(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The queue's trials, for ``transactions.add_trials``: per planned grid trial its point as
+    params and its plan entry as user attributes; for TPE, N trials holding only their key."""
+    if spec["search"] == "tpe":
+        return [{"user_attrs": {"key": f"trial {i}"}} for i in range(spec["trials"])]
+    space = point_space(spec)
+    return [{"params": {key: param_value(value) for key, value in attrs["point"].items()},
+             "distributions": {key: space[key] for key in attrs["point"]}, "user_attrs": attrs}
+            for attrs in trial_plan(spec)]
 
 
 def point_space(spec: dict[str, Any]) -> dict[str, BaseDistribution]:
     """Each grid key's Optuna distribution."""
     return {grid.key: grid.distribution() for grid in map(parse_grid, spec["grids"])}
-
-
-def enqueue(study: optuna.Study, space: dict[str, BaseDistribution], attrs: dict[str, Any]) -> None:
-    """Add one planned grid trial to the queue: its point as params, ``attrs`` as user attributes."""
-    params = {key: param_value(value) for key, value in attrs["point"].items()}
-    study.add_trial(create_trial(state=TrialState.WAITING, params=params,
-                                 distributions={key: space[key] for key in params}, user_attrs=attrs))
-
-
-def fill(study: optuna.Study, spec: dict[str, Any], trials: list[dict[str, Any]], echo: Echo | None) -> None:
-    """Queue the planned grid trials ``trials``, with a progress line every ``PROGRESS_SECONDS``."""
-    space, last = point_space(spec), time.monotonic()
-    for i, attrs in enumerate(trials, start=1):
-        enqueue(study, space, attrs)
-        if echo is not None and time.monotonic() - last > PROGRESS_SECONDS:
-            echo(f"queueing trials: {i}/{len(trials)}")
-            last = time.monotonic()
 
 
 def wait_for_spec(study: optuna.Study) -> dict[str, Any]:
@@ -103,31 +97,25 @@ def wait_for_spec(study: optuna.Study) -> dict[str, Any]:
 
 
 def queue_is_filled(study: optuna.Study) -> bool:
-    return bool(study.user_attrs.get("enqueued")) or study.user_attrs["spec"]["search"] != "grid"
+    return bool(study.user_attrs.get("enqueued"))
 
 
-def finish_queue(study: optuna.Study, spec: dict[str, Any], echo: Echo | None = None) -> None:
-    """Resume a creation that was interrupted: once no trial has been added for ``QUIET_WAIT``
-    seconds, enqueue the planned trials that are missing."""
+def complete_queue(storage: RDBStorage, study: optuna.Study, spec: dict[str, Any], echo: Echo | None = None) -> bool:
+    """Fill the queue that a creator left unfilled (killed, or still at work); True once it is
+    filled, False when another process held the queue lock for ``LOCK_WAIT`` seconds (a paused
+    creator: call again later)."""
     if queue_is_filled(study):
-        return
-    if echo is not None:
-        echo(f"the queue of study '{study.study_name}' is not complete (its creation was interrupted); "
-             "completing it")
-    count, quiet_since = -1, time.monotonic()
-    while time.monotonic() - quiet_since < QUIET_WAIT:
-        time.sleep(0.5)
-        if study.user_attrs.get("enqueued"):
-            return
-        now = len(study.get_trials(deepcopy=False))
-        if now != count:
-            count, quiet_since = now, time.monotonic()
-    present = {t.user_attrs.get("key") for t in study.get_trials(deepcopy=False)}
-    missing = [attrs for attrs in trial_plan(spec) if attrs["key"] not in present]
-    fill(study, spec, missing, echo)
-    if echo is not None:
-        echo(f"added the {len(missing)} missing trials")
-    study.set_user_attr("enqueued", True)
+        return True
+    try:
+        added = fill_queue(storage, study._study_id, lambda: planned_trials(spec))
+    except QueueBusy:
+        if echo is not None:
+            echo(f"the queue of study '{study.study_name}' is being filled by another process; waiting")
+        return False
+    if added is not None and echo is not None:
+        echo(f"the queue of study '{study.study_name}' was not filled (its creation was interrupted): "
+             f"added its {added} trials")
+    return True
 
 
 def open_study(storage: RDBStorage, name: str) -> tuple[optuna.Study, dict[str, Any]]:
@@ -139,10 +127,3 @@ def open_study(storage: RDBStorage, name: str) -> tuple[optuna.Study, dict[str, 
     study = optuna.load_study(study_name=name, storage=storage)
     return study, wait_for_spec(study)
 
-
-def release(storage: RDBStorage, trial_id: int) -> None:
-    """Put a claimed trial back in the queue (its worker was interrupted)."""
-    try:
-        storage.set_trial_state_values(trial_id, TrialState.WAITING)
-    except optuna.exceptions.UpdateFinishedTrialError:
-        pass

@@ -63,10 +63,19 @@ def superseded(trials: list[FrozenTrial]) -> set[int]:
         return {n for t in trials for n in RetryHeartbeatStaleTrialCallback.retry_history(t)}
 
 
+PREFERRED = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING, TrialState.FAIL)
+
+
 def current_trials(trials: list[FrozenTrial]) -> list[FrozenTrial]:
-    """The latest attempt of every planned trial."""
+    """The latest attempt of every planned trial, one per key: should the storage hold a key
+    twice (a queue filled twice by an older reglab), the complete one counts (else the running,
+    waiting, failed one, the first of them)."""
     gone = superseded(trials)
-    return [t for t in trials if t.number not in gone and t.state in STATES]
+    latest = [t for t in trials if t.number not in gone and t.state in STATES]
+    best: dict[Any, FrozenTrial] = {}
+    for t in sorted(latest, key=lambda t: (PREFERRED.index(t.state), t.number)):
+        best.setdefault(t.user_attrs.get("key", t.number), t)
+    return [t for t in latest if best[t.user_attrs.get("key", t.number)] is t]
 
 
 def status_of(trial: FrozenTrial) -> tuple[str, str | None]:
@@ -166,7 +175,7 @@ def load_study(target: str | Path | tuple[str, str]) -> tuple[dict[str, Any], li
 
 def unqueued_records(study, trials: list[FrozenTrial], spec: dict[str, Any]) -> list[TrialRecord]:
     """A ``waiting`` record for each planned trial of a grid study that is not in its queue yet."""
-    if queue_is_filled(study):
+    if queue_is_filled(study) or spec["search"] != "grid":
         return []
     present = {t.user_attrs.get("key") for t in trials}
     return [TrialRecord(point=a["point"], label=a["label"], family=a["family"], lam=a["lam"], seed=a["seed"],

@@ -7,9 +7,14 @@
 
 Workers record a heartbeat for their running trials every ``heartbeat`` seconds. A running trial
 whose last heartbeat is older than ``grace`` seconds belongs to a worker that died: it is marked
-FAIL and the same point × seed × fold is put back in the queue (Optuna's
-``RetryHeartbeatStaleTrialCallback``). Both are set by option or by the environment variables
+FAIL and the same point × seed × fold is put back in the queue, in one transaction
+(``transactions.fail_stale``). Both are set by option or by the environment variables
 ``REGLAB_HEARTBEAT`` and ``REGLAB_GRACE`` (defaults 5 s and 20 s).
+
+A worker that loses its storage (a PostgreSQL restart, a network cut, an SQLite file locked for
+longer than its busy timeout) reconnects and goes on: :func:`reconnecting` retries the failed step
+with a growing pause (``RETRY_FIRST`` doubling to ``RETRY_MOST`` seconds) for up to
+``REGLAB_RECONNECT`` seconds (default 120), then gives up with one line.
 
 SQLite is made safe for several worker processes by opening every transaction with
 ``BEGIN IMMEDIATE``: a transaction takes the write lock before it reads, so the check-then-set of
@@ -25,10 +30,11 @@ import time
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import optuna
 import sqlalchemy
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import RDBStorage
 
 from reglab.errors import UserError
 from reglab.redact import redact
@@ -39,6 +45,10 @@ CONNECT_TIMEOUT = 4  # seconds per address tried; an unreachable server is repor
 SQLITE_BUSY_TIMEOUT = 60  # seconds a transaction waits for another one's write lock
 
 SCHEMA_TRIES = 5  # first opens racing to create the tables: the losers retry
+DEFAULT_RECONNECT = 120  # seconds a worker keeps trying to reach a storage it lost
+RETRY_FIRST, RETRY_MOST = 0.5, 8.0  # seconds between tries: doubling from the first to the most
+
+T = TypeVar("T")
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -123,6 +133,48 @@ def heartbeat_settings(heartbeat: int | None = None, grace: int | None = None) -
     return interval, period
 
 
+def lost_connection(exc: BaseException) -> bool:
+    """Whether ``exc`` says the storage could not be reached or used for now (the server went
+    away, the connection broke, the file is locked), rather than that a request was wrong. Optuna
+    wraps SQLAlchemy's errors in ``StorageInternalError``."""
+    if isinstance(exc, optuna.exceptions.StorageInternalError) and exc.__cause__ is not None:
+        return lost_connection(exc.__cause__)
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError))
+
+
+def reconnect_seconds() -> float:
+    text = os.environ.get("REGLAB_RECONNECT")
+    try:
+        return float(text) if text else DEFAULT_RECONNECT
+    except ValueError:
+        raise UserError(f"REGLAB_RECONNECT={text!r} must be a number of seconds") from None
+
+
+def reconnecting(storage: RDBStorage, step: Callable[[], T], echo: Callable[[str], None]) -> T:
+    """``step()``, tried again while the storage is unreachable (:func:`lost_connection`), pausing
+    ``RETRY_FIRST`` seconds, then twice as long each time up to ``RETRY_MOST``; after
+    ``REGLAB_RECONNECT`` seconds a :class:`UserError` (one line). ``step`` must be one
+    transaction, or safe to repeat."""
+    deadline, pause = None, RETRY_FIRST
+    while True:
+        try:
+            return step()
+        except Exception as exc:
+            if not lost_connection(exc):
+                raise
+            reason = redact(str(getattr(exc.__cause__ or exc, "orig", None) or exc).strip().splitlines()[0])
+            if deadline is None:
+                deadline = time.monotonic() + reconnect_seconds()
+                echo(f"lost the storage ({reason}); reconnecting")
+            if time.monotonic() > deadline:
+                raise UserError(f"gave up on storage '{shown_url(storage.url)}' after {reconnect_seconds():g} s "
+                                f"without it: {reason}") from None
+            time.sleep(pause)
+            pause = min(2 * pause, RETRY_MOST)
+
+
 def engine_kwargs(url: str) -> dict:
     backend = sqlalchemy.engine.make_url(url).get_backend_name()
     if backend == "sqlite":
@@ -142,8 +194,7 @@ def create_storage(url: str, kwargs: dict, interval: int, period: int) -> RDBSto
     while True:
         try:
             with quiet_optuna():
-                return RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=interval, grace_period=period,
-                                  heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback())
+                return RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=interval, grace_period=period)
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError, sqlalchemy.exc.OperationalError) as exc:
             attempt += 1
             racing = isinstance(exc, sqlalchemy.exc.IntegrityError) or "already exists" in str(exc)
@@ -178,8 +229,9 @@ def open_storage(url: str, heartbeat: int | None = None, grace: int | None = Non
     except ImportError as exc:
         raise UserError(f"storage '{shown_url(url)}' needs a database driver that is not installed "
                         f"({exc.__cause__ or exc}): {driver_hint(url)}") from None
-    except (sqlalchemy.exc.SQLAlchemyError, ValueError) as exc:
-        first = redact(str(getattr(exc, "orig", None) or exc).strip().splitlines()[0])
+    except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError, ValueError) as exc:
+        cause = exc.__cause__ if isinstance(exc, optuna.exceptions.StorageInternalError) and exc.__cause__ else exc
+        first = redact(str(getattr(cause, "orig", None) or cause).strip().splitlines()[0])
         hint = ""
         parsed = sqlalchemy.engine.make_url(url)
         if "password" in first and parsed.password is None and "password" not in parsed.query:

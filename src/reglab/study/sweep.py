@@ -23,8 +23,8 @@ from reglab.errors import UserError
 from reglab.runs import inside
 from reglab.study.launch import run_workers, worker_command
 from reglab.study.points import grid_points
-from reglab.study.queue import create_or_resume, finish_queue, open_study
 from reglab.study.choose import Choice, choose_point
+from reglab.study.queue import create_or_resume, open_study
 from reglab.study.records import progress, study_records
 from reglab.study.spec import MAX_RUNS, config_for, default_name, fold_list, make_spec
 from reglab.study.storage import default_url, heartbeat_settings, open_storage, shown_url, without_password
@@ -239,9 +239,7 @@ def work(name: str, storage_url: str | None, studies_dir: Path, batch: int, hear
     url = storage_url or default_url(folder)
     storage = open_storage(url, heartbeat, grace, must_exist=storage_url is None)
     signal.signal(signal.SIGTERM, interrupt)
-    worker = Worker(storage, name, folder / "runs", batch, echo)
-    finish_queue(worker.study, worker.spec, echo)
-    done = worker.run()
+    done = Worker(storage, name, folder / "runs", batch, echo).run()
     echo(f"worker finished: {done} trials trained here; nothing left to do in '{name}'")
     return done
 

@@ -3,21 +3,20 @@
 The grids become a search space: a range ``START:STOP:log:COUNT`` becomes a float drawn on a log
 scale between START and STOP, ``lin`` a float on a linear scale (COUNT is not used), and a list
 of values a categorical choice. Each TPE trial trains its point on every seed (× fold) and
-reports the mean validation objective. Workers stop asking for new points once N trials are
-finished, running or queued.
+reports the mean validation objective. The study holds N waiting trials from its creation; a
+worker claims one and :func:`propose` fills in its point, so exactly N trials run however many
+workers start at once.
 
-The sampler is seeded with the number of trials the study holds when it asks (``constant_liar``
-keeps several workers from proposing the same point), so one worker proposes the same sequence
-of points every time.
+The sampler is seeded with the trial's number (``constant_liar`` keeps several workers from
+proposing the same point), so one worker proposes the same sequence of points every time.
 """
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import optuna
-from optuna.distributions import BaseDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution
 
 from reglab.errors import UserError
 from reglab.study.grid import Range, parse_grid
@@ -37,9 +36,11 @@ def distributions(spec: dict[str, Any]) -> dict[str, BaseDistribution]:
     return space
 
 
-def ask(study: optuna.Study, spec: dict[str, Any], n_existing: int) -> optuna.Trial:
-    """A new RUNNING trial whose params TPE proposes."""
-    study.sampler = optuna.samplers.TPESampler(seed=n_existing, constant_liar=True)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Heartbeat of storage")  # reglab records its own
-        return study.ask(distributions(spec))
+def propose(study: optuna.Study, spec: dict[str, Any], trial_id: int, number: int) -> dict[str, Any]:
+    """Set the params of the claimed trial ``trial_id`` (number ``number``) to the point TPE
+    proposes, and return them."""
+    study.sampler = optuna.samplers.TPESampler(seed=number, constant_liar=True)
+    trial = optuna.trial.Trial(study, trial_id)
+    return {name: trial.suggest_categorical(name, dist.choices) if isinstance(dist, CategoricalDistribution)
+            else trial.suggest_float(name, dist.low, dist.high, log=dist.log)
+            for name, dist in distributions(spec).items()}

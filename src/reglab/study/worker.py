@@ -2,51 +2,58 @@
 
 Each loop iteration
 
-1. fails the stale trials of dead workers (no heartbeat for the grace period); Optuna's retry
-   callback puts each one back in the queue as a new WAITING trial with the same attributes;
-2. claims waiting trials: the change WAITING → RUNNING succeeds for exactly one worker (a row lock
-   in PostgreSQL, ``BEGIN IMMEDIATE`` in SQLite), so no trial is run twice. A heartbeat is recorded
-   before the claim, so a worker killed right after claiming is still detected as stale;
-3. trains them (up to ``batch`` trials of one group at once when they can be vectorized) while a
-   background thread records their heartbeats, stores each outcome in its trial's user attributes
-   and its per-epoch validation objective as intermediate values, and finishes it: COMPLETE with
-   the objective, or FAIL with the reason (the study goes on);
-4. with ``--search tpe``, asks the sampler for a new point when the queue is empty and fewer than
-   N trials exist.
+1. fails the stale trials of dead workers (no heartbeat for the grace period) and queues a retry
+   of each, in one transaction (``transactions.fail_stale``): a kill at any moment leaves either
+   the running trial or the failure with its retry;
+2. fills the queue if its creator did not (``queue.complete_queue``);
+3. claims waiting trials in one transaction (``transactions.claim``): WAITING → RUNNING with a
+   heartbeat, for exactly one worker (a row lock in PostgreSQL, ``BEGIN IMMEDIATE`` in SQLite).
+   It starts at a random waiting trial of a random group, so that workers started at once do not
+   all reach for the head of the same list;
+4. trains them (up to ``batch`` trials of one group at once when they can be vectorized) while a
+   background thread records their heartbeats, then stores every outcome in one transaction
+   (``transactions.finish``): its user attributes, its per-epoch validation objective as
+   intermediate values, and COMPLETE with the objective or FAIL with the reason (the study goes
+   on). Only then are the run folders renamed to their final names
+   (``runs.publish``), so no kill leaves a finished-looking folder that no trial points to;
+5. with ``--search tpe``, a claimed trial without params gets the point the sampler proposes.
 
-A worker stops when no trial is waiting or running. While only other workers' trials run, it
-waits and keeps checking for stale ones, so a killed worker's trial is picked up and rerun.
-Interrupted (Ctrl-C, SIGTERM), or stopped by a failing machine (a full disk), it puts its claimed
-trials back in the queue.
+A worker stops when the queue is filled and no trial is waiting or running. While only other
+workers' trials run, it waits and keeps checking for stale ones, so a killed worker's trial is
+picked up and rerun. Interrupted (Ctrl-C, SIGTERM), or stopped by a failing machine (a full disk), it puts its
+claimed trials back in the queue.
+A lost storage is reconnected to (``storage.reconnecting``); training is never repeated for it.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import random
 import signal
 import socket
 import threading
 import time
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
-import sqlalchemy
-from optuna.exceptions import UpdateFinishedTrialError
-from optuna.storages import RDBStorage, fail_stale_trials
+from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from reglab.errors import UserError
+from reglab.runs import publish
+from reglab.study import tpe, transactions
+from reglab.study.transactions import Waiting
 from reglab.study.execute import train_all
 from reglab.study.points import describe
-from reglab.study.queue import open_study, release
-from reglab.study.records import current_trials, progress, store_choice
+from reglab.study.queue import complete_queue, open_study
+from reglab.study.records import progress, store_choice, study_records
 from reglab.study.spec import config_for, fold_list
-from reglab.study.storage import quiet_optuna
-from reglab.study import tpe
+from reglab.study.storage import reconnecting
 from reglab.train.batched import batched_message, vectorizable
 
+T = TypeVar("T")
 POLL_SECONDS = 1.0
 CURVE_POINTS = 50  # most intermediate values stored per trial
 INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
@@ -63,11 +70,10 @@ class Heartbeats:
 
     def beat(self) -> None:
         while not self.done.wait(self.storage.heartbeat_interval):
-            for trial_id in self.trial_ids:
-                try:
-                    self.storage.record_heartbeat(trial_id)
-                except sqlalchemy.exc.SQLAlchemyError:
-                    pass  # a lost beat is retried next interval; a long outage makes the trial stale
+            try:
+                transactions.heartbeat(self.storage, self.trial_ids)
+            except Exception:
+                pass  # a lost beat is retried next interval; a long outage makes the trials stale
 
     def stop(self) -> None:
         self.done.set()
@@ -93,38 +99,26 @@ def interrupts_deferred():
 
 
 @contextmanager
-def holding(storage: RDBStorage, trial_ids: list[int], claim_them: bool = True):
-    """Claim the trials (skipping those another worker won; ``claim_them=False`` for trials already
-    ours), record their heartbeats while the block trains, and put them back in the queue if it is
-    interrupted or fails. Yields the ids held."""
+def holding(storage: RDBStorage, claim_them: Callable[[], list[int]]):
+    """Claim trials (``claim_them()`` returns the ids won), record their heartbeats while the
+    block trains, and put them back in the queue if it is interrupted. Yields the ids held."""
     held: list[int] = []
     beats: Heartbeats | None = None
     try:
         with interrupts_deferred():
-            held = [i for i in trial_ids if not claim_them or claim(storage, i)]
+            held = claim_them()
             beats = Heartbeats(storage, held)
         yield held
     except BaseException:  # interrupted, or the machine failed (a full disk): the trials go back
         if beats is not None:
             beats.stop()
-        for trial_id in held:
+        if held:
             with suppress(Exception):  # a storage that cannot be written: the grace period frees them
-                release(storage, trial_id)
+                transactions.release(storage, held)
         raise
     finally:
         if beats is not None:
             beats.stop()
-
-
-def claim(storage: RDBStorage, trial_id: int) -> bool:
-    storage.record_heartbeat(trial_id)
-    try:
-        won = storage.set_trial_state_values(trial_id, TrialState.RUNNING)
-    except UpdateFinishedTrialError:
-        return False
-    if won:
-        storage.set_trial_user_attr(trial_id, "worker", identity())
-    return won
 
 
 def identity() -> dict[str, Any]:
@@ -147,24 +141,6 @@ def learning_curve(outcomes: list[dict[str, Any]], metric: str) -> dict[int, flo
     return {epoch: sum(by_epoch[epoch]) / len(by_epoch[epoch]) for epoch in epochs}
 
 
-def finish(storage: RDBStorage, trial_id: int, attrs: dict[str, Any], value: float | None,
-           curve: dict[int, float]) -> bool:
-    """Store the outcome and the per-epoch objective (``curve``) and finish the trial; False if it
-    was given up as stale meanwhile (its retry runs it again)."""
-    try:
-        for key, item in attrs.items():
-            storage.set_trial_user_attr(trial_id, key, item)
-        for epoch, item in curve.items():
-            storage.set_trial_intermediate_value(trial_id, epoch, item)
-        if value is None:
-            storage.set_trial_state_values(trial_id, TrialState.FAIL)
-        else:
-            storage.set_trial_state_values(trial_id, TrialState.COMPLETE, values=[value])
-    except UpdateFinishedTrialError:
-        return False
-    return True
-
-
 class Worker:
     def __init__(self, storage: RDBStorage, name: str, root: Path, batch: int = 16,
                  echo: Callable[[str], None] = print):
@@ -177,49 +153,59 @@ class Worker:
         self.started = time.monotonic()
         self.finished = 0
 
+    def db(self, step: Callable[[], T]) -> T:
+        """``step()`` against the storage, reconnecting while it is unreachable."""
+        return reconnecting(self.storage, step, self.echo)
+
     def run(self) -> int:
         """Work until the study has nothing waiting or running; the number of trials finished here."""
+        filled = False
         while True:
-            with quiet_optuna():
-                fail_stale_trials(self.study)
-            waiting = self.trials(TrialState.WAITING)
+            self.db(lambda: transactions.fail_stale(self.storage, self.study_id, self.storage.grace_period))
+            filled = filled or self.db(lambda: complete_queue(self.storage, self.study, self.spec, self.echo))
+            waiting = self.db(lambda: transactions.waiting(self.storage, self.study_id))
             if waiting:
                 self.run_waiting(waiting)
-            elif self.spec["search"] == "tpe" and self.tpe_open():
-                self.run_new_tpe_trial()
-            elif self.trials(TrialState.RUNNING):
+            elif not filled or self.db(lambda: self.trials(TrialState.RUNNING)):
                 time.sleep(POLL_SECONDS)
             else:
-                store_choice(self.study, self.spec)  # now that no trial is left
+                self.db(lambda: store_choice(self.study, self.spec))  # now that no trial is left
+                self.db(self.publish_finished)
                 return self.finished
+
+    def publish_finished(self) -> None:
+        """Publish the run folders of stored outcomes whose worker died before renaming them."""
+        for record in study_records(self.trials(), self.spec):
+            if record.run_dir is not None and record.status in ("ok", "failed"):
+                publish(Path(record.run_dir))
 
     def trials(self, *states: TrialState) -> list[FrozenTrial]:
         return self.storage.get_all_trials(self.study_id, deepcopy=False, states=states or None)
 
-    def trial_id(self, number: int) -> int:
-        """The storage's id of the study's trial ``number``."""
-        return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
+    def claim(self, trials: list[Waiting], limit: int) -> list[int]:
+        ids = [t.trial_id for t in trials]
+        return self.db(lambda: transactions.claim(self.storage, ids, limit, identity()))
 
-    def run_waiting(self, waiting: list[FrozenTrial]) -> None:
+    def run_waiting(self, waiting: list[Waiting]) -> None:
         if self.spec["search"] == "tpe":
-            self.run_tpe_trial(self.trial_id(waiting[0].number), waiting[0].params)
+            self.run_tpe_trial(waiting)
             return
-        group = waiting[0].user_attrs["group"]
-        chosen = [t for t in waiting if t.user_attrs["group"] == group][: self.batch]
-        configs = {t.number: config_for(self.spec, t.user_attrs["point"], t.user_attrs["seed"],
-                                        t.user_attrs["fold"]) for t in chosen}
-        reason = vectorizable(list(configs.values())) if len(chosen) > 1 else None
-        if reason is not None:
-            chosen = chosen[:1]
-        ids = {t.number: self.trial_id(t.number) for t in chosen}
-        with holding(self.storage, [ids[t.number] for t in chosen]) as held:
-            claimed = [t for t in chosen if ids[t.number] in held]
+        start = random.choice(waiting)
+        group = [t for t in waiting if t.user_attrs["group"] == start.user_attrs["group"]]
+        at = group.index(start)
+        group = group[at:] + group[:at]  # from a random trial on, so that workers spread over the list
+        def config_of(t: Waiting):
+            return config_for(self.spec, t.user_attrs["point"], t.user_attrs["seed"], t.user_attrs["fold"])
+
+        reason = vectorizable([config_of(t) for t in group[: self.batch]]) if len(group) > 1 and self.batch > 1 else None
+        limit = 1 if reason is not None else self.batch
+        with holding(self.storage, lambda: self.claim(group, limit)) as held:
+            claimed = [t for t in group if t.trial_id in held]
             if not claimed:
                 return
             self.say_path(len(claimed), reason)
-            outcomes = train_all([configs[t.number] for t in claimed], self.root, len(claimed) > 1)
-            for trial, out in zip(claimed, outcomes):  # beating on, so no trial waiting here looks stale
-                self.complete(ids[trial.number], trial.user_attrs, out)
+            outcomes = train_all([config_of(t) for t in claimed], self.root, len(claimed) > 1)
+            self.complete(claimed, outcomes)  # beating on, so no trial waiting here looks stale
         self.say_progress()
 
     def train_group(self, configs: list) -> list[dict[str, Any]]:
@@ -239,7 +225,7 @@ class Worker:
     def say_progress(self) -> None:
         """One line: the study's trials done, failed and left, and the time left at the pace of
         this worker (other workers make it shorter)."""
-        counts = progress(self.storage, self.study_id, self.spec, self.study.user_attrs.get("total", 0))
+        counts = self.db(lambda: progress(self.storage, self.study_id, self.spec, self.study.user_attrs.get("total", 0)))
         left = counts["running"] + counts["waiting"] + counts["unqueued"]
         line = f"progress: {counts['done']} done, {counts['failed']} failed, {left} left"
         if left and self.finished:
@@ -251,59 +237,67 @@ class Worker:
         value = out["summary"].get(self.spec["metric"]) if out["status"] == "ok" else None
         return value if value is not None and math.isfinite(value) else None
 
-    def complete(self, trial_id: int, attrs: dict[str, Any], out: dict[str, Any]) -> None:
-        value = self.objective(out)
-        if out["status"] == "ok" and value is None:
-            out = {**out, "status": "failed", "reason": f"the run reported no finite {self.spec['metric']}"}
-        if not finish(self.storage, trial_id, out, value, learning_curve([out], self.spec["metric"])):
-            self.echo(f"{attrs['label']} seed {attrs['seed']}: given up as stale while running; it runs again")
-            return
-        self.finished += 1
-        fold = f" fold {attrs['fold']}" if attrs.get("fold") is not None else ""
-        result = f"{self.spec['metric']} {value:.4g}" if value is not None else f"failed: {out['reason']}"
-        seconds = out["summary"].get("seconds")
-        took = f" ({seconds:.1f} s)" if seconds is not None else ""
-        self.echo(f"{attrs['label']} seed {attrs['seed']}{fold}: {result}{took}")
+    def complete(self, trials: list[Waiting], outcomes: list[dict[str, Any]]) -> None:
+        """Store the outcomes in one transaction, then give their run folders their final names."""
+        rows = []
+        for trial, out in zip(trials, outcomes):
+            value = self.objective(out)
+            if out["status"] == "ok" and value is None:
+                out.update(status="failed", reason=f"the run reported no finite {self.spec['metric']}")
+            rows.append((trial.trial_id, out, value, learning_curve([out], self.spec["metric"])))
+        with interrupts_deferred():
+            stored = self.db(lambda: transactions.finish(self.storage, rows))
+            for out, kept in zip(outcomes, stored):
+                if kept and out.get("run_dir"):
+                    publish(Path(out["run_dir"]))
+        for trial, out, (_, _, value, _), kept in zip(trials, outcomes, rows, stored):
+            attrs = trial.user_attrs
+            if not kept:
+                self.echo(f"{attrs['label']} seed {attrs['seed']}: given up as stale while running; it runs again")
+                continue
+            self.finished += 1
+            fold = f" fold {attrs['fold']}" if attrs.get("fold") is not None else ""
+            result = f"{self.spec['metric']} {value:.4g}" if value is not None else f"failed: {out['reason']}"
+            seconds = out["summary"].get("seconds")
+            took = f" ({seconds:.1f} s)" if seconds is not None else ""
+            self.echo(f"{attrs['label']} seed {attrs['seed']}{fold}: {result}{took}")
 
-    def tpe_open(self) -> bool:
-        """Fewer than N current trials (finished, running or queued)?"""
-        return len(current_trials(self.trials())) < self.spec["trials"]
-
-    def run_new_tpe_trial(self) -> None:
-        trial = tpe.ask(self.study, self.spec, len(self.trials()))
-        trial_id = self.trial_id(trial.number)
-        self.storage.record_heartbeat(trial_id)
-        self.storage.set_trial_user_attr(trial_id, "worker", identity())
-        self.run_tpe_trial(trial_id, trial.params, claim_it=False)
-
-    def run_tpe_trial(self, trial_id: int, params: dict[str, Any], claim_it: bool = True) -> None:
-        """Train one proposed point on every seed × fold; its value is the mean objective."""
+    def run_tpe_trial(self, waiting: list[Waiting]) -> None:
+        """Claim one waiting trial, give it the point TPE proposes (a retry keeps its own), and
+        train that point on every seed × fold; its value is the mean objective."""
         spec = self.spec
         runs = [(s, f) for f in fold_list(spec) for s in spec["seeds"]]
-        with holding(self.storage, [trial_id], claim_them=claim_it) as held:
+        with holding(self.storage, lambda: self.claim(waiting, 1)) as held:
             if not held:
                 return
+            trial = next(t for t in waiting if t.trial_id == held[0])
+            params = trial.params or self.db(lambda: tpe.propose(self.study, spec, trial.trial_id, trial.number))
             try:
                 point = describe(params, config_for(spec, params, *runs[0]))
                 configs = [config_for(spec, point.values, s, f) for s, f in runs]
             except UserError as exc:
-                self.finish_tpe(trial_id, {"point": params, "label": str(params)}, [], str(exc))
+                self.finish_tpe(trial, {"point": params, "label": str(params)}, [], str(exc))
                 return
             outcomes = [out for fold in fold_list(spec) for out in
                         self.train_group([c for c, (_, f) in zip(configs, runs) if f == fold])]
-        attrs = {"point": point.values, "label": point.label, "family": point.family, "lam": point.lam}
-        for (seed, fold), out in zip(runs, outcomes):
-            out.update(seed=seed, fold=fold)
-        self.finish_tpe(trial_id, attrs, outcomes, None)
+            attrs = {"point": point.values, "label": point.label, "family": point.family, "lam": point.lam}
+            for (seed, fold), out in zip(runs, outcomes):
+                out.update(seed=seed, fold=fold)
+            self.finish_tpe(trial, attrs, outcomes, None)
 
-    def finish_tpe(self, trial_id: int, attrs: dict[str, Any], outcomes: list[dict], error: str | None) -> None:
+    def finish_tpe(self, trial: Waiting, attrs: dict[str, Any], outcomes: list[dict], error: str | None) -> None:
         values = [self.objective(o) for o in outcomes]
         failed = next((o for o, v in zip(outcomes, values) if v is None), None)
         reason = error or (f"seed {failed['seed']}: {failed['reason']}" if failed else None)
         value = None if reason else sum(values) / len(values)
         status = {"status": "failed" if reason else "ok", "reason": reason}
-        curve = learning_curve(outcomes, self.spec["metric"])
-        if not finish(self.storage, trial_id, {**attrs, **status, "runs": outcomes}, value, curve):
+        row = (trial.trial_id, {**attrs, **status, "runs": outcomes}, value, learning_curve(outcomes, self.spec["metric"]))
+        with interrupts_deferred():
+            (kept,) = self.db(lambda: transactions.finish(self.storage, [row]))
+            for out in outcomes if kept else []:
+                if out.get("run_dir"):
+                    publish(Path(out["run_dir"]))
+        if not kept:
             self.echo(f"{attrs['label']}: given up as stale while running; it runs again")
             return
         self.finished += 1

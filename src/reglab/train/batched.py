@@ -53,7 +53,7 @@ def batched_message(n: int) -> str:
 
 
 def run_many(configs: list[Config], root: str | Path | None = None,
-             progress: bool | None = None) -> list[Run]:
+             progress: bool | None = None, publish: bool = True) -> list[Run]:
     """Train ``configs`` and write their run folders: the results of
     ``[reglab.train.run_or_fail(c, root) for c in configs]``, trained as one stack when
     :func:`vectorizable` allows it (each summary then says ``"vectorized": true``, the
@@ -63,7 +63,7 @@ def run_many(configs: list[Config], root: str | Path | None = None,
     A config that fails (it cannot be built, it diverges, or anything it alone does raises) gives a
     failed result with its reason, and the others train on as they would alone."""
     if vectorizable(configs) is not None:
-        return [run_or_fail(c, root, progress) for c in configs]
+        return [run_or_fail(c, root, progress, publish) for c in configs]
     use_free_cores()
     results: list[Run | None] = [None] * len(configs)
     members: list[tuple[int, Member]] = []
@@ -75,7 +75,7 @@ def run_many(configs: list[Config], root: str | Path | None = None,
             continue
         members.append((i, Member.of(exp)))
     if members:
-        train_members([m for _, m in members], root, progress)
+        train_members([m for _, m in members], root, progress, publish)
     for i, member in members:
         results[i] = member.result
     return results

@@ -125,38 +125,42 @@ def epochs_loop(stack: Stack, progress: bool | None) -> None:
         bar.close()
 
 
-def train_members(members: list[Member], root: str | Path | None, progress: bool | None) -> None:
+def train_members(members: list[Member], root: str | Path | None, progress: bool | None,
+                  publish: bool = True) -> None:
     """Build the members' stack, create their run folders and train them; each ends with its result.
+    ``publish=False`` leaves each finished folder under its ``.partial`` name (``runs.publish``).
     When the machine fails them (a full disk, a read-only place), the folders of the runs not yet
     finished are removed, which also frees the space they took, and the error is raised: no run is
     marked failed for it, and none is left half-written."""
     stack = stack_of(members)
     try:
         for member in members:
-            member.tracker.folder = RunFolder.create(member.exp.config, member.exp.device, root)
+            member.tracker.folder = RunFolder.create(member.exp.config, member.exp.device, root, publish)
         train_stack(stack, progress)
     except Exception as exc:
         if environment_problem(exc) is not None:
             for member in members:
                 if member.result is None and member.tracker.folder is not None:
-                    shutil.rmtree(member.tracker.folder.path, ignore_errors=True)
+                    shutil.rmtree(member.tracker.folder.where, ignore_errors=True)
         raise
 
 
-def run(config: Config, root: str | Path | None = None, progress: bool | None = None) -> Run:
+def run(config: Config, root: str | Path | None = None, progress: bool | None = None,
+        publish: bool = True) -> Run:
     """Train one config as a stack of one and write its run folder. User errors surface before any
     folder exists; a failure in training gives a failed result, its reason in ``summary.json``."""
     use_free_cores()
     member = Member.of(prepare(config))
-    train_members([member], root, progress)
+    train_members([member], root, progress, publish)
     return member.result
 
 
-def run_or_fail(config: Config, root: str | Path | None = None, progress: bool | None = None) -> Run:
+def run_or_fail(config: Config, root: str | Path | None = None, progress: bool | None = None,
+                publish: bool = True) -> Run:
     """:func:`run`, with an exception turned into a failed result: one run's failure is its own.
     A full disk or a read-only place is the machine's failure, not the run's: it is raised."""
     try:
-        return run(config, root, progress)
+        return run(config, root, progress, publish)
     except Exception as exc:
         if environment_problem(exc) is not None:
             raise

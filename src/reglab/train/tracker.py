@@ -157,7 +157,7 @@ class Tracker:
             summary.update(exp.task.final_metrics(exp.tensors))
         if self.folder is not None and self.history and exp.config.train.plots:
             try:
-                write_plots(exp, self.folder.path / "plots", self.history, summary)
+                write_plots(exp, self.folder.where / "plots", self.history, summary)
             except Exception as exc:
                 if ok:
                     raise
