@@ -8,17 +8,17 @@ from collections import defaultdict
 
 import optuna
 import pytest
-from optuna.trial import TrialState
+from optuna.trial import TrialState, create_trial
 
 import reglab as rl
 from reglab.report import build_report
 from reglab.report.verdicts import display_label
 from reglab.study.execute import train_all
-from reglab.study.queue import enqueue, point_space
 from reglab.study.records import load_study
 from reglab.study.spec import config_for
 from reglab.study.storage import default_url, open_storage
-from reglab.study.worker import Worker, claim
+from reglab.study import transactions
+from reglab.study.worker import Worker, identity
 
 MLP = ["data.n_train=1000", "train.epochs=10", "model.hidden=[32]", "train.plots=false", "train.save_weights=false"]
 RIDGE = ["train.epochs=30", "train.plots=false", "train.save_weights=false"]
@@ -82,11 +82,12 @@ def diverge(storage, name, folder, label, seed):
                 if t.user_attrs["label"] == label and t.user_attrs["seed"] == seed]
     attrs = trial.user_attrs
     trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(name), trial.number)
-    assert claim(storage, trial_id)
+    assert transactions.claim(storage, [trial_id], 1, identity()) == [trial_id]
     config = config_for(spec, {**attrs["point"], "optim.lr": 1e6}, attrs["seed"], attrs["fold"])
     (out,) = train_all([config], folder / "runs", False)
     assert out["status"] == "failed" and out["reason"].startswith("diverged")
-    Worker(storage, name, folder / "runs", 1, lambda line: None).complete(trial_id, attrs, out)
+    waiting = transactions.Waiting(trial_id, trial.number, attrs, trial.params)
+    Worker(storage, name, folder / "runs", 1, lambda line: None).complete([waiting], [out])
     return out["reason"]
 
 
@@ -123,15 +124,15 @@ def test_a_point_that_diverged_on_one_seed_is_passed_over_and_named_everywhere(t
 
 
 def test_a_trial_stored_twice_counts_once(tmp_path):
-    """The queue of a study holds one planned trial twice (as when two processes both complete an
-    interrupted queue); both are trained. Records, the choice and the report count the key once."""
+    """The queue of a study holds one planned trial twice (as two processes that both completed an
+    interrupted queue could leave it before the queue was filled under a lock): both are trained. Records, the choice and the report count the key once."""
     grid, seeds = {"reg.l2": [1e-3, 1]}, "0-1"
     run_study(tmp_path, "ridge-gd", RIDGE, grid, seeds, "dup", workers=0)
     storage = open_storage(default_url(tmp_path / "studies" / "dup"))
     twice = optuna.load_study(study_name="dup", storage=storage)
-    spec = twice.user_attrs["spec"]
     first = twice.get_trials(deepcopy=False)[0]
-    enqueue(twice, point_space(spec), first.user_attrs)
+    twice.add_trial(create_trial(state=TrialState.WAITING, params=first.params,
+                                 distributions=first.distributions, user_attrs=first.user_attrs))
     study, lines = run_study(tmp_path, "ridge-gd", RIDGE, grid, seeds, "dup")
     complete = [t for t in twice.get_trials() if t.state == TrialState.COMPLETE]
     assert len(complete) == 5 and sum(t.user_attrs["key"] == first.user_attrs["key"] for t in complete) == 2

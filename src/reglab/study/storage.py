@@ -36,7 +36,7 @@ import optuna
 import sqlalchemy
 from optuna.storages import RDBStorage
 
-from reglab.errors import UserError
+from reglab.errors import UserError, environment_problem
 from reglab.redact import redact
 
 DEFAULT_HEARTBEAT = 5
@@ -136,7 +136,10 @@ def heartbeat_settings(heartbeat: int | None = None, grace: int | None = None) -
 def lost_connection(exc: BaseException) -> bool:
     """Whether ``exc`` says the storage could not be reached or used for now (the server went
     away, the connection broke, the file is locked), rather than that a request was wrong. Optuna
-    wraps SQLAlchemy's errors in ``StorageInternalError``."""
+    wraps SQLAlchemy's errors in ``StorageInternalError``. A full disk, a read-only place or a
+    damaged database (:func:`reglab.errors.environment_problem`) is not lost for now: it stays."""
+    if environment_problem(exc) is not None:
+        return False
     if isinstance(exc, optuna.exceptions.StorageInternalError) and exc.__cause__ is not None:
         return lost_connection(exc.__cause__)
     if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
