@@ -55,6 +55,7 @@ def spinning() -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
 
+@pytest.mark.alone
 def test_a_busy_process_counts_while_it_runs_and_not_once_it_has_ended():
     """The 1-minute load average would still count the ended process for a minute; the sample
     of now does not. Measured as a difference, so that other load on the machine cancels."""
@@ -69,6 +70,7 @@ def test_a_busy_process_counts_while_it_runs_and_not_once_it_has_ended():
     assert while_running - after >= 0.5, (while_running, after)
 
 
+@pytest.mark.alone
 def test_this_process_own_work_is_not_counted():
     """CPU time this process takes during the sample (a torch thread computing) is its own."""
     stop = threading.Event()
