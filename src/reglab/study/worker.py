@@ -14,15 +14,14 @@ Each loop iteration
    background thread records their heartbeats, then stores every outcome in one transaction
    (``transactions.finish``): its user attributes, its per-epoch validation objective as
    intermediate values, and COMPLETE with the objective or FAIL with the reason (the study goes
-   on). Only then are the run folders renamed to their final names
-   (``runs.publish``), so no kill leaves a finished-looking folder that no trial points to;
+   on). Only then are the run folders renamed to their final names (``runs.publish``), so no
+   kill leaves a finished-looking folder that no trial points to;
 5. with ``--search tpe``, a claimed trial without params gets the point the sampler proposes.
 
 A worker stops when the queue is filled and no trial is waiting or running. While only other
 workers' trials run, it waits and keeps checking for stale ones, so a killed worker's trial is
-picked up and rerun. Interrupted (Ctrl-C, SIGTERM), or stopped by a failing machine (a full disk), it puts its
-claimed trials back in the queue.
-A lost storage is reconnected to (``storage.reconnecting``); training is never repeated for it.
+picked up and rerun. Interrupted (Ctrl-C, SIGTERM), or stopped by a failing machine (a full
+disk), it puts its claimed trials back in the queue. A lost storage is reconnected to (``storage.reconnecting``); training is never repeated for it.
 """
 
 from __future__ import annotations
