@@ -114,3 +114,25 @@ def test_a_batched_run_trains_each_model_with_its_own_setting(huber, tmp_path):
         assert batched.summary["vectorized"] is True
         for key in ("train_loss", "test_loss", "penalty/huber"):
             assert alone.summary[key] == pytest.approx(batched.summary[key], rel=1e-5), key
+
+
+def test_a_penalty_without_one_form_of_its_math_is_refused_where_it_is_defined():
+    with pytest.raises(TypeError, match="NoProx defines neither stacked_prox nor _prox"):
+        class NoProx(Penalty):
+            def _value(self, w, lam):
+                return lam * w.abs().sum()
+
+            def _grad(self, w, lam):
+                return lam * torch.sign(w)
+
+    class OneModelForms(Penalty):  # each part in one of the two forms is enough
+        def stacked_value(self, w, lam, settings=None):
+            return w.abs().flatten(1).sum(1)
+
+        def _grad(self, w, lam):
+            return lam * torch.sign(w)
+
+        def _prox(self, w, t):
+            return w
+
+    assert OneModelForms(0.1).grad(torch.tensor([-2.0, 3.0])).tolist() == pytest.approx([-0.1, 0.1])

@@ -134,6 +134,15 @@ class Penalty:
     settings: tuple[Setting, ...] = ()
     """The numbers besides λ, with their defaults (ElasticNet: ``l1_ratio``); per model in a stack."""
 
+    def __init_subclass__(cls, **kwargs: Any):
+        """A penalty writes each of its value, gradient and prox in one of the two forms: on K
+        models (``stacked_value``) or on one model's tensor (``_value``); refused at its definition
+        otherwise."""
+        super().__init_subclass__(**kwargs)
+        for stacked, single in (("stacked_value", "_value"), ("stacked_grad", "_grad"), ("stacked_prox", "_prox")):
+            if getattr(cls, stacked) is getattr(Penalty, stacked) and not hasattr(cls, single):
+                raise TypeError(f"{cls.__name__} defines neither {stacked} nor {single}")
+
     def __init__(self, lam: float, *, on: Any = None, mode: str | None = None, schedule: Any = None,
                  **settings: Any):
         self.lam = check_lam(lam)
@@ -188,17 +197,6 @@ class Penalty:
         settings = {name: vector(value) for name, value in self._per_model_settings(settings).items()}
         return torch.vmap(one)(w, vector(lam), settings)
 
-    def _value(self, w: Tensor, lam: Any) -> Tensor:
-        """λ·R(w) for one model's tensor (the alternative to :meth:`stacked_value`)."""
-        raise NotImplementedError(f"{type(self).__name__} defines neither stacked_value nor _value")
-
-    def _grad(self, w: Tensor, lam: Any) -> Tensor:
-        """A (sub)gradient of λ·R at one model's w."""
-        raise NotImplementedError(f"{type(self).__name__} defines neither stacked_grad nor _grad")
-
-    def _prox(self, w: Tensor, t: Any) -> Tensor:
-        """argmin_z ½‖z − w‖² + t·R(z) for one model's w."""
-        raise NotImplementedError(f"{type(self).__name__} defines neither stacked_prox nor _prox")
 
     # -- a term in its mode ------------------------------------------------------------------------
     def apply_(self, mode: str, w: Tensor, lam: Tensor | float, lr: Tensor | float | None,
