@@ -147,7 +147,7 @@ def _skipped(optimizer: torch.optim.Optimizer) -> bool:
     its hooks do not run. A fused one (``_step_supports_amp_scaling``) is called with two attributes
     set by ``GradScaler.step``: ``found_inf`` (non-zero: the kernel leaves the step out) and
     ``grad_scale`` (the scale the kernel divides the still-scaled gradients by; None after an
-    explicit ``scaler.unscale_``). Reading ``found_inf`` costs one host sync, only in that case.
+    explicit ``scaler.unscale_``). Reading ``found_inf`` costs a host sync in each hook, only in that case.
     """
     found_inf = getattr(optimizer, "found_inf", None)
     return found_inf is not None and bool(found_inf.item())
