@@ -150,11 +150,19 @@ def test_a_study_stores_each_familys_lam_and_resumes(tmp_path, monkeypatch, caps
     (["--grid", "reg=none,dropout", "--grid", "reg.lam=auto:5"], "no point of the study has a weight penalty"),
     (["reg.penalty=elastic", "reg.l1_ratio=0", "--grid", "reg.lam=auto:5"], "l1_ratio=0"),
     (["--grid", "reg.lam=auto:5", "--search", "tpe", "--trials", "3"], "--search tpe takes a range"),
+    (["--grid", "reg.lam=auto:5", "--grid", "reg.lam=1e-3"], "key 'reg.lam' is in two --grid flags"),
 ])
 def test_bad_auto_grids_are_one_line_errors(args, fragment, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     code, out, err = cli(monkeypatch, capsys, "sweep", "ridge-gd", *TINY, *args, "--workers", "0")
     assert_error(code, err, fragment)
+    assert not (tmp_path / "studies").exists()
+
+
+def test_a_gan_is_refused(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli(monkeypatch, capsys, "sweep", "gan-l1", *TINY, "--grid", "reg.lam=auto:5", "--workers", "0")
+    assert_error(code, err, "reg.lam=auto needs a supervised task")
     assert not (tmp_path / "studies").exists()
 
 

@@ -36,13 +36,15 @@ from reglab.errors import UserError
 from reglab.lam_max import lam_max, read_at_zero
 from reglab.penalties import penalty_from_name
 from reglab.selection import selection_from_string
-from reglab.study.grid import Grid, product
+from reglab.study.grid import Grid, check_distinct, product
 from reglab.train.experiment import prepare
 
 CHUNK = 4096  # examples per forward pass of the gradient
 
 
 def auto_grid(grids: list[Grid]) -> Grid | None:
+    """The grids' ``auto`` grid, or None; a key in two grids is refused."""
+    check_distinct(grids)
     return next((g for g in grids if g.auto is not None), None)
 
 
@@ -92,8 +94,8 @@ def plan_lines(spec: dict[str, Any]) -> list[str]:
     lines = []
     for entry in spec.get("auto") or []:
         lams = entry["lams"]
-        family = " ".join([entry["penalty"], *(f"{k}={json.dumps(v)}" for k, v in entry["values"].items()
-                                                if k not in ("reg", "reg.penalty"))])
+        family = " ".join([entry["penalty"], *(f"{k}={v if isinstance(v, str) else json.dumps(v)}"
+                                                for k, v in entry["values"].items() if k not in ("reg", "reg.penalty"))])
         lines.append(f"auto λ for {family}: λ_max = {entry['lam_max']:.4g}, {len(lams)} value"
                      f"{'s' * (len(lams) != 1)} down to {lams[-1]:.4g}")
     return lines

@@ -7,14 +7,15 @@ flow list (``[64,32]``: commas inside brackets do not split), or a range
 * ``lin``: START + i·(STOP − START)/(COUNT − 1), i = 0 … COUNT − 1;
 * ``log``: START·(STOP/START)^(i/(COUNT − 1)) (geometric; START and STOP must be positive).
 
-So ``reg.l2=0,1e-5:1e-1:log:5`` is 0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1.
+So ``reg.l2=0,1e-5:1e-1:log:5`` is 0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1. Several grids make a
+Cartesian product. Keys are config keys or the shorthands ``reg``, ``reg.l1``, ``reg.l2``,
+``reg.elastic``, ``reg.group``.
 
 ``reg.lam=auto:N`` (or ``auto:N:RATIO``, RATIO 1e-4 unless given) lets the study choose λ: N values
 λ_max·RATIO^(i/(N − 1)), from λ_max down to λ_max·RATIO, with λ_max estimated from the data loss's
-gradient at initialization for each penalty of the grid (:mod:`reglab.study.auto_grid`). It is the
-only value of its grid, and only ``reg.lam`` takes it. Several grids make a
-Cartesian product. Keys are config keys or the shorthands ``reg``, ``reg.l1``, ``reg.l2``,
-``reg.elastic``, ``reg.group``.
+gradient at initialization for each family of the grid (:mod:`reglab.study.auto_grid`); each
+family's values then stand in the product. It is the only value of its grid, and only ``reg.lam``
+takes it.
 
 Seeds: ``5`` is the single seed 5, ``0-9`` the ten seeds 0 … 9, ``0,3,7`` a list; parts combine
 (``0-4,10``).
@@ -44,7 +45,7 @@ from reglab.errors import UserError
 RANGE_FORM = "START:STOP:log|lin:COUNT"
 AUTO_FORM = "auto:N or auto:N:RATIO"
 AUTO_KEY = "reg.lam"
-AUTO_RATIO = 1e-4  # λ_min/λ_max, glmnet's and scikit-learn's habit (eps=1e-3 there by default, 1e-4 here)
+AUTO_RATIO = 1e-4  # λ_min/λ_max: glmnet's lambda.min.ratio when n > p (scikit-learn's eps is 1e-3)
 RESERVED_KEYS = {"seed": "--seeds", "data.fold": "--cv", "data.n_folds": "--cv"}
 
 
@@ -77,7 +78,7 @@ class Auto:
 @dataclass(frozen=True)
 class Grid:
     key: str
-    tokens: tuple[Any, ...]  # plain values and Range objects, in the order written
+    tokens: tuple[Any, ...]  # plain values and Range objects in the order written, or one Auto
     text: str
 
     @property
@@ -245,12 +246,18 @@ def scalar(token: str) -> Any:
     return value
 
 
-def product(grids: list[Grid]) -> list[dict[str, Any]]:
-    """The Cartesian product of the grids' values, as ``{key: value}`` points in grid order."""
+def check_distinct(grids: list[Grid]) -> None:
+    """Each key in one grid only."""
     keys = [g.key for g in grids]
     repeated = {k for k in keys if keys.count(k) > 1}
     if repeated:
         raise UserError(f"key '{sorted(repeated)[0]}' is in two --grid flags; put its values in one")
+
+
+def product(grids: list[Grid]) -> list[dict[str, Any]]:
+    """The Cartesian product of the grids' values, as ``{key: value}`` points in grid order."""
+    check_distinct(grids)
+    keys = [g.key for g in grids]
     return [dict(zip(keys, combo)) for combo in itertools.product(*(g.values() for g in grids))]
 
 
