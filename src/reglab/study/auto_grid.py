@@ -94,8 +94,9 @@ def plan_lines(spec: dict[str, Any]) -> list[str]:
     lines = []
     for entry in spec.get("auto") or []:
         lams = entry["lams"]
-        family = " ".join([entry["penalty"], *(f"{k}={v if isinstance(v, str) else json.dumps(v)}"
-                                                for k, v in entry["values"].items() if k not in ("reg", "reg.penalty"))])
+        others = [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in entry["values"].items()
+                  if k not in ("reg", "reg.penalty")]
+        family = " ".join([entry["penalty"], *others])
         lines.append(f"auto λ for {family}: λ_max = {entry['lam_max']:.4g}, {len(lams)} value"
                      f"{'s' * (len(lams) != 1)} down to {lams[-1]:.4g}")
     return lines
