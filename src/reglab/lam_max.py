@@ -16,6 +16,14 @@ to the selected weights ``w``, in reglab's λ conventions (:mod:`reglab.penaltie
   λ whose penalty gradient has the data gradient's norm at the weights ``w`` (which must not all be 0):
   λ_max·‖w‖₂ = ‖g‖₂, i.e. λ_max = ‖g‖₂ / ‖w‖₂, norms over all selected tensors together.
 
+At weights w ≠ 0 (a network at its initialization) the same numbers are what a λ must outweigh
+for the penalty to win over the data everywhere: above L1's λ_max, every weight's gradient-flow
+derivative d|w_i|/dt = −(g_i·sign(w_i) + λ) is negative (elastic net's likewise, its L2 part only
+adds −(1−α)·λ·|w_i|), and above group lasso's, every group's
+d‖w_g‖/dt = −(g_g·w_g/‖w_g‖ + λ·√p_g) is too (Cauchy–Schwarz). (The one-step rule, the smallest λ
+with prox(w − lr·g, lr·λ) = 0, is max_i |w_i/lr − g_i| there: mostly the initial weights over the
+learning rate, not a balance with the data, so it is not used.)
+
 Any other penalty has no rule here and is refused.
 """
 
