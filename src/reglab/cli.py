@@ -136,7 +136,7 @@ def show(run_dir: Path = typer.Argument(..., help="a run folder")):
 def sweep(
     recipe: str = typer.Argument(..., help="a built-in recipe name or a YAML file"),
     overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides for every run"),
-    grid: Optional[list[str]] = typer.Option(None, "--grid", help="KEY=V,V,… or a range START:STOP:log|lin:COUNT; several make a product"),
+    grid: Optional[list[str]] = typer.Option(None, "--grid", help="KEY=V,V,… or a range START:STOP:log|lin:COUNT, or reg.lam=auto:N (N λ from λ_max down); several make a product"),
     seeds: str = typer.Option("0", help="5 (one seed), 0-9 (a range) or 0,3,7 (a list)"),
     cv: Optional[int] = typer.Option(None, "--cv", help="K-fold cross-validation: the objective is the mean over K folds"),
     search: str = typer.Option("grid", help="grid (every point) or tpe (Bayesian, --trials points)"),

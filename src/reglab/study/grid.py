@@ -11,6 +11,12 @@ So ``reg.l2=0,1e-5:1e-1:log:5`` is 0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1. Several grid
 Cartesian product. Keys are config keys or the shorthands ``reg``, ``reg.l1``, ``reg.l2``,
 ``reg.elastic``, ``reg.group``.
 
+``reg.lam=auto:N`` (or ``auto:N:RATIO``, RATIO 1e-4 unless given) lets the study choose λ: N values
+λ_max·RATIO^(i/(N − 1)), from λ_max down to λ_max·RATIO, with λ_max estimated from the data loss's
+gradient at initialization for each family of the grid (:mod:`reglab.study.auto_grid`); each
+family's values then stand in the product. It is the only value of its grid, and only ``reg.lam``
+takes it.
+
 Seeds: ``5`` is the single seed 5, ``0-9`` the ten seeds 0 … 9, ``0,3,7`` a list; parts combine
 (``0-4,10``).
 
@@ -37,6 +43,9 @@ from reglab.shorthands import shorthand_keys
 from reglab.errors import UserError
 
 RANGE_FORM = "START:STOP:log|lin:COUNT"
+AUTO_FORM = "auto:N or auto:N:RATIO"
+AUTO_KEY = "reg.lam"
+AUTO_RATIO = 1e-4  # λ_min/λ_max: glmnet's lambda.min.ratio when n > p (scikit-learn's eps is 1e-3)
 RESERVED_KEYS = {"seed": "--seeds", "data.fold": "--cv", "data.n_folds": "--cv"}
 
 
@@ -55,12 +64,31 @@ class Range:
 
 
 @dataclass(frozen=True)
+class Auto:
+    """``auto:N:RATIO``: N values from λ_max down to λ_max·RATIO, log-spaced, once λ_max is known."""
+
+    count: int
+    ratio: float
+
+    def values(self, lam_max: float) -> list[float]:
+        """λ_max·RATIO^(i/(N − 1)), i = 0 … N − 1 (λ_max alone for N = 1)."""
+        return Range(lam_max, lam_max * self.ratio, "log", self.count).values()
+
+
+@dataclass(frozen=True)
 class Grid:
     key: str
-    tokens: tuple[Any, ...]  # plain values and Range objects, in the order written
+    tokens: tuple[Any, ...]  # plain values and Range objects in the order written, or one Auto
     text: str
 
+    @property
+    def auto(self) -> Auto | None:
+        """The grid's ``auto`` token (then its only one), or None."""
+        return self.tokens[0] if isinstance(self.tokens[0], Auto) else None
+
     def values(self) -> list[Any]:
+        if self.auto is not None:
+            raise ValueError(f"--grid '{self.text}': its values depend on the point (study.auto_grid)")
         out: list[Any] = []
         seen: set[Any] = set()
         for token in self.tokens:
@@ -81,7 +109,7 @@ class Grid:
 
     def size(self) -> int:
         """At most this many values (duplicates counted), known without expanding the ranges."""
-        return sum(token.count if isinstance(token, Range) else 1 for token in self.tokens)
+        return sum(token.count if isinstance(token, (Range, Auto)) else 1 for token in self.tokens)
 
     def canonical(self) -> str:
         """``KEY=TOKEN,TOKEN,…`` with every token written one way; it parses back to this grid."""
@@ -98,6 +126,8 @@ def canonical_token(value: Any) -> str:
     text, a word as itself when it reads back as itself, anything else as JSON."""
     if isinstance(value, Range):
         return f"{value.start!r}:{value.stop!r}:{value.scale}:{value.count}"
+    if isinstance(value, Auto):
+        return f"auto:{value.count}:{value.ratio!r}"
     if isinstance(value, str) and not value.startswith(("[", "{", "'", '"')) and ":" not in value \
             and "," not in value and scalar(value) == value:
         return value
@@ -156,6 +186,33 @@ def parse_range(token: str, position: int, text: str) -> Range:
     return Range(start, stop, scale, count)
 
 
+def parse_auto(token: str, key: str, tokens: list[str], text: str) -> Auto:
+    def bad(why: str) -> UserError:
+        return UserError(f"bad grid token '{token}' in --grid '{text}': expected {AUTO_FORM}; {why}")
+
+    parts = token.split(":")
+    if parts[0] != "auto" or len(parts) not in (2, 3):
+        raise bad(f"it has {len(parts)} parts, not 2 or 3")
+    if key != AUTO_KEY:
+        raise UserError(f"--grid '{text}': auto chooses {AUTO_KEY} only, not '{key}' (e.g. --grid reg=l1 "
+                        f"--grid {AUTO_KEY}=auto:10)")
+    if len(tokens) > 1:
+        raise UserError(f"--grid '{text}': auto must be the grid's only value")
+    try:
+        count = int(parts[1])
+    except ValueError:
+        raise bad(f"N '{parts[1]}' is not a whole number") from None
+    if count < 1:
+        raise bad("N must be at least 1")
+    try:
+        ratio = float(parts[2]) if len(parts) == 3 else AUTO_RATIO
+    except ValueError:
+        raise bad(f"RATIO '{parts[2]}' is not a number") from None
+    if not 0 < ratio < 1:
+        raise bad("RATIO (λ_min/λ_max) must be between 0 and 1")
+    return Auto(count, ratio)
+
+
 def parse_grid(text: str) -> Grid:
     """Parse one ``--grid`` value; errors quote the bad token and its position (1-based)."""
     key, sep, rest = text.partition("=")
@@ -164,10 +221,13 @@ def parse_grid(text: str) -> Grid:
         raise UserError(f"bad --grid '{text}': expected KEY=VALUE,VALUE,… (e.g. 'reg.l2=1e-5:1e-1:log:9')")
     check_key(key, text)
     tokens: list[Any] = []
-    for position, token in enumerate(split_tokens(rest), start=1):
+    texts = split_tokens(rest)
+    for position, token in enumerate(texts, start=1):
         if not token:
             raise UserError(f"bad grid token '' (value {position}) in --grid '{text}': empty value")
-        if ":" in token and not token.startswith(("[", "{", "'", '"')):
+        if token.startswith("auto:") or token == "auto":
+            tokens.append(parse_auto(token, key, texts, text))
+        elif ":" in token and not token.startswith(("[", "{", "'", '"')):
             tokens.append(parse_range(token, position, text))
         else:
             tokens.append(scalar(token))
@@ -186,12 +246,18 @@ def scalar(token: str) -> Any:
     return value
 
 
-def product(grids: list[Grid]) -> list[dict[str, Any]]:
-    """The Cartesian product of the grids' values, as ``{key: value}`` points in grid order."""
+def check_distinct(grids: list[Grid]) -> None:
+    """Each key in one grid only."""
     keys = [g.key for g in grids]
     repeated = {k for k in keys if keys.count(k) > 1}
     if repeated:
         raise UserError(f"key '{sorted(repeated)[0]}' is in two --grid flags; put its values in one")
+
+
+def product(grids: list[Grid]) -> list[dict[str, Any]]:
+    """The Cartesian product of the grids' values, as ``{key: value}`` points in grid order."""
+    check_distinct(grids)
+    keys = [g.key for g in grids]
     return [dict(zip(keys, combo)) for combo in itertools.product(*(g.values() for g in grids))]
 
 

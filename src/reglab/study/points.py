@@ -29,7 +29,8 @@ from typing import Any
 
 from reglab.config import Config, flat_keys, setting_names
 from reglab.shorthands import plain_overrides
-from reglab.study.grid import parse_grid, product
+from reglab.study.auto_grid import points_values
+from reglab.study.grid import parse_grid
 from reglab.study.spec import config_for, fold_list
 
 GAN_STRENGTH = {"none": None, "l1": "reg.lam", "l2": "reg.lam", "gp": "gan.gp", "r1": "gan.r1",
@@ -160,7 +161,7 @@ def grid_points(spec: dict[str, Any]) -> list[Point]:
     is validated."""
     seed, fold = spec["seeds"][0], fold_list(spec)[0]
     points: dict[str, Point] = {}
-    for values in product([parse_grid(g) for g in spec["grids"]]):
+    for values in points_values(spec, [parse_grid(g) for g in spec["grids"]]):
         config = config_for(spec, values, seed, fold)
         points.setdefault(json.dumps(settings(config), sort_keys=True), describe(values, config))
     return list(points.values())

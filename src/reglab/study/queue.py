@@ -30,6 +30,7 @@ from optuna.exceptions import DuplicatedStudyError
 from optuna.storages import RDBStorage
 
 from reglab.errors import UserError
+from reglab.study.auto_grid import distribution
 from reglab.study.grid import param_value, parse_grid
 from reglab.study.points import trial_plan
 from reglab.study.spec import canonical, differences, spec_hash
@@ -81,8 +82,9 @@ def planned_trials(spec: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def point_space(spec: dict[str, Any]) -> dict[str, BaseDistribution]:
-    """Each grid key's Optuna distribution."""
-    return {grid.key: grid.distribution() for grid in map(parse_grid, spec["grids"])}
+    """Each grid key's Optuna distribution (an auto grid's spans the λ chosen for it)."""
+    return {grid.key: grid.distribution() if grid.auto is None else distribution(spec)
+            for grid in map(parse_grid, spec["grids"])}
 
 
 def wait_for_spec(study: optuna.Study) -> dict[str, Any]:

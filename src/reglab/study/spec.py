@@ -2,7 +2,8 @@
 
 The spec is the recipe (its YAML text, so a worker on another machine needs no file), the base
 overrides, the grids, the seeds, the number of CV folds, the search (``grid`` or ``tpe`` with its
-number of trials) and the objective. It is stored in the study; running ``reglab sweep`` again
+number of trials), the objective and, for ``reg.lam=auto:N``, the λ values chosen for each family
+(``auto``, :mod:`reglab.study.auto_grid`). It is stored in the study; running ``reglab sweep`` again
 with the same spec resumes the study, and a different spec under the same name is refused.
 
 The objective is measured on validation data, never on test (``tasks.objective``): ``val_acc``
@@ -26,6 +27,7 @@ from typing import Any
 from reglab.bounded import load_yaml
 from reglab.config import Config, apply_overrides, parse_override, read_yaml, recipe_path, validate
 from reglab.errors import UserError
+from reglab.study.auto_grid import auto_grid, resolve
 from reglab.study.grid import RESERVED_KEYS, parse_grid, parse_seeds
 from reglab.tasks.objective import objective
 
@@ -53,6 +55,10 @@ def make_spec(recipe: str, overrides: list[str], grids: list[str], seeds: str, f
         if key in RESERVED_KEYS:
             raise UserError(f"set '{key}' with {RESERVED_KEYS[key]} in a sweep, not as an override")
     parsed = [parse_grid(g) for g in grids]
+    auto = auto_grid(parsed)
+    if auto is not None and search == "tpe":
+        raise UserError(f"--grid '{auto.text}': auto chooses a grid's values; --search tpe takes a range "
+                        "such as 1e-6:1e-1:log:10")
     seed_list = parse_seeds(seeds, max_runs)
     points = trials if search == "tpe" else math.prod(g.size() for g in parsed)
     spec_size = points * len(seed_list) * (folds or 1)
@@ -75,6 +81,8 @@ def make_spec(recipe: str, overrides: list[str], grids: list[str], seeds: str, f
     }
     config = config_for(spec, {}, spec["seeds"][0], 0 if folds else None)
     spec["metric"], spec["direction"] = objective(config, data_kind(config) == "classification")
+    if auto is not None:
+        spec["auto"] = resolve(parsed, lambda values: config_for(spec, values, seed_list[0], 0 if folds else None))
     return spec
 
 

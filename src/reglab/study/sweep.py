@@ -21,6 +21,7 @@ from typing import Any, Callable
 from reglab.config import check_name
 from reglab.errors import UserError
 from reglab.runs import inside
+from reglab.study.auto_grid import plan_lines
 from reglab.study.launch import run_workers, worker_command
 from reglab.study.points import grid_points
 from reglab.study.choose import Choice, choose_point
@@ -112,6 +113,8 @@ def sweep(recipe: str, overrides: list[str], grids: list[str], seeds: str = "0",
     counts = progress(storage, study_id, spec, total)
     echo(f"study '{name}' created: {describe_plan(spec, total)}" if created else
          f"study '{name}' resumed: {counts['done'] + counts['failed']}/{counts['total']} trials finished")
+    for line in plan_lines(spec):
+        echo(line)
     echo(f"storage: {shown_url(storage.url)}; runs in {folder / 'runs'}")
     if workers == 0:
         where = f"--storage '{without_password(storage_url)}'" if storage_url else f"--dir {studies_dir}"
