@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-KINDS = {"mlp-l2": [], "custom": ["model.kind=custom", "model.factory=sweep_floor:custom_net"]}
+KINDS = {"mlp-l2": [], "custom": ["model.kind=custom", "model.factory=sweep_floor:custom_net", "model.dropout=0"]}
 """Each kind of model: the overrides of the ``mlp-l2`` recipe that make it."""
 EVAL_CHUNK = 2048
 
@@ -147,8 +147,9 @@ def spawn(argv: list[str], env: dict[str, str | None]) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
-def timed(commands: list[tuple[list[str], dict[str, str | None]]]) -> float:
-    """Seconds until every command (started together) has finished; each must succeed."""
+def timed(commands: list[tuple[list[str], dict[str, str | None]]], expect: str) -> float:
+    """Seconds until every command (started together) has finished; each must succeed, and the
+    output of the last one contain ``expect``."""
     started = time.perf_counter()
     procs = [spawn(argv, env) for argv, env in commands]
     outputs = [p.communicate()[0].decode() for p in procs]
@@ -156,6 +157,8 @@ def timed(commands: list[tuple[list[str], dict[str, str | None]]]) -> float:
     for p, out in zip(procs, outputs):
         if p.returncode != 0:
             raise SystemExit(f"a child failed (exit {p.returncode}):\n{out}")
+    if expect not in outputs[-1]:
+        raise SystemExit(f"'{expect}' is not in the output of {commands[-1][0][:3]}:\n{outputs[-1]}")
     return seconds
 
 
@@ -183,7 +186,8 @@ def measure(kind: str, k: int, args, cores: int) -> dict[str, list[float]]:
             plan = ways(kind, k, args.epochs, root, data, cores)
             names = list(plan)
             for name in names[r % len(names):] + names[: r % len(names)]:
-                times.setdefault(name, []).append(timed(plan[name]))
+                expect = "" if name == "floor" else f"{k} trials done, 0 failed"  # every model trained
+                times.setdefault(name, []).append(timed(plan[name], expect))
                 print(f"  {kind} K={k} repeat {r + 1}: {name} {times[name][-1]:.1f} s", flush=True)
     return times
 
