@@ -26,48 +26,29 @@ from torch import Tensor
 _GOLDEN = -0x61C88647  # 0x9E3779B9 as an int32
 _MUL1, _MUL2 = 0x7FEB352D, -0x7B935975  # 0x846CA68B as an int32
 BITS = 24  # the resolution of a draw: 2⁻²⁴
-_SIGN = -(2**31)  # the sign bit of an int32
-
-
-def _xor_high_half_(x: Tensor) -> Tensor:
-    """x ^= x >>> 16 in place on int32, as one pass: the low 16 bits of each element take the xor
-    of its high 16 bits, the high ones stay. The int32 tensor is viewed as int16 halves (element
-    2i is the low half of int32 element i: every device torch runs on is little-endian), so the
-    three passes of a logical shift (shift, mask, xor) become one xor of strided views."""
-    halves = x.view(torch.int16).view(*x.shape, 2)
-    halves[..., 0] ^= halves[..., 1]
-    return x
 
 
 def _hash_(x: Tensor) -> Tensor:
-    """x ← h(x) in place on contiguous int32: x ^= x >>> 16; x *= c₁; x ^= x >>> 15; x *= c₂;
-    x ^= x >>> 16 (>>> the logical shift: for 16, :func:`_xor_high_half_`; for 15, an arithmetic
-    shift with the sign bits masked off)."""
-    _xor_high_half_(x).mul_(_MUL1)
-    x ^= torch.bitwise_right_shift(x, 15).bitwise_and_((1 << 17) - 1)
-    return _xor_high_half_(x.mul_(_MUL2))
-
-
-def counter_hash(seeds: Tensor, step: int, stream: int, n: int) -> Tensor:
-    """The 32 bits h(h(i·φ + key) ⊕ key) of K models' draws i < n at ``step`` in ``stream``, int32
-    [K, n]: ``seeds`` are the models' seeds (int32, [K]) on the device of the result."""
-    key = _hash_(_hash_(seeds ^ (stream * _GOLDEN)) + step).unsqueeze(1)
-    x = torch.arange(n, dtype=torch.int32, device=seeds.device).mul_(_GOLDEN).unsqueeze(0) + key
-    return _hash_(_hash_(x).bitwise_xor_(key))
+    """x ← h(x) in place on int32: x ^= x >>> 16; x *= c₁; x ^= x >>> 15; x *= c₂; x ^= x >>> 16
+    (>>> the logical shift, as an arithmetic shift with the sign bits masked off)."""
+    shifted = torch.empty_like(x)
+    for shift, multiplier in ((16, _MUL1), (15, _MUL2), (16, None)):
+        torch.bitwise_right_shift(x, shift, out=shifted)
+        shifted &= (1 << (32 - shift)) - 1
+        x ^= shifted
+        if multiplier is not None:
+            x.mul_(multiplier)
+    return x
 
 
 def counter_bits(seeds: Tensor, step: int, stream: int, n: int) -> Tensor:
     """The 24-bit draws u_0 … u_{n−1} of K models at ``step`` in ``stream``, int32 [K, n] with values
-    in [0, 2²⁴): the top 24 bits of :func:`counter_hash`."""
-    x = counter_hash(seeds, step, stream, n)
+    in [0, 2²⁴): ``seeds`` are the models' seeds (int32, [K]) on the device of the result."""
+    key = _hash_(_hash_(seeds ^ (stream * _GOLDEN)) + step).unsqueeze(1)
+    x = torch.arange(n, dtype=torch.int32, device=seeds.device).mul_(_GOLDEN).unsqueeze(0) + key
+    x = _hash_(_hash_(x) ^ key)
     return torch.bitwise_right_shift(x, 32 - BITS).bitwise_and_((1 << BITS) - 1)
 
-
-def at_most(hashes: Tensor, threshold: Tensor) -> Tensor:
-    """u < t for the 24-bit draws u = x >>> 8 of the hashes x (int32 [K, n]) and thresholds t in
-    [1, 2²⁴] (int32, broadcast against them), in one pass: u < t ⇔ u ≤ t − 1 ⇔ x ≤ t·2⁸ − 1 as
-    unsigned 32-bit numbers, which int32 compares alike once both have their sign bit flipped."""
-    return (hashes ^ _SIGN) <= (((threshold << (32 - BITS)) - 1) ^ _SIGN)
 
 
 @dataclass

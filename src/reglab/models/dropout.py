@@ -4,9 +4,7 @@ for a model alone or in a batch, on any device.
 Dropout layer ``layer`` of a model at its dropout step ``step`` uses stream ``layer`` (≥ 0) of the
 model's counter-based draws u_i (24 uniform bits each):
 
-    m_i = [u_i < t] / (1 − p),   t = max(1, ⌊(1 − p)·2²⁴⌋),   dropout(x) = x · m
-
-(t is at least 1, which changes nothing below p = 1 − 2⁻²⁴).
+    m_i = [u_i < ⌊(1 − p)·2²⁴⌋] / (1 − p),   dropout(x) = x · m.
 """
 
 from __future__ import annotations
@@ -14,17 +12,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from reglab.counter_random import BITS, at_most, counter_hash, seed_of
+from reglab.counter_random import BITS, counter_bits, seed_of
 
 
 def dropout_masks(seeds: Tensor, step: int, layer: int, shape: torch.Size, keep: Tensor,
                   dtype: torch.dtype) -> Tensor:
     """The scaled masks m/(1 − p) of K models, shaped [K, *shape]: ``seeds`` are the models' dropout
     seeds (int32, [K]) and ``keep`` their keep probabilities 1 − p (float64, [K]), on one device."""
-    threshold = (keep * 2**BITS).floor().clamp_(min=1).to(torch.int32).unsqueeze(1)
-    kept = at_most(counter_hash(seeds, step, layer, shape.numel()), threshold)
-    scale = torch.ones_like(keep, dtype=dtype).div_(keep.to(dtype)).unsqueeze(1)  # 1/(1 − p) in dtype
-    return torch.where(kept, scale, 0.0).view(len(seeds), *shape)
+    threshold = (keep * 2**BITS).floor().to(torch.int32).unsqueeze(1)
+    kept = counter_bits(seeds, step, layer, shape.numel()) < threshold
+    return kept.to(dtype).div_(keep.to(dtype).unsqueeze(1)).view(len(seeds), *shape)
 
 
 class CountedDropout(nn.Module):
