@@ -20,6 +20,8 @@ hits all alike; the median of each is reported with its ratio to the floor (targ
 
     python benchmarks/sweep_floor.py --models 16 48 --epochs 10 --repeats 1
     python benchmarks/sweep_floor.py --models 16 --kinds custom
+    git archive COMMIT src | tar -x -C /tmp/before      # the same against an older commit's code:
+    python benchmarks/sweep_floor.py --models 16 --ways sweep --baseline /tmp/before/src
 """
 
 from __future__ import annotations
@@ -162,19 +164,22 @@ def timed(commands: list[tuple[list[str], dict[str, str | None]]], expect: str) 
     return seconds
 
 
-def ways(kind: str, k: int, epochs: int, root: str, data: str, cores: int) -> dict:
-    """The commands of each way for K = ``k`` models of ``kind``."""
+def ways(kind: str, k: int, epochs: int, root: str, data: str, cores: int, baseline: str | None) -> dict:
+    """The commands of each way for K = ``k`` models of ``kind``; with ``baseline`` (another source
+    tree's ``src``), its sweeps too, as ``… (baseline)``."""
     me = [sys.executable, os.path.abspath(__file__), "--floor-child", "--kind", kind, "--model-count", str(k),
           "--epochs", str(epochs), "--data", data, "--shares", str(cores)]
     reglab = os.path.join(os.path.dirname(sys.executable), "reglab")
     env = {"OMP_NUM_THREADS": None, "OMP_WAIT_POLICY": None, "PYTHONPATH": HERE}
     sweep = [reglab, "sweep", "mlp-l2", *overrides(kind, epochs), "--grid", f"reg.lam={','.join(lams(k))}",
              "--dir", root]
-    return {
-        "floor": [(me + ["--share", str(i)], {**env, "OMP_NUM_THREADS": "1"}) for i in range(cores)],
-        "sweep": [(sweep + ["--name", f"s{time.monotonic_ns()}"], env)],
-        f"sweep {cores} workers": [(sweep + ["--name", f"w{time.monotonic_ns()}", "--workers", str(cores)], env)],
-    }
+    plan = {"floor": [(me + ["--share", str(i)], {**env, "OMP_NUM_THREADS": "1"}) for i in range(cores)]}
+    for label, path in [("", HERE)] + ([(" (baseline)", f"{baseline}{os.pathsep}{HERE}")] if baseline else []):
+        tree = {**env, "PYTHONPATH": path}
+        plan[f"sweep{label}"] = [(sweep + ["--name", f"s{time.monotonic_ns()}"], tree)]
+        plan[f"sweep {cores} workers{label}"] = [(sweep + ["--name", f"w{time.monotonic_ns()}", "--workers",
+                                                           str(cores)], tree)]
+    return plan
 
 
 def measure(kind: str, k: int, args, cores: int) -> dict[str, list[float]]:
@@ -183,8 +188,9 @@ def measure(kind: str, k: int, args, cores: int) -> dict[str, list[float]]:
         with tempfile.TemporaryDirectory() as root:
             data = os.path.join(root, "data.pt")
             write_data(data)
-            plan = ways(kind, k, args.epochs, root, data, cores)
-            names = list(plan)
+            plan = ways(kind, k, args.epochs, root, data, cores, args.baseline)
+            names = [name for name in plan if name == "floor" or args.ways is None
+                     or name.removesuffix(" (baseline)").split()[-1] in args.ways]
             for name in names[r % len(names):] + names[: r % len(names)]:
                 expect = "" if name == "floor" else f"{k} trials done, 0 failed"  # every model trained
                 times.setdefault(name, []).append(timed(plan[name], expect))
@@ -198,6 +204,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--kinds", nargs="+", choices=list(KINDS), default=list(KINDS))
+    parser.add_argument("--ways", nargs="+", choices=["sweep", "workers"], default=None,
+                        help="only these sweeps beside the floor: the one-worker sweep, the --workers sweep")
+    parser.add_argument("--baseline", metavar="SRC", default=None,
+                        help="also time the sweeps of the reglab source tree SRC (e.g. an older commit's src)")
     parser.add_argument("--floor-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--kind", default="mlp-l2", help=argparse.SUPPRESS)
     parser.add_argument("--model-count", type=int, default=16, help=argparse.SUPPRESS)
