@@ -45,7 +45,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sweep_floor import custom_net, lams, recipe_mlp  # noqa: E402
+from sweep_floor import custom_net, lams, recipe_mlp
 
 KINDS = {
     "mlp-l2": [],
@@ -69,8 +69,9 @@ def build(kind: str, inputs: tuple[int, ...], n_outputs: int) -> nn.Module:
     return model
 
 
-def floor(kind: str, k: int, epochs: int, data: dict, device: torch.device) -> None:
-    """K models trained as one vmap computation with one Adam (the module's docstring)."""
+def floor(kind: str, k: int, epochs: int, data: dict, device: torch.device) -> dict[str, list[float]]:
+    """K models trained as one vmap computation with one Adam (the module's docstring); the last
+    epoch's mean loss and accuracy of each model on train and validation."""
     x, y = data["train"]
     n, n_outputs = len(x), int(y.max()) + 1
     torch.manual_seed(0)
@@ -83,6 +84,7 @@ def floor(kind: str, k: int, epochs: int, data: dict, device: torch.device) -> N
     weights = [p for name, p in params.items() if p.dim() >= 3]  # [K, out, in]: each model's matrices
     lam = torch.tensor([float(v) for v in lams(k)], device=device)
     opt = torch.optim.Adam(tensors, lr=1e-3, fused=device.type == "cuda")
+    metrics: dict[str, list[float]] = {}
     for _ in range(epochs):
         base.train()
         orders = torch.argsort(torch.rand(k, n, device=device), dim=1)
@@ -112,7 +114,9 @@ def floor(kind: str, k: int, epochs: int, data: dict, device: torch.device) -> N
                     totals += nn.functional.cross_entropy(out.flatten(0, 1), target.flatten(),
                                                           reduction="none").view(k, -1).sum(1)
                     correct += (out.argmax(2) == target).sum(1)
-                (totals / len(xs)).tolist(), (correct / len(xs)).tolist()  # the metrics reach the host
+                metrics[f"{split}_loss"] = (totals / len(xs)).tolist()  # each epoch's metrics reach the host
+                metrics[f"{split}_acc"] = (correct / len(xs)).tolist()
+    return metrics
 
 
 def configs(kind: str, k: int, epochs: int, device: torch.device) -> list:
@@ -176,7 +180,7 @@ def main() -> None:
             for r in range(args.repeats):
                 for way in (("floor", "reglab") if r % 2 == 0 else ("reglab", "floor")):
                     if way == "floor":
-                        seconds[way].append(timed(lambda: floor(kind, k, args.epochs, data, device), device))
+                        seconds[way].append(timed(lambda kind=kind, k=k: floor(kind, k, args.epochs, data, device), device))
                     else:
                         started = time.perf_counter()
                         trained, how = reglab_way(kind, k, args.epochs, device, args.alone)

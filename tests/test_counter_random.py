@@ -21,8 +21,10 @@ def h(x: np.ndarray) -> np.ndarray:
 
 def reference_bits(seed: int, step: int, stream: int, n: int) -> np.ndarray:
     """u_i = h(h(i·φ + key) ⊕ key) >> 8, key = h(h(seed ⊕ stream·φ) + step), all mod 2³²."""
+    def wrap(v: int) -> np.ndarray:
+        return np.array([v % 2**32], dtype=np.uint32)
+
     with np.errstate(over="ignore"):
-        wrap = lambda v: np.array([v % 2**32], dtype=np.uint32)  # noqa: E731
         key = h(h(wrap(seed) ^ wrap(stream * int(PHI))) + wrap(step))
         i = np.arange(n, dtype=np.uint32)
         return (h(h(i * PHI + key) ^ key) >> np.uint32(32 - BITS)).astype(np.int64)
