@@ -228,10 +228,10 @@ def main() -> None:
             rate = {name: k / statistics.median(ts) * 60 for name, ts in times.items()}
             rows += [(kind, k, name, statistics.median(times[name]), rate[name], rate[name] / rate["floor"])
                      for name in times]
-    print(f"\n{'model':<8} {'K':>3}  {'way':<16} {'median s':>9} {'models/min':>11} {'/ floor':>8}   "
+    print(f"\n{'model':<8} {'K':>3}  {'way':<28} {'median s':>9} {'models/min':>11} {'/ floor':>8}   "
           f"({args.epochs} epochs, median of {args.repeats})")
     for kind, k, name, seconds, rate, ratio in rows:
-        print(f"{kind:<8} {k:>3}  {name:<16} {seconds:9.1f} {rate:11.1f} {ratio:8.2f}")
+        print(f"{kind:<8} {k:>3}  {name:<28} {seconds:9.1f} {rate:11.1f} {ratio:8.2f}")
     print("load average after: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
 
 
