@@ -17,6 +17,7 @@ metrics (``final/*``). ``tensorboard --logdir runs/`` then shows each run folder
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -52,7 +53,11 @@ def write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-def environment(config: Config, device: torch.device) -> dict[str, Any]:
+@functools.cache
+def process_environment() -> dict[str, Any]:
+    """What stays the same for every run of this process: versions, platform and the code's git
+    commit, looked up once (three git commands and a package lookup are worth caching in a sweep
+    that writes hundreds of run folders)."""
     import numpy
 
     return {
@@ -61,12 +66,18 @@ def environment(config: Config, device: torch.device) -> dict[str, Any]:
         "torch": torch.__version__,
         "numpy": numpy.__version__,
         "platform": platform.platform(),
+        "git_commit": git_commit(),
+    }
+
+
+def environment(config: Config, device: torch.device) -> dict[str, Any]:
+    return {
+        **process_environment(),
         "device": str(device),
         "cuda": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "threads": torch.get_num_threads(),
         "seed": config.seed,
         "command": [redact(arg) for arg in sys.argv],
-        "git_commit": git_commit(),
     }
 
 

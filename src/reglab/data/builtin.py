@@ -6,6 +6,7 @@ drives the splits), so ``data.split_seed`` fixes both the data and how it is cut
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib.util
 import json
@@ -101,11 +102,17 @@ def arrays_sha256(*arrays: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def mnist1d_args(n_samples: int | None = None) -> dict:
-    from mnist1d.data import get_dataset_args
+# mnist1d's default arguments (``mnist1d.data.get_dataset_args``, less the URL of its downloading
+# loader, which is never used): the standard MNIST-1D, whose checksum is MNIST1D_SHA256. Written
+# here so that reading the cached data does not import the mnist1d package, which imports
+# matplotlib and scipy (seconds at every process start); tests/test_lazy_imports.py checks them against it.
+MNIST1D_ARGS = {"num_samples": 5000, "train_split": 0.8, "template_len": 12, "padding": [36, 60],
+                "scale_coeff": 0.4, "max_translation": 48, "corr_noise_scale": 0.25, "iid_noise_scale": 2e-2,
+                "shear_scale": 0.75, "shuffle_seq": False, "final_seq_length": 40, "seed": 42}
 
-    args = get_dataset_args(as_dict=True)
-    args.pop("url", None)  # only used by mnist1d's downloading loader, never by us
+
+def mnist1d_args(n_samples: int | None = None) -> dict:
+    args = copy.deepcopy(MNIST1D_ARGS)
     if n_samples is not None:
         if n_samples % 10:
             raise UserError(

@@ -78,6 +78,17 @@ def stop(procs: list[subprocess.Popen]) -> None:
             proc.wait()
 
 
+def wait_for(procs: list[subprocess.Popen], seconds: float) -> None:
+    """Wait until every process has exited or ``seconds`` have passed, whichever comes first: the
+    progress loop's pause, which ends as soon as the last worker does (not up to a poll later)."""
+    deadline = time.monotonic() + seconds
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            return
+
+
 def run_workers(n: int, command: list[str], log_dir: Path, storage: RDBStorage, study_id: int,
                 spec: dict[str, Any], total: int, echo: Callable[[str], None]) -> list[tuple[int, Path]]:
     """Start n workers, show progress until all exit; ``(exit code, log)`` per worker."""
@@ -92,7 +103,7 @@ def run_workers(n: int, command: list[str], log_dir: Path, storage: RDBStorage, 
     try:
         while any(p.poll() is None for p in procs):
             display.show(progress(storage, study_id, spec, total))
-            time.sleep(POLL_SECONDS)
+            wait_for(procs, POLL_SECONDS)
         display.show(progress(storage, study_id, spec, total))
     except KeyboardInterrupt:
         stop(procs)

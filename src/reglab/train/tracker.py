@@ -16,7 +16,6 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from reglab.plots import learning_curve, weight_histogram
 from reglab.runs import Run, RunFolder
 from reglab.train.experiment import Experiment, evaluate_splits, weight_stats
 
@@ -178,7 +177,10 @@ class Tracker:
 
 
 def write_plots(exp: Experiment, plots: Path, history: list[dict], summary: dict[str, Any]) -> None:
-    """The learning curve, the weight histogram and the task's own plots."""
+    """The learning curve, the weight histogram and the task's own plots (matplotlib is imported
+    here, by the first run that draws them)."""
+    from reglab.plots import learning_curve, weight_histogram
+
     name = exp.config.name
     learning_curve(history, plots / "learning_curve.png", name)
     weights = {n: p.detach().cpu().numpy() for n, p in exp.model.named_parameters() if p.dim() >= 2}
