@@ -8,6 +8,11 @@ from reglab.plots import epoch_axis, legend_outside, plt, save
 
 
 def robustness(metrics: list[dict], summary: dict, path: Path, title: str) -> None:
+    """:func:`robustness_figure` written to ``path``."""
+    save(robustness_figure(metrics, summary, title), path)
+
+
+def robustness_figure(metrics: list[dict], summary: dict, title: str) -> plt.Figure:
     """PGD accuracy per epoch (train/val batches, best checkpoint marked) and test accuracy against ε."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(11.5, 3.8))
     epochs = [m["epoch"] for m in metrics]
@@ -24,4 +29,4 @@ def robustness(metrics: list[dict], summary: dict, path: Path, title: str) -> No
     right.set(xlabel="ε", ylabel="test accuracy", ylim=(0, 1.02), title=summary["robust_attack"].split(",")[0])
     fig.suptitle(title)
     fig.tight_layout()
-    save(fig, path)
+    return fig

@@ -55,7 +55,15 @@ def sample_grid(images: np.ndarray, metrics: dict, path: Path, title: str, side:
 
 
 def loss_curves(history: list[dict], path: Path, title: str) -> None:
-    """D and G loss per epoch (means over the epoch's steps), and the mode metrics when measured."""
+    """:func:`loss_curves_figure` written to ``path``."""
+    fig = loss_curves_figure(history, title)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def loss_curves_figure(history: list[dict], title: str) -> plt.Figure:
+    """D and G loss per epoch (means over the epoch's steps), and the mode metrics when measured;
+    whole epochs on every x axis."""
     measured = [(k, label) for k, label in CURVE_KEYS if any(k in h for h in history)]
     fig, axes = plt.subplots(1, 1 + len(measured), figsize=(4.5 * (1 + len(measured)) + 1.2, 3.6), squeeze=False)
     ax = axes[0][0]
@@ -72,5 +80,4 @@ def loss_curves(history: list[dict], path: Path, title: str) -> None:
         epoch_axis(ax)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig

@@ -39,7 +39,7 @@ from reglab.stats import (MIN_SEEDS, OneSEChoice, PairedComparison, Summary, hol
 from reglab.report.edges import edge_warnings
 from reglab.report.verdicts import best_sentence, reference_sentence, verdict
 from reglab.study.choose import Candidate, Choice, choose, one_per_key
-from reglab.study.points import describe, settings, switched_off
+from reglab.study.points import describe, setting_text, settings, switched_off
 from reglab.study.spec import config_for
 from reglab.tasks.objective import objective
 
@@ -291,8 +291,8 @@ def require_finished(spec: dict, records: list, progress: StudyProgress) -> None
 def shown_label(label: str, lam: float | None) -> str:
     """A point's label with its strength in the report's one form (``fmt_lam``): ``l2 λ=0.001`` →
     ``l2 λ=1e-3``, ``dropout p=0.3`` as it is."""
-    head, sep, _ = label.rpartition("=")
-    return f"{head}={fmt_lam(lam)}" if lam is not None and sep else label
+    head, sep, value = label.rpartition("=")
+    return f"{head}={fmt_lam(lam)}" if lam is not None and sep and value == setting_text(lam) else label
 
 
 def extra_metrics(metric: Metric) -> tuple[str, ...]:
@@ -497,5 +497,5 @@ def reference_of(spec: dict, configs: list[ConfigStats], metric: Metric) -> str:
         return ""
     closest = min(configs, key=lambda c: len(differing(c.settings, own)))
     keys = differing(closest.settings, own)
-    return (f"no published reference for these configs: {published.get('source', '')}'s figure is for the "
-            f"recipe's own config, and the closest here differs in {', '.join(keys)}")
+    return (f"no published reference for these configs: the published figure ({published.get('source', '')}) is "
+            f"for the recipe's own config, and the closest config here differs in {', '.join(keys)}")

@@ -25,7 +25,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter  # noqa: E402
 
 from reglab.report.analysis import Analysis, ConfigStats, FamilyChoice  # noqa: E402
 from reglab.formatting import fmt_lam  # noqa: E402
@@ -68,16 +68,17 @@ def short(label: str, width: int = 30) -> str:
 
 def lam_axis(ax, lams: list[float], strength: str | None) -> None:
     """Log λ axis (linear for dropout rates and a single λ); symmetric-log when λ=0 is among the
-    points, so the unpenalized end shows."""
+    points, so the unpenalized end shows. Tick labels in the one λ form (``fmt_lam``)."""
     positive = [lam for lam in lams if lam > 0]
+    if not (is_rate(strength) or not positive or len(set(lams)) == 1):
+        if len(positive) < len(lams):
+            ax.set_xscale("symlog", linthresh=min(positive))
+        else:
+            ax.set_xscale("log")
     if len(set(lams)) == 1:
-        ax.set_xticks(lams[:1], [fmt_lam(lams[0])])
-    if is_rate(strength) or not positive or len(set(lams)) == 1:
-        return
-    if len(positive) < len(lams):
-        ax.set_xscale("symlog", linthresh=min(positive))
-    else:
-        ax.set_xscale("log")
+        ax.set_xticks(lams[:1])
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: fmt_lam(value)))
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def band(ax, lams, summaries: list[Summary], scale: float, label: str, style: str = "-", color=None):
