@@ -250,3 +250,44 @@ def test_a_gan_summary_holds_only_what_a_gan_measures(tmp_path):
     assert summary["status"] == "ok" and "reverse_kl" in summary and "modes" in summary
     for key in ("val_loss", "test_loss", "gap_loss", "train_loss", "best_epoch"):
         assert key not in summary, key
+
+
+def adversarial_study(seeds: int) -> list[TrialRecord]:
+    """PGD training without and with L2 at two λ: robust accuracy falls with ε, clean is higher."""
+    rng = np.random.default_rng(1)
+    out = []
+    for seed in range(seeds):
+        for point, label, family, lam, robust in (({"reg": "none"}, "none", "none", None, 0.40),
+                                                  ({"reg.lam": 1e-4}, "l2 λ=0.0001", "l2", 1e-4, 0.42),
+                                                  ({"reg.lam": 1e-3}, "l2 λ=0.001", "l2", 1e-3, 0.45)):
+            r = robust + float(rng.normal(0, 0.005))
+            out.append(record(point, label, family, lam, seed, 0.9, robust_val_acc=r, robust_test_acc=r - 0.01,
+                              robust_gap=0.08, robust_curve=[[0.0, 0.9], [0.1, r + 0.2], [0.2, r]]))
+    return out
+
+
+def test_an_adversarial_report_shows_clean_beside_robust_and_accuracy_vs_eps(figures, tmp_path):
+    from reglab.config import recipe_path
+
+    spec = {**SPEC, "recipe": "adversarial-l2", "recipe_yaml": recipe_path("adversarial-l2").read_text()}
+    result = write_report(spec, adversarial_study(5), tmp_path)
+    assert result.analysis.metric.key == "robust_val_acc"
+    html = result.index.read_text()
+    for column in ("val robust accuracy (%)", "test robust accuracy (%)", "robust gap", "val clean accuracy (%)",
+                   "test clean accuracy (%)"):
+        assert f"<th>{column}</th>" in html, column
+    assert "Robust gap: robust train − test accuracy (points)" in html
+    assert ", clean test accuracy 89.0 [" in result.analysis.best
+    with open(tmp_path / "configs.csv", newline="") as fh:
+        row = {r["label"]: r for r in csv.DictReader(fh)}["none"]
+    assert float(row["test_acc_mean"]) == pytest.approx(0.89) and float(row["gap_mean"]) == pytest.approx(0.08)
+    curve = figures["robust_vs_eps"]
+    assert check_legends(curve) == 2
+    panels = [ax for ax in curve.axes if ax.get_visible()]
+    assert all(ax.get_ylim() == (0, 100) for ax in panels)
+    (l2,) = [ax for ax in panels if ax.get_title() == "l2"]
+    means = {line.get_label(): line.get_ydata() for line in l2.get_lines()}
+    expected = [np.mean([r.summary["robust_curve"][i][1] for r in adversarial_study(5) if r.lam == 1e-3]) * 100
+                for i in range(3)]
+    assert list(means["1e-3"]) == pytest.approx(expected)
+    assert len(l2.collections) == 2  # a band per config over 5 seeds
