@@ -148,9 +148,10 @@ def test_the_demo_like_study_reads_in_chromium(demo_page, tmp_path):
     text = loaded(demo_page, tmp_path)
     assert "fewer than 5 seeds (n = 2): no 95% intervals and no P(improvement)" in text
     assert "At the edge of the grid" in text and re.search(r"l2: λ_\w+( = λ_1se)? = 1e-[34] is the (largest|smallest) λ", text)
-    assert "Published reference" not in text and "no published reference for these configs" in text
-    assert "train.plots" not in text and "train.save_weights" not in text
-    assert "l2 λ=1e-3" in text and "0.001" not in text
+    assert "Published reference" not in text and "No published reference for these configs" in text
+    families = re.search(r"families: ([^·]*)·", text).group(1)
+    assert families.split(", ") == ["none", "dropout", "l2 "], families  # train.plots etc. set in the overrides
+    assert "l2 λ=1e-3" in text and "λ=0.001" not in text
     assert "P(improvement) =" not in text
     for title in ("Accuracy vs λ", "Train and validation curves per λ", "Generalization gap vs λ"):
         assert title in text, title

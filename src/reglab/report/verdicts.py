@@ -13,6 +13,7 @@ p=0.004; seed 3 left out, as none failed on it``), its 95% bootstrap CI, and whe
 sentence names the other keys in which it differs (with the baseline's value, then the
 config's): then the difference is not the regularizer's alone. A significant change is named by
 the way it moves the metric ("raises"/"lowers"), with its size and interval as positive numbers.
+With fewer than ``stats.MIN_SEEDS`` pairs the sentence gives no interval.
 """
 
 from __future__ import annotations
