@@ -74,7 +74,7 @@ def test_report_of_a_gan_study(tmp_path):
     result = build_report([tmp_path / "g"], tmp_path / "out")
     a = result.analysis
     assert a.metric.key == "reverse_kl" and a.metric.direction == "minimize"
-    assert [c.label for c in a.configs] == ["none", "sn", "l1 λ=1e-4", "l1 λ=3e-4"]
+    assert [c.label for c in a.configs] == ["none", "sn", "l1 λ=0.0001", "l1 λ=0.0003"]
     compared = {(c.chosen.family, c.metric.key, c.baseline.label) for c in a.comparisons}
     assert compared == {(f, k, "none") for f in ("l1", "sn") for k in ("modes", "hq_pct", "reverse_kl")}
     none = next(c for c in a.configs if c.label == "none")

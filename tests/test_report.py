@@ -98,7 +98,7 @@ def test_report_writes_every_file_and_embeds_every_figure(report):
 def test_configs_table_matches_the_run_summaries(report, runs_root):
     _, out = report
     rows = {r["label"]: r for r in read_csv(out / "configs.csv")}
-    assert set(rows) == {"none", "l2 λ=1e-3", "l2 λ=0.1", "dropout p=0.3"}
+    assert set(rows) == {"none", "l2 λ=0.001", "l2 λ=0.1", "dropout p=0.3"}
     val = by_config(runs_root, "l2", 0.1, "val_acc")
     assert int(rows["l2 λ=0.1"]["n_seeds"]) == 3
     assert float(rows["l2 λ=0.1"]["val_mean"]) == pytest.approx(np.mean(list(val.values())))

@@ -4,6 +4,7 @@ minus sign (and never ``−0.0``)."""
 from __future__ import annotations
 
 import math
+import re
 
 MINUS = "\u2212"
 
@@ -19,6 +20,17 @@ def fmt_lam(lam: float | None) -> str:
         return f"{lam:g}"
     exponent = math.floor(math.log10(abs(lam)))
     return f"{float(f'{lam / 10**exponent:.3g}'):g}e{exponent}"
+
+
+STRENGTH = re.compile(r"(?<!\S)(λ|p|wd|γ)=(\d[\d.]*(?:e[+-]?\d+)?)(?=\s|\)|,|;|$)")
+"""A strength as a point's label writes it (``λ=0.001``, ``p=0.3``, ``wd=0.01``, ``γ=0.3``)."""
+
+
+def fmt_strengths(text: str) -> str:
+    """``text`` with every strength of a point's label in the :func:`fmt_lam` form: ``l2 λ=0.001`` →
+    ``l2 λ=1e-3``; a setting (``optim.lr=0.001``) stays as it is. Labels stay as stored (they name
+    points); only what the report shows reads this way."""
+    return STRENGTH.sub(lambda m: f"{m[1]}={fmt_lam(float(m[2]))}", text)
 
 
 def signed(value: float, digits: str) -> str:

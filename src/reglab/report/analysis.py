@@ -32,14 +32,13 @@ import numpy as np
 
 from reglab.config import validate
 from reglab.errors import UserError
-from reglab.formatting import fmt_lam
 from reglab.gan.modes import METRICS as MODE_METRICS
 from reglab.stats import (MIN_SEEDS, OneSEChoice, PairedComparison, Summary, holm, one_se_choice,
                           paired_comparison, summary_over_seeds)
 from reglab.report.edges import edge_warnings
 from reglab.report.verdicts import best_sentence, reference_sentence, verdict
 from reglab.study.choose import Candidate, Choice, choose, one_per_key
-from reglab.study.points import describe, setting_text, settings, switched_off
+from reglab.study.points import describe, settings, switched_off
 from reglab.study.spec import config_for
 from reglab.tasks.objective import objective
 
@@ -288,13 +287,6 @@ def require_finished(spec: dict, records: list, progress: StudyProgress) -> None
                     f"{c['failed']} failed")
 
 
-def shown_label(label: str, lam: float | None) -> str:
-    """A point's label with its strength in the report's one form (``fmt_lam``): ``l2 λ=0.001`` →
-    ``l2 λ=1e-3``, ``dropout p=0.3`` as it is."""
-    head, sep, value = label.rpartition("=")
-    return f"{head}={fmt_lam(lam)}" if lam is not None and sep and value == setting_text(lam) else label
-
-
 def extra_metrics(metric: Metric) -> tuple[str, ...]:
     """The per-config metrics beside the chosen one: a GAN's mode metrics, an adversarial study's
     clean accuracy."""
@@ -304,7 +296,7 @@ def extra_metrics(metric: Metric) -> tuple[str, ...]:
 def config_stats(records: list, config, metric: Metric) -> ConfigStats:
     first = records[0]
     return ConfigStats(
-        label=shown_label(first.label, first.lam), family=first.family, lam=first.lam, records=records, settings=settings(config),
+        label=first.label, family=first.family, lam=first.lam, records=records, settings=settings(config),
         strength=describe(first.point, config).strength,
         val=summary_over_seeds(records, metric.key), test=summary_over_seeds(records, metric.test_key),
         gap=summary_over_seeds(records, metric.gap_key) if metric.gap_key else None,

@@ -8,8 +8,8 @@ import base64
 from html import escape
 from typing import Iterable
 
-from reglab.report.analysis import Analysis, ConfigStats
-from reglab.formatting import fmt_ci, fmt_lam, fmt_p, fmt_value
+from reglab.report.analysis import Analysis
+from reglab.formatting import fmt_ci, fmt_lam, fmt_p, fmt_strengths, fmt_value
 from reglab.gan.modes import METRICS as MODE_METRICS
 from reglab.gan.modes import cell, rows_of_configs
 from reglab.report.plots import Plot
@@ -33,6 +33,11 @@ figure{margin:18px 0 28px}figure img{max-width:100%;height:auto;border:1px solid
 figcaption{color:#4a5568;font-size:.92em;margin-top:4px}
 .small{font-size:.9em;color:#4a5568}
 """
+
+
+def label(text: str) -> str:
+    """A point's label as the page shows it: escaped, its strength in the one λ form."""
+    return escape(fmt_strengths(text))
 
 
 def table(header: Iterable[str], rows: Iterable[Iterable[str]], numeric: set[int] = frozenset()) -> str:
@@ -78,7 +83,7 @@ def unfinished(a: Analysis) -> str:
     p = a.progress
     if p.complete:
         return ""
-    rows = [(escape(label), str(w), str(r)) for label, (w, r) in sorted(p.pending.items())]
+    rows = [(label(name), str(w), str(r)) for name, (w, r) in sorted(p.pending.items())]
     missing = table(("config", "waiting", "running"), rows, {1, 2})
     return (f'<div class="warn"><b>Unfinished study.</b> {escape(p.message())}. Figures and statistics use only the '
             f"finished trials; rerun the report when the study is done.{missing}</div>")
@@ -100,7 +105,7 @@ def verdicts(a: Analysis) -> str:
         body = f'<p class="reference">{escape(a.reference[0].upper() + a.reference[1:])}.</p>' + body
     if a.best:
         body = f'<p class="best">{escape(a.best)}.</p>' + body
-    notes = "".join(f'<p class="note">{escape(n)}</p>' for n in a.notes)
+    notes = "".join(f'<p class="note">{label(n)}</p>' for n in a.notes)
     return ("<h2>Verdicts</h2>" + body + notes +
             '<p class="small">Each family\'s λ_min config against its baseline, the same config with that '
             "regularizer off (any other difference is named in the sentence), on the test metric. The unit of "
@@ -144,7 +149,7 @@ def difference(r, scale: float) -> str:
 
 def comparisons(a: Analysis) -> str:
     s = a.metric.scale
-    rows = [(escape(c.chosen.label), escape(c.baseline.label), str(c.result.n),
+    rows = [(label(c.chosen.label), label(c.baseline.label), str(c.result.n),
              difference(c.result, s), f"{c.result.p_improve:.2f}" if c.result.n >= MIN_SEEDS else "–",
              escape(fmt_p(c.result.p_value).lstrip("=")), escape(fmt_p(c.holm_p).lstrip("=")))
             for c in a.comparisons]
@@ -161,7 +166,7 @@ EXTRA_NAMES = {"val_acc": "val clean accuracy (%)", "test_acc": "test clean accu
 def config_rows(a: Analysis) -> list[tuple[str, ...]]:
     s, held_out = a.metric.scale, a.metric.held_out
     extra = [key for key in EXTRA_NAMES if a.metric.robust]
-    return [(escape(c.label), str(c.n), ci(c.val, s), *([ci(c.test, s), ci(c.gap, s)] if held_out else []),
+    return [(label(c.label), str(c.n), ci(c.val, s), *([ci(c.test, s), ci(c.gap, s)] if held_out else []),
              *(ci(c.table.get(key), 100) for key in extra),
              escape(fmt_value(c.weight_l2)), "–" if c.sparsity is None else f"{c.sparsity:.1f}")
             for c in a.configs]
@@ -188,7 +193,7 @@ def mode_table(a: Analysis) -> str:
     """A GAN study's modes, HQ % and reverse KL per config (``gan_modes``), best first."""
     if not a.gan:
         return ""
-    rows = [(escape(row.label), f"{row.ok}" + (f" ({row.failed} failed)" if row.failed else ""),
+    rows = [(label(row.label), f"{row.ok}" + (f" ({row.failed} failed)" if row.failed else ""),
              *(escape(cell(row.stats[key], digits)) for key, _, _, digits in MODE_METRICS))
             for row in rows_of_configs(a.configs)]
     return ("<h2>Mode coverage</h2>" +
@@ -200,7 +205,7 @@ def mode_table(a: Analysis) -> str:
 def failed(a: Analysis) -> str:
     if not a.failed:
         return ""
-    rows = [(escape(r.label), str(r.seed), "" if r.fold is None else str(r.fold), escape(r.reason or "unknown"),
+    rows = [(label(r.label), str(r.seed), "" if r.fold is None else str(r.fold), escape(r.reason or "unknown"),
              escape(r.run_dir or "")) for r in a.failed]
     return f"<h2>Failed trials ({len(rows)})</h2>" + table(("config", "seed", "fold", "reason", "run folder"), rows)
 

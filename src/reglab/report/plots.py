@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter  # noqa: E402
 
 from reglab.report.analysis import Analysis, ConfigStats, FamilyChoice  # noqa: E402
-from reglab.formatting import fmt_lam  # noqa: E402
+from reglab.formatting import fmt_lam, fmt_strengths  # noqa: E402
 from reglab.plots import legend_outside  # noqa: E402
 from reglab.report.edges import symbol  # noqa: E402
 from reglab.stats import Summary, summarize  # noqa: E402
@@ -63,6 +63,8 @@ def title(ax, text: str) -> None:
 
 
 def short(label: str, width: int = 30) -> str:
+    """A label for a legend: its strength in the one λ form, cut to ``width`` characters."""
+    label = fmt_strengths(label)
     return label if len(label) <= width else label[: width - 1] + "…"
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 
-from reglab.formatting import fmt_p, fmt_value, signed
+from reglab.formatting import fmt_p, fmt_strengths, fmt_value, signed
 from reglab.stats import MIN_SEEDS
 
 ALPHA = 0.05
@@ -29,9 +29,10 @@ DISPLAY = {"l1": "L1", "l2": "L2", "elastic": "Elastic net", "group": "Group las
 
 
 def display_label(label: str) -> str:
-    """``l2 λ=1e-3`` → ``L2 λ=1e-3``: the penalty's name as people write it."""
+    """``l2 λ=0.001`` → ``L2 λ=1e-3``: the penalty's name as people write it, the strength in the
+    one λ form (``formatting.fmt_strengths``)."""
     head, space, rest = label.partition(" ")
-    return DISPLAY.get(head, head) + space + rest
+    return fmt_strengths(DISPLAY.get(head, head) + space + rest)
 
 
 def amount(value: float, scale: float) -> str:
