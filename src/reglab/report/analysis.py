@@ -19,6 +19,11 @@ regularizer without a strength (spectral norm) is compared the same way. Where t
 such config, the closest config without that regularizer stands in, and every other key in which
 it differs is named in the verdict sentence itself. Comparisons are on the test metric, paired by
 seed; the Wilcoxon p-values of all comparisons get Holm's correction.
+
+What the report holds back: with fewer than ``stats.MIN_SEEDS`` seeds, intervals and
+P(improvement) (a note says why); a recipe's published figure, except against the config whose
+settings equal the recipe's own (:func:`reference_of`). A λ_min or λ_1se at an end of its family's
+grid gets a warning with the range to try next (``report.edges``).
 """
 
 from __future__ import annotations
