@@ -39,8 +39,8 @@ class Task(Protocol):
     stop_reason: str | None
     """set by ``epoch_metrics`` to end training after that epoch (None: go on)"""
     held_out: bool
-    """optional (True when absent): whether ``evaluate`` on the train/val/test splits measures the
-    model, so the run's summary holds those losses, their gap and the best epoch; a GAN's is False"""
+    """whether ``evaluate`` on the train/val/test splits measures the model, so that the run's
+    summary holds those losses, their gaps and the best epoch (a GAN's is False)"""
 
     def targets(self, y: Any) -> torch.Tensor:
         """A split's labels or targets as the tensor the loss takes."""

@@ -144,7 +144,7 @@ class Tracker:
         ``seconds / stack_size``, and a stack of K > 1 adds the whole as ``group_seconds`` (with
         ``vectorized`` and ``group_size``)."""
         exp, ok = self.exp, self.status["status"] == "ok"
-        held_out = getattr(exp.task, "held_out", True)  # False: a GAN's split losses measure nothing of it
+        held_out = exp.task.held_out  # False: a GAN's split losses measure nothing of it
         if ok and exp.config.train.restore_best and self.best_state is not None:
             exp.model.load_state_dict(self.best_state)
         summary: dict[str, Any] = {**self.status, "epochs_run": len(self.history),
