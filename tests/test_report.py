@@ -102,9 +102,8 @@ def test_configs_table_matches_the_run_summaries(report, runs_root):
     val = by_config(runs_root, "l2", 0.1, "val_acc")
     assert int(rows["l2 λ=0.1"]["n_seeds"]) == 3
     assert float(rows["l2 λ=0.1"]["val_mean"]) == pytest.approx(np.mean(list(val.values())))
-    low, high = bootstrap_ci(list(val.values()))
     row = rows["l2 λ=0.1"]
-    assert (float(row["val_ci_low"]), float(row["val_ci_high"])) == pytest.approx((low, high))
+    assert row["val_ci_low"] == row["val_ci_high"] == ""  # 3 seeds: no interval
     norms = by_config(runs_root, "none", None, "weight_l2")
     assert float(rows["none"]["weight_l2"]) == pytest.approx(np.mean(list(norms.values())))
 
@@ -174,7 +173,7 @@ def test_verdict_sentences_are_in_the_page(report):
     result, out = report
     html = result.index.read_text()
     pattern = re.compile(r"^(L2 λ=\S+|Dropout p=0\.3) (raises|lowers|changes) test accuracy by −?\d+\.\d points "
-                         r"\[−?\d+\.\d, −?\d+\.\d\] over none"
+                         r"over none"
                          r"(: no significant difference at 0\.05)? \(n = 3 seeds, Holm p(=[\d.e-]+|<0\.001)\)$")
     verdicts = [row["verdict"] for row in read_csv(out / "comparisons.csv")]
     assert len(verdicts) == 2

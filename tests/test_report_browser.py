@@ -1,4 +1,6 @@
-"""The report page in headless Chromium: every image loads and the console stays silent.
+"""The report page in headless Chromium: every image loads, the console stays silent, and the page
+shows what the report must say (for a ridge study from run folders, a small study like the demo's,
+and an adversarial study).
 
 Chromium loads a small harness page that holds the report in an iframe; once everything has
 loaded, the harness writes what it sees (each image's ``complete`` and ``naturalWidth``) into
@@ -32,7 +34,8 @@ window.addEventListener("load", () => {{
   const doc = document.getElementById("page").contentDocument;
   const images = doc ? Array.from(doc.images, img => ({{complete: img.complete, width: img.naturalWidth,
                                                         alt: img.alt}})) : null;
-  document.getElementById("seen").textContent = JSON.stringify({{title: doc ? doc.title : null, images}});
+  const text = doc && doc.body ? doc.body.innerText : null;
+  document.getElementById("seen").textContent = JSON.stringify({{title: doc ? doc.title : null, images, text}});
 }});
 </script></body></html>
 """
@@ -58,7 +61,8 @@ def inspect(page: Path, tmp: Path) -> tuple[dict, list[str]]:
     seen = re.search(r'<pre id="seen">(.*?)</pre>', proc.stdout, re.S)
     assert seen is not None, proc.stdout[:2000]
     console = [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]
-    return json.loads(seen.group(1).replace("&quot;", '"').replace("&amp;", "&")), console
+    unescaped = seen.group(1).replace("&quot;", '"').replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    return json.loads(unescaped), console
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +103,66 @@ def test_screenshot_of_the_report(report_page, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 50_000
+
+
+TINY = ["data.n_train=200", "train.epochs=3", "model.hidden=[16]", "model.dropout=0", "train.plots=false",
+        "train.save_weights=false"]
+TINY_ADV = ["data.name=digits", "data.n_train=200", "model.channels=[4]", "model.dense=[8]", "train.epochs=2",
+            "adv.eval_eps=[0.1,0.2]", "adv.eval_examples=50", "adv.eval_restarts=1", "adv.eval_steps=3",
+            "adv.monitor_examples=32", "adv.monitor_steps=2", "train.plots=false", "train.save_weights=false"]
+
+
+def study_report(tmp_path_factory, recipe: str, overrides: list[str], grids: list[str], seeds: str) -> Path:
+    from reglab.study.sweep import sweep
+
+    root = tmp_path_factory.mktemp(recipe)
+    sweep(recipe, overrides, grids, seeds=seeds, workers=1, studies_dir=root, echo=lambda line: None, name="s")
+    return build_report([root / "s"], root / "report").index
+
+
+@pytest.fixture(scope="module")
+def demo_page(tmp_path_factory) -> Path:
+    """The demo's study made small: none, L2 and dropout over a grid, on 2 seeds."""
+    return study_report(tmp_path_factory, "mlp-l2", TINY, ["reg=none,l2,dropout", "reg.lam=1e-4,1e-3",
+                                                           "reg.dropout=0.1,0.3"], "0-1")
+
+
+@pytest.fixture(scope="module")
+def adversarial_page(tmp_path_factory) -> Path:
+    """PGD training with and without L2 at one λ, on 2 seeds."""
+    return study_report(tmp_path_factory, "adversarial-l2", TINY_ADV, ["reg=none,l2", "reg.lam=1e-3"], "0-1")
+
+
+def loaded(page: Path, tmp_path: Path) -> str:
+    """The page's text, once every image of it has loaded in Chromium with a silent console."""
+    seen, console = inspect(page, tmp_path)
+    assert console == []
+    images = seen["images"]
+    assert len(images) == len(list((page.parent / "plots").glob("*.png"))) > 0
+    for image in images:
+        assert image["complete"] and image["width"] > 0, image
+    return seen["text"]
+
+
+def test_the_demo_like_study_reads_in_chromium(demo_page, tmp_path):
+    text = loaded(demo_page, tmp_path)
+    assert "fewer than 5 seeds (n = 2): no 95% intervals and no P(improvement)" in text
+    assert "At the edge of the grid" in text and re.search(r"l2: λ_\w+( = λ_1se)? = 1e-[34] is the (largest|smallest) λ", text)
+    assert "Published reference" not in text and "No published reference for these configs" in text
+    families = re.search(r"families: ([^·]*)·", text).group(1)
+    assert families.split(", ") == ["none", "dropout", "l2 "], families  # train.plots etc. set in the overrides
+    assert "l2 λ=1e-3" in text and "λ=0.001" not in text
+    assert "P(improvement) =" not in text
+    for title in ("Accuracy vs λ", "Train and validation curves per λ", "Generalization gap vs λ"):
+        assert title in text, title
+
+
+def test_the_adversarial_study_reads_in_chromium(adversarial_page, tmp_path):
+    text = loaded(adversarial_page, tmp_path)
+    for column in ("val robust accuracy (%)", "test robust accuracy (%)", "robust gap", "val clean accuracy (%)",
+                   "test clean accuracy (%)"):
+        assert column in text, column
+    assert "clean test accuracy" in text and "Accuracy vs ε" in text
+    assert "Robust accuracy vs λ" not in text  # one λ: no λ plot
+    assert not (adversarial_page.parent / "plots" / "metric_vs_lambda.png").exists()
+    assert (adversarial_page.parent / "plots" / "robust_vs_eps.png").is_file()

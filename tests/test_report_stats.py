@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from reglab.formatting import fmt_lam
+from reglab.formatting import fmt_ci, fmt_lam, signed
 from reglab.stats import (bootstrap_ci, holm, one_se_choice, paired_comparison, standard_error,
                                  summarize)
 
@@ -115,26 +115,38 @@ def test_standard_error_is_sample_sd_over_root_n():
 
 
 @pytest.mark.parametrize("lam, text", [(1e-3, "1e-3"), (5e-4, "5e-4"), (0.1, "0.1"), (0.25, "0.25"),
-                                       (0.0, "0"), (1e-6, "1e-6"), (3.16e-5, "3.16e-5"), (None, "–")])
+                                       (0.0, "0"), (1e-6, "1e-6"), (3.16e-5, "3.16e-5"), (None, "–"),
+                                       (0.00316228, "3.16e-3"), (3.16228e-05, "3.16e-5"), (0.0316228, "0.0316"),
+                                       (31.6228, "31.6"), (1000.0, "1e3"), (0.0099999, "0.01"), (1e-2, "0.01")])
 def test_lambda_format(lam, text):
     assert fmt_lam(lam) == text
 
 
-def test_best_sentence_reads_against_the_published_figure():
+@pytest.mark.parametrize("value, digits, text", [(-0.00001, ".1f", "0.0"), (-0.0, ".1f", "0.0"),
+                                                 (-1e-9, "+.3f", "+0.000"), (-0.3, ".1f", "\u22120.3")])
+def test_a_value_that_rounds_to_zero_has_no_minus(value, digits, text):
+    assert signed(value, digits) == text
+    assert "\u22120.0" not in fmt_ci(0.001, -0.0004, 0.002, 100) and fmt_ci(0.001, -0.0004, 0.002, 100) == "0.1 [0.0, 0.2]"
+
+
+def test_best_sentence_and_the_published_reference():
     from types import SimpleNamespace
 
     from reglab.report.analysis import Metric
     from reglab.stats import Summary
-    from reglab.report.verdicts import best_sentence
+    from reglab.report.verdicts import best_sentence, reference_sentence
     from reglab.study.choose import Choice
 
     metric = Metric("val_acc", "maximize", True)
-    best = SimpleNamespace(label="l2 λ=0.001", test=Summary(5, 0.701, 0.69, 0.71))
-    choice = Choice("l2 λ=0.001", {"reg.l2": 0.001}, "l2", 0.001, "val_acc", 0.7, 5)
-    text = best_sentence(best, choice, metric, {"value": 0.68, "metric": "test_acc", "source": "paper"})
-    assert "test accuracy 70.1 [69.0, 71.0] (n = 5 seeds)" in text
-    assert text.endswith("published: 68.0 (paper), ours is 2.1 points above it")
-    assert "published" not in best_sentence(best, choice, metric, None)
+    best = SimpleNamespace(label="l2 λ=1e-3", test=Summary(5, 0.701, 0.69, 0.71), table={})
+    choice = Choice("l2 λ=1e-3", {"reg.l2": 0.001}, "l2", 0.001, "val_acc", 0.7, 5)
+    text = best_sentence(best, choice, metric)
+    assert text == "Chosen on validation among all configs: L2 λ=1e-3, test accuracy 70.1 [69.0, 71.0] (n = 5 seeds)"
+    reference = reference_sentence(best, {"value": 0.68, "metric": "test_acc", "source": "paper"}, metric)
+    assert reference == ("Published reference for the recipe's own config (L2 λ=1e-3): 68.0 (paper); ours is "
+                         "70.1 [69.0, 71.0] (n = 5 seeds), 2.1 points above it")
+    few = SimpleNamespace(label="l2 λ=1e-3", test=Summary(2, 0.701, 0.69, 0.71), table={})
+    assert best_sentence(few, choice, metric).endswith("test accuracy 70.1 (n = 2 seeds)")
 
 
 def test_the_small_sample_note_counts_the_differences_the_test_uses():

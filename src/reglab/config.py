@@ -298,6 +298,17 @@ class Config(Section):
         return self.model_dump(mode="json")
 
 
+BOOKKEEPING_KEYS = ("name", "description", "device", "out", "train.save_weights", "train.plots", "train.tensorboard")
+"""Keys that say what a run is called, where it runs and writes, and what it logs, never what it
+learns; with the ``published.*`` figure it is read against, they are never a factor of a study:
+not in a point's settings, a family's name or the point of a run folder (:func:`is_bookkeeping`)."""
+
+
+def is_bookkeeping(key: str) -> bool:
+    """Whether the dotted ``key`` is bookkeeping (:data:`BOOKKEEPING_KEYS`, ``published.*``)."""
+    return key in BOOKKEEPING_KEYS or key.startswith("published.")
+
+
 def flat_keys(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """A nested config dict as dotted keys: ``{"reg": {"lam": 0.1}}`` → ``{"reg.lam": 0.1}``."""
     out: dict[str, Any] = {}

@@ -1,29 +1,44 @@
 """How numbers read in the report: λ as ``1e-3``, p as ``0.002``, signed differences with a true
-minus sign."""
+minus sign (and never ``−0.0``)."""
 
 from __future__ import annotations
 
 import math
+import re
 
 MINUS = "\u2212"
 
 
 def fmt_lam(lam: float | None) -> str:
-    """``1e-3``, ``5e-4``, ``0.1``, ``0.25``: the exponent form once |log10 λ| ≥ 3."""
+    """The one form of a strength (λ, a rate p, γ) in every text and figure: three significant
+    digits, plain for 0.01 ≤ |λ| < 1000 (``0.01``, ``0.25``, ``31.6``), else ``m·10^k`` written
+    ``1e-3``, ``3.16e-4``, ``1e3``."""
     if lam is None:
         return "–"
-    if lam == 0 or 1e-3 < abs(lam) < 1e3:
+    lam = float(f"{lam:.3g}") + 0.0  # + 0.0: no −0
+    if lam == 0 or 1e-2 <= abs(lam) < 1e3:
         return f"{lam:g}"
     exponent = math.floor(math.log10(abs(lam)))
-    mantissa = float(f"{lam / 10**exponent:.3g}")
-    if mantissa >= 10:
-        mantissa, exponent = mantissa / 10, exponent + 1
-    return f"{mantissa:g}e{exponent}"
+    return f"{float(f'{lam / 10**exponent:.3g}'):g}e{exponent}"
+
+
+STRENGTH = re.compile(r"(?<!\S)(λ|p|wd|γ)=(\d[\d.]*(?:e[+-]?\d+)?)(?=\s|\)|,|;|$)")
+"""A strength as a point's label writes it (``λ=0.001``, ``p=0.3``, ``wd=0.01``, ``γ=0.3``)."""
+
+
+def fmt_strengths(text: str) -> str:
+    """``text`` with every strength of a point's label in the :func:`fmt_lam` form: ``l2 λ=0.001`` →
+    ``l2 λ=1e-3``; a setting (``optim.lr=0.001``) stays as it is. Labels stay as stored (they name
+    points); only what the report shows reads this way."""
+    return STRENGTH.sub(lambda m: f"{m[1]}={fmt_lam(float(m[2]))}", text)
 
 
 def signed(value: float, digits: str) -> str:
-    """A number with a typographic minus, e.g. ``−0.3``."""
+    """A number with a typographic minus, e.g. ``−0.3``; a value that rounds to zero reads ``0.0``,
+    never ``−0.0``."""
     text = format(value, digits)
+    if float(text) == 0:
+        text = format(0.0, digits)
     return text.replace("-", MINUS) if text.startswith("-") else text
 
 

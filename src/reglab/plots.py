@@ -43,6 +43,11 @@ def epoch_axis(ax) -> None:
             axis(FuncFormatter(lambda value, _: f"{value:g}"))
 
 
+def legend_outside(ax, **options):
+    """The axes' legend to their right, where it covers no curve; ``tight_layout`` makes room."""
+    return ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, **options)
+
+
 def layer_zeros(metrics: list[dict]) -> dict[str, list[float]]:
     """Per layer, its percentage of exact zeros at each epoch (``zeros/<name>``), when some layer has any."""
     layers = {k.removeprefix("zeros/"): [m.get(k, np.nan) for m in metrics]
@@ -57,7 +62,7 @@ def learning_curve_figure(metrics: list[dict], title: str) -> plt.Figure:
     has_acc = "train_acc" in metrics[0]
     zeros = layer_zeros(metrics)
     panels = 1 + has_acc + bool(zeros)
-    fig, axes = plt.subplots(1, panels, figsize=(5 * panels + 0.5 * (panels == 1), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, panels, figsize=(6.2 * panels, 3.8), squeeze=False)
     axes = list(axes[0])
     ax = axes.pop(0)
     train, dropped_train = finite([m["train_loss"] for m in metrics])
@@ -68,7 +73,7 @@ def learning_curve_figure(metrics: list[dict], title: str) -> plt.Figure:
     ax.set(xlabel="epoch", ylabel="loss (without penalty)", title="loss")
     if np.any(np.isfinite(train)) and np.nanmin(train) > 0:
         ax.set_yscale("log")
-    ax.legend()
+    legend_outside(ax)
     epoch_axis(ax)
     if has_acc:
         ax = axes.pop(0)
@@ -78,14 +83,14 @@ def learning_curve_figure(metrics: list[dict], title: str) -> plt.Figure:
         ax.plot(epochs, train_acc, label="train")
         ax.plot(epochs, val_acc, label="validation")
         ax.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
-        ax.legend()
+        legend_outside(ax)
         epoch_axis(ax)
     if zeros:
         ax = axes.pop(0)
         for layer, values in zeros.items():
             ax.plot(epochs, values, label=layer)
         ax.set(xlabel="epoch", ylabel="exact zeros (%)", title="exact zeros per layer", ylim=(-2, 102))
-        ax.legend(fontsize="small")
+        legend_outside(ax, fontsize="small")
         epoch_axis(ax)
     fig.suptitle(title + dropped_note(dropped))
     fig.tight_layout()

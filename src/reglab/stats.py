@@ -44,6 +44,12 @@ def standard_error(values: Sequence[float]) -> float:
     return float(x.std(ddof=1) / math.sqrt(len(x))) if len(x) > 1 else 0.0
 
 
+MIN_SEEDS = 5
+"""Fewer values (seeds) than this get no interval and no P(improvement) in the report: n values have
+only C(2n−1, n) distinct bootstrap resamples (3 for n = 2, 35 for n = 4), so the "95% interval" is
+their range or close to it, and P(improvement) moves in coarse steps."""
+
+
 @dataclass(frozen=True)
 class Summary:
     """Mean of n values with its percentile-bootstrap CI."""
@@ -52,6 +58,11 @@ class Summary:
     mean: float
     low: float
     high: float
+
+    @property
+    def has_interval(self) -> bool:
+        """Whether the CI is worth showing: n ≥ :data:`MIN_SEEDS`."""
+        return self.n >= MIN_SEEDS
 
 
 def summarize(values: Sequence[float], level: float = 0.95, n_boot: int = 10000, seed: int = 0) -> Summary:

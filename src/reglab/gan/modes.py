@@ -113,15 +113,16 @@ def mode_rows(runs: list[GanRun]) -> list[Row]:
     return best_first(Row(label, group) for label, group in by_label(runs).items())
 
 
-def rows_of_configs(configs: list, failed: list) -> list[Row]:
-    """The mode table of a report (``analysis.ConfigStats`` with their finished trial records, and
-    the failed trial records), best first."""
-    return best_first(Row(c.label, [*c.records, *(r for r in failed if r.label == c.label)]) for c in configs)
+def rows_of_configs(configs: list) -> list[Row]:
+    """The mode table of a report (``analysis.ConfigStats`` with their finished and failed trial
+    records), best first."""
+    return best_first(Row(c.label, [*c.records, *c.failed]) for c in configs)
 
 
 def cell(s: Summary, digits: str) -> str:
-    """``17.3 [16.1, 18.5]``"""
-    return f"{s.mean:{digits}} [{s.low:{digits}}, {s.high:{digits}}]"
+    """``17.3 [16.1, 18.5]``; the mean alone with fewer than ``stats.MIN_SEEDS`` seeds."""
+    mean = signed(s.mean, digits)
+    return f"{mean} [{signed(s.low, digits)}, {signed(s.high, digits)}]" if s.has_interval else mean
 
 
 def markdown_table(rows: list[Row]) -> str:

@@ -87,6 +87,10 @@ class JointSchedule:
 class GanTask:
     """G and D, their two Adam optimizers and regularizers, and the judge of the samples."""
 
+    held_out = False
+    """D's loss on a split's real examples says nothing of G's samples: a GAN's summary holds no
+    split losses, gaps or best epoch, only what it measures (D/G losses per epoch, mode metrics)"""
+
     @flushing
     def __init__(self, config, splits, device: torch.device):
         self.config, self.gan, self.device = config, config.gan, device

@@ -8,10 +8,13 @@
 
 λ is chosen on validation (the CV mean with folds), never on test: λ_min and λ_1se (one-SE rule).
 The unit of analysis is the seed (folds are averaged within a seed). Per config: mean and 95%
-bootstrap CI over seeds. Each family's λ_min config is compared with the same config with its
-regularizer off (other differences are named) on the same seeds: mean difference with its CI,
-P(improvement), Wilcoxon signed-rank p with Holm's correction over all comparisons, and one
-verdict sentence. A GAN study adds its mode table (modes, HQ %, reverse KL).
+bootstrap CI over seeds (CIs and P(improvement) from 5 seeds on). Each family's λ_min config is
+compared with the same config with its regularizer off (other differences are named) on the same
+seeds: mean difference with its CI, P(improvement), Wilcoxon signed-rank p with Holm's correction
+over all comparisons, and one verdict sentence. A λ_min or λ_1se at an end of its grid is warned of, with the range to try next;
+a recipe's published figure is quoted only for the config equal to the recipe's own. A GAN study
+adds its mode table (modes, HQ %, reverse KL); an adversarial study shows clean accuracy beside
+robust accuracy and plots accuracy against ε.
 """
 
 from reglab.report.analysis import Analysis, analyse

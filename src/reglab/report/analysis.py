@@ -19,6 +19,11 @@ regularizer without a strength (spectral norm) is compared the same way. Where t
 such config, the closest config without that regularizer stands in, and every other key in which
 it differs is named in the verdict sentence itself. Comparisons are on the test metric, paired by
 seed; the Wilcoxon p-values of all comparisons get Holm's correction.
+
+What the report holds back: with fewer than ``stats.MIN_SEEDS`` seeds, intervals and
+P(improvement) (a note says why); a recipe's published figure, except against the config whose
+settings equal the recipe's own (:func:`reference_of`). A λ_min or λ_1se at an end of its family's
+grid gets a warning with the range to try next (``report.edges``).
 """
 
 from __future__ import annotations
@@ -33,15 +38,17 @@ import numpy as np
 from reglab.config import validate
 from reglab.errors import UserError
 from reglab.gan.modes import METRICS as MODE_METRICS
-from reglab.stats import (OneSEChoice, PairedComparison, Summary, holm, one_se_choice, paired_comparison,
-                          summary_over_seeds)
-from reglab.report.verdicts import best_sentence, verdict
+from reglab.stats import (MIN_SEEDS, OneSEChoice, PairedComparison, Summary, holm, one_se_choice,
+                          paired_comparison, summary_over_seeds)
+from reglab.report.edges import edge_warnings
+from reglab.report.verdicts import best_sentence, reference_sentence, verdict
 from reglab.study.choose import Candidate, Choice, choose, one_per_key
 from reglab.study.points import describe, settings, switched_off
 from reglab.study.spec import config_for
 from reglab.tasks.objective import objective
 
 GAN_METRICS = tuple(key for key, *_ in MODE_METRICS)
+CLEAN_METRICS = ("val_acc", "test_acc")  # shown beside an adversarial study's robust accuracy
 NAMES = {"val_acc": "accuracy", "robust_val_acc": "robust accuracy", "modes": "modes", "hq_pct": "HQ %",
          "reverse_kl": "reverse KL"}
 
@@ -64,10 +71,26 @@ class Metric:
         return self.test_key != self.key
 
     @property
+    def robust(self) -> bool:
+        """Robust accuracy (adversarial studies), shown beside the clean accuracy."""
+        return self.key.startswith("robust_")
+
+    @property
     def gap_key(self) -> str | None:
+        """The generalization gap of this metric: robust train − test accuracy (``robust_gap``),
+        clean train − val accuracy, or val − train loss; none for a GAN."""
         if not self.held_out:
             return None
+        if self.robust:
+            return "robust_gap"
         return "gap_acc" if self.key.endswith("acc") else "gap_loss"
+
+    @property
+    def gap_name(self) -> str:
+        """What the gap column and plot show."""
+        if self.robust:
+            return "robust train − test accuracy (points)"
+        return "train − val accuracy (points)" if self.key.endswith("acc") else "val − train loss"
 
     @property
     def name(self) -> str:
@@ -157,6 +180,8 @@ class FamilyChoice:
     at_1se: ConfigStats
     configs: list[ConfigStats]
     baseline: ConfigStats | None = None
+    edges: list[str] = field(default_factory=list)
+    """a warning for λ_min or λ_1se at each end of the grid it sits at (``report.edges``)"""
 
 
 @dataclass
@@ -214,6 +239,12 @@ class Analysis:
     failed: list
     choice: Choice | None = None
     best: str = ""
+    reference: str = ""
+
+    @property
+    def edges(self) -> list[str]:
+        """Every family's warnings of λ at the end of its grid."""
+        return [text for sel in self.selections for text in sel.edges]
 
     @property
     def gan(self) -> bool:
@@ -261,6 +292,12 @@ def require_finished(spec: dict, records: list, progress: StudyProgress) -> None
                     f"{c['failed']} failed")
 
 
+def extra_metrics(metric: Metric) -> tuple[str, ...]:
+    """The per-config metrics beside the chosen one: a GAN's mode metrics, an adversarial study's
+    clean accuracy."""
+    return GAN_METRICS if metric.key in GAN_METRICS else CLEAN_METRICS if metric.robust else ()
+
+
 def config_stats(records: list, config, metric: Metric) -> ConfigStats:
     first = records[0]
     return ConfigStats(
@@ -269,8 +306,7 @@ def config_stats(records: list, config, metric: Metric) -> ConfigStats:
         val=summary_over_seeds(records, metric.key), test=summary_over_seeds(records, metric.test_key),
         gap=summary_over_seeds(records, metric.gap_key) if metric.gap_key else None,
         weight_l2=mean_of(records, "weight_l2"), sparsity=mean_of(records, "zeros_total"),
-        table={key: s for key in (GAN_METRICS if metric.key in GAN_METRICS else ())
-               if (s := summary_over_seeds(records, key)) is not None},
+        table={key: s for key in extra_metrics(metric) if (s := summary_over_seeds(records, key)) is not None},
     )
 
 
@@ -419,7 +455,44 @@ def analyse(spec: dict, records: list) -> Analysis:
         comparison.verdict = verdict(comparison)
     choice = choose([c.candidate() for c in configs], metric.key, metric.direction)
     by_label = {c.label: c for c in configs}
-    best = best_sentence(by_label[choice.label], choice, metric, spec.get("published")) if choice else ""
+    best = best_sentence(by_label[choice.label], choice, metric) if choice else ""
     if choice is None:
         notes.append("no config is chosen on validation: every config has a failed run")
-    return Analysis(spec, metric, progress, configs, selections, comparisons, notes, failed, choice, best)
+    few = min(c.n for c in configs)
+    if few < MIN_SEEDS:
+        notes.append(few_seeds_note(few))
+    for sel in selections:
+        sel.edges = edge_warnings(sel.family, [c.lam for c in sel.configs], sel.choice.lam_min,
+                                  sel.choice.lam_1se, sel.at_min.strength)
+    return Analysis(spec, metric, progress, configs, selections, comparisons, notes, failed, choice, best,
+                    reference_of(spec, configs, metric))
+
+
+def few_seeds_note(n: int) -> str:
+    return (f"fewer than {MIN_SEEDS} seeds (n = {n}): no 95% intervals and no P(improvement) where n < {MIN_SEEDS}, "
+            f"as a bootstrap of so few values only spans their range; run at least {MIN_SEEDS} seeds for them")
+
+
+def recipe_settings(spec: dict) -> dict | None:
+    """The settings of the recipe's own config (no override, no grid value, no folds); None without a recipe."""
+    if not spec.get("recipe_yaml"):
+        return None
+    return settings(config_for({**spec, "overrides": [], "folds": None}, {}, 0, None))
+
+
+def reference_of(spec: dict, configs: list[ConfigStats], metric: Metric) -> str:
+    """The published figure read against the config equal to the recipe's own on every setting
+    (``points.settings``: all that changes the result, no bookkeeping key), or why it is not."""
+    published = spec.get("published") or {}
+    if published.get("value") is None or published.get("metric") != metric.test_key:
+        return ""
+    own = recipe_settings(spec)
+    same = [c for c in configs if own is not None and c.settings == own]
+    if same:
+        return reference_sentence(same[0], published, metric)
+    if own is None:
+        return ""
+    closest = min(configs, key=lambda c: len(differing(c.settings, own)))
+    keys = differing(closest.settings, own)
+    return (f"no published reference for these configs: the published figure ({published.get('source', '')}) is "
+            f"for the recipe's own config, and the closest config here differs in {', '.join(keys)}")

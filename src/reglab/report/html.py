@@ -8,13 +8,13 @@ import base64
 from html import escape
 from typing import Iterable
 
-from reglab.report.analysis import Analysis, ConfigStats
-from reglab.formatting import fmt_ci, fmt_lam, fmt_p, fmt_value
+from reglab.report.analysis import Analysis
+from reglab.formatting import fmt_ci, fmt_lam, fmt_p, fmt_strengths, fmt_value
 from reglab.gan.modes import METRICS as MODE_METRICS
 from reglab.gan.modes import cell, rows_of_configs
 from reglab.report.plots import Plot
-from reglab.stats import Summary
-from reglab.report.verdicts import ALPHA
+from reglab.stats import MIN_SEEDS, Summary
+from reglab.report.verdicts import ALPHA, value_text
 
 CSS = """
 .best{font-weight:600}
@@ -35,6 +35,11 @@ figcaption{color:#4a5568;font-size:.92em;margin-top:4px}
 """
 
 
+def label(text: str) -> str:
+    """A point's label as the page shows it: escaped, its strength in the one λ form."""
+    return escape(fmt_strengths(text))
+
+
 def table(header: Iterable[str], rows: Iterable[Iterable[str]], numeric: set[int] = frozenset()) -> str:
     """An HTML table; cells are already-escaped HTML, column indices in ``numeric`` align right."""
     head = "".join(f"<th>{escape(h)}</th>" for h in header)
@@ -47,7 +52,8 @@ def table(header: Iterable[str], rows: Iterable[Iterable[str]], numeric: set[int
 
 
 def ci(summary: Summary | None, scale: float) -> str:
-    return "–" if summary is None else escape(fmt_ci(summary.mean, summary.low, summary.high, scale))
+    """``82.1 [80.3, 83.9]``; the mean alone with fewer than ``stats.MIN_SEEDS`` seeds."""
+    return "–" if summary is None else escape(value_text(summary, scale))
 
 
 def describe_seeds(seeds) -> str:
@@ -77,7 +83,7 @@ def unfinished(a: Analysis) -> str:
     p = a.progress
     if p.complete:
         return ""
-    rows = [(escape(label), str(w), str(r)) for label, (w, r) in sorted(p.pending.items())]
+    rows = [(label(name), str(w), str(r)) for name, (w, r) in sorted(p.pending.items())]
     missing = table(("config", "waiting", "running"), rows, {1, 2})
     return (f'<div class="warn"><b>Unfinished study.</b> {escape(p.message())}. Figures and statistics use only the '
             f"finished trials; rerun the report when the study is done.{missing}</div>")
@@ -91,12 +97,15 @@ def verdicts(a: Analysis) -> str:
         for c in a.comparisons:
             cls = "sig" if c.holm_p < ALPHA else "ns"
             note = f' <span class="note">({escape(c.result.note)})</span>' if c.result.note else ""
-            items.append(f'<li><span class="{cls}">{escape(c.verdict)}</span>. '
-                         f'<span class="note">P(improvement) = {c.result.p_improve:.2f}</span>{note}</li>')
+            chance = (f' <span class="note">P(improvement) = {c.result.p_improve:.2f}</span>'
+                      if c.result.n >= MIN_SEEDS else "")
+            items.append(f'<li><span class="{cls}">{escape(c.verdict)}</span>.{chance}{note}</li>')
         body = f'<ul class="verdicts">{"".join(items)}</ul>'
+    if a.reference:
+        body = f'<p class="reference">{escape(a.reference[0].upper() + a.reference[1:])}.</p>' + body
     if a.best:
         body = f'<p class="best">{escape(a.best)}.</p>' + body
-    notes = "".join(f'<p class="note">{escape(n)}</p>' for n in a.notes)
+    notes = "".join(f'<p class="note">{label(n)}</p>' for n in a.notes)
     return ("<h2>Verdicts</h2>" + body + notes +
             '<p class="small">Each family\'s λ_min config against its baseline, the same config with that '
             "regularizer off (any other difference is named in the sentence), on the test metric. The unit of "
@@ -114,7 +123,7 @@ def selection(a: Analysis) -> str:
             for sel in a.selections]
     columns = ("family", "λ_min", "λ_1se", "val at λ_min", "test at λ_min", "val at λ_1se", "test at λ_1se",
                "SE at λ_min")
-    return ("<h2>λ selection</h2>" + (table(columns, rows, {1, 2, 3, 4, 5, 6, 7}) if rows else
+    return ("<h2>λ selection</h2>" + edges(a) + (table(columns, rows, {1, 2, 3, 4, 5, 6, 7}) if rows else
                                       '<p class="ns">No family was run at more than its baseline.</p>') +
             f'<p class="small">{escape(a.metric.name)}{" in %" if s == 100 else ""}, mean [95% bootstrap CI]. '
             "λ_min has the best mean validation metric over seeds (folds averaged within each), among the λ "
@@ -122,10 +131,26 @@ def selection(a: Analysis) -> str:
             "whose mean is within one standard error (at λ_min) of that best.</p>")
 
 
+def edges(a: Analysis) -> str:
+    """A warning for each λ_min or λ_1se at an end of its grid, with the range to try next."""
+    if not a.edges:
+        return ""
+    items = "".join(f"<li>{escape(text)}</li>" for text in a.edges)
+    return (f'<div class="warn edges"><b>At the edge of the grid.</b> The metric may still improve beyond '
+            f"it:<ul>{items}</ul></div>")
+
+
+def difference(r, scale: float) -> str:
+    """The mean paired difference with its CI; alone with fewer than ``stats.MIN_SEEDS`` pairs."""
+    if r.n < MIN_SEEDS:
+        return escape(fmt_value(r.mean_diff, scale))
+    return escape(fmt_ci(r.mean_diff, r.low, r.high, scale))
+
+
 def comparisons(a: Analysis) -> str:
     s = a.metric.scale
-    rows = [(escape(c.chosen.label), escape(c.baseline.label), str(c.result.n),
-             escape(fmt_ci(c.result.mean_diff, c.result.low, c.result.high, s)), f"{c.result.p_improve:.2f}",
+    rows = [(label(c.chosen.label), label(c.baseline.label), str(c.result.n),
+             difference(c.result, s), f"{c.result.p_improve:.2f}" if c.result.n >= MIN_SEEDS else "–",
              escape(fmt_p(c.result.p_value).lstrip("=")), escape(fmt_p(c.holm_p).lstrip("=")))
             for c in a.comparisons]
     if not rows:
@@ -135,30 +160,42 @@ def comparisons(a: Analysis) -> str:
                    "Holm p"), rows, {2, 3, 4, 5, 6}))
 
 
-def config_rows(configs: list[ConfigStats], scale: float) -> list[tuple[str, ...]]:
-    return [(escape(c.label), str(c.n), ci(c.val, scale), ci(c.test, scale),
-             ci(c.gap, scale),
+EXTRA_NAMES = {"val_acc": "val clean accuracy (%)", "test_acc": "test clean accuracy (%)"}
+
+
+def config_rows(a: Analysis) -> list[tuple[str, ...]]:
+    s, held_out = a.metric.scale, a.metric.held_out
+    extra = [key for key in EXTRA_NAMES if a.metric.robust]
+    return [(label(c.label), str(c.n), ci(c.val, s), *([ci(c.test, s), ci(c.gap, s)] if held_out else []),
+             *(ci(c.table.get(key), 100) for key in extra),
              escape(fmt_value(c.weight_l2)), "–" if c.sparsity is None else f"{c.sparsity:.1f}")
-            for c in configs]
+            for c in a.configs]
 
 
 def configs(a: Analysis) -> str:
-    s = a.metric.scale
-    unit = " (%)" if s == 100 else ""
-    return ("<h2>Configs</h2>" +
-            table(("config", "seeds", f"val {a.metric.name}{unit}", f"test {a.metric.name}{unit}", "gap", "‖w‖₂",
-                   "exact zeros (%)"), config_rows(a.configs, s), {1, 2, 3, 4, 5, 6}) +
-            '<p class="small">Mean [95% bootstrap CI] over seeds (n), each seed the mean over its folds. Gap: train − validation accuracy in '
-            "points, or validation − train loss.</p>")
+    """Each config's validation and test metric with its gap; an adversarial study's robust and
+    clean accuracy side by side (the gap is the robust one); a GAN's one metric (its runs have no
+    held-out split)."""
+    m = a.metric
+    unit = " (%)" if m.scale == 100 else ""
+    gap = "robust gap" if m.robust else "gap"
+    columns = ["config", "seeds"]
+    columns += [f"val {m.name}{unit}", f"test {m.name}{unit}", gap] if m.held_out else [f"{m.name}{unit}"]
+    columns += [EXTRA_NAMES[key] for key in EXTRA_NAMES if m.robust]
+    columns += ["‖w‖₂", "exact zeros (%)"]
+    gap_text = f"{gap.capitalize()}: {m.gap_name}. " if m.held_out else ""
+    return ("<h2>Configs</h2>" + table(columns, config_rows(a), set(range(1, len(columns)))) +
+            '<p class="small">Mean [95% bootstrap CI] over seeds (n), each seed the mean over its folds. '
+            f"{escape(gap_text)}</p>")
 
 
 def mode_table(a: Analysis) -> str:
     """A GAN study's modes, HQ % and reverse KL per config (``gan_modes``), best first."""
     if not a.gan:
         return ""
-    rows = [(escape(row.label), f"{row.ok}" + (f" ({row.failed} failed)" if row.failed else ""),
+    rows = [(label(row.label), f"{row.ok}" + (f" ({row.failed} failed)" if row.failed else ""),
              *(escape(cell(row.stats[key], digits)) for key, _, _, digits in MODE_METRICS))
-            for row in rows_of_configs(a.configs, a.failed)]
+            for row in rows_of_configs(a.configs)]
     return ("<h2>Mode coverage</h2>" +
             table(("regularizer", "seeds", *(name for _, name, *_ in MODE_METRICS)), rows, {1, 2, 3, 4}) +
             '<p class="small">Mean [95% bootstrap CI] over seeds, best first (most modes, then HQ %, then lowest '
@@ -168,7 +205,7 @@ def mode_table(a: Analysis) -> str:
 def failed(a: Analysis) -> str:
     if not a.failed:
         return ""
-    rows = [(escape(r.label), str(r.seed), "" if r.fold is None else str(r.fold), escape(r.reason or "unknown"),
+    rows = [(label(r.label), str(r.seed), "" if r.fold is None else str(r.fold), escape(r.reason or "unknown"),
              escape(r.run_dir or "")) for r in a.failed]
     return f"<h2>Failed trials ({len(rows)})</h2>" + table(("config", "seed", "fold", "reason", "run folder"), rows)
 

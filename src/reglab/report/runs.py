@@ -16,13 +16,13 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
-from reglab.config import Config, flat_keys, validate
+from reglab.config import RECIPE_DIR, Config, flat_keys, is_bookkeeping, validate
 from reglab.errors import UserError
 from reglab.runs import read_run, run_folders
 from reglab.study.points import describe, setting_text
 from reglab.study.records import TrialRecord
 
-NOT_A_POINT = {"seed", "data.fold", "out", "description", "device"}
+NOT_A_POINT = {"seed", "data.fold"}  # and the bookkeeping keys (config.is_bookkeeping)
 
 
 def resolved(run: dict[str, Any]) -> Config:
@@ -34,8 +34,8 @@ def resolved(run: dict[str, Any]) -> Config:
 
 
 def relevant(key: str, flat: dict[str, Any]) -> bool:
-    """Keys that describe a run: not its seed, fold or output, nor reg.* without a penalty."""
-    return key not in NOT_A_POINT and not (flat["reg.penalty"] == "none" and key.startswith("reg."))
+    """Keys that describe a run: not its seed, fold or bookkeeping (output, logging), nor reg.* without a penalty."""
+    return key not in NOT_A_POINT and not is_bookkeeping(key) and not (flat["reg.penalty"] == "none" and key.startswith("reg."))
 
 
 def differs(flats: list[dict[str, Any]], key: str) -> bool:
@@ -86,6 +86,13 @@ def require_one_experiment(runs: list[dict[str, Any]]) -> None:
                         "report each one's folders separately")
 
 
+def builtin_recipe(names: list[str]) -> str | None:
+    """The text of the built-in recipe the run folders are named after (one name), else None: the
+    report quotes a recipe's published figure only for a config equal to that recipe's own."""
+    path = RECIPE_DIR / f"{names[0]}.yaml" if len(names) == 1 else None
+    return path.read_text() if path is not None and path.is_file() else None
+
+
 def records_from_runs(targets: Iterable[str | Path]) -> tuple[dict[str, Any], list[TrialRecord]]:
     """A study-like ``(spec, records)`` pair from run folders (or folders of them)."""
     runs = [read_run(path) for path in run_folders(targets)]
@@ -100,6 +107,7 @@ def records_from_runs(targets: Iterable[str | Path]) -> tuple[dict[str, Any], li
         "source": "run folders", "recipe": ", ".join(names), "name": ", ".join(names),
         "seeds": sorted({r.seed for r in records}), "folds": max(folds) if folds else None,
         "published": runs[0]["config"].get("published") if runs else None,
+        "recipe_yaml": builtin_recipe(names), "overrides": [],
         "grids": [f"{k}={','.join(sorted({setting_text(flat[k]) for flat in flats if k in flat}))}"
                   for k in sorted(set().union(*keys))],
     }

@@ -13,13 +13,15 @@ p=0.004; seed 3 left out, as none failed on it``), its 95% bootstrap CI, and whe
 sentence names the other keys in which it differs (with the baseline's value, then the
 config's): then the difference is not the regularizer's alone. A significant change is named by
 the way it moves the metric ("raises"/"lowers"), with its size and interval as positive numbers.
+With fewer than ``stats.MIN_SEEDS`` pairs the sentence gives no interval.
 """
 
 from __future__ import annotations
 
 import json
 
-from reglab.formatting import fmt_p, fmt_value, signed
+from reglab.formatting import fmt_p, fmt_strengths, fmt_value, signed
+from reglab.stats import MIN_SEEDS
 
 ALPHA = 0.05
 DISPLAY = {"l1": "L1", "l2": "L2", "elastic": "Elastic net", "group": "Group lasso", "dropout": "Dropout",
@@ -27,9 +29,10 @@ DISPLAY = {"l1": "L1", "l2": "L2", "elastic": "Elastic net", "group": "Group las
 
 
 def display_label(label: str) -> str:
-    """``l2 λ=1e-3`` → ``L2 λ=1e-3``: the penalty's name as people write it."""
+    """``l2 λ=0.001`` → ``L2 λ=1e-3``: the penalty's name as people write it, the strength in the
+    one λ form (``formatting.fmt_strengths``)."""
     head, space, rest = label.partition(" ")
-    return DISPLAY.get(head, head) + space + rest
+    return fmt_strengths(DISPLAY.get(head, head) + space + rest)
 
 
 def amount(value: float, scale: float) -> str:
@@ -65,8 +68,14 @@ def left_out(failed_out: dict[str, list[int]]) -> str:
     return "".join(parts)
 
 
+def interval(low: float, high: float, scale: float, n: int) -> str:
+    """`` [1.3, 2.9]`` with n ≥ ``MIN_SEEDS`` values, else nothing (``stats.MIN_SEEDS``)."""
+    return f" [{amount(low, scale)}, {amount(high, scale)}]" if n >= MIN_SEEDS else ""
+
+
 def verdict(comparison) -> str:
-    """The sentence for one comparison (``analysis.Comparison``) on its test metric."""
+    """The sentence for one comparison (``analysis.Comparison``) on its test metric; with fewer
+    than ``MIN_SEEDS`` pairs, without its interval."""
     r, metric = comparison.result, comparison.metric
     quantity = metric.quantity
     unit = " points" if metric.scale == 100 else ""
@@ -75,38 +84,52 @@ def verdict(comparison) -> str:
     tail = (f"({sample_size(comparison.seeds, comparison.folds)}, Holm p{fmt_p(comparison.holm_p)}"
             f"{left_out(comparison.failed_out)})")
     if comparison.holm_p >= ALPHA:
-        return (f"{subject} changes {quantity} by {amount(r.mean_diff, metric.scale)}{unit} "
-                f"[{amount(r.low, metric.scale)}, {amount(r.high, metric.scale)}] over {baseline}: "
+        return (f"{subject} changes {quantity} by {amount(r.mean_diff, metric.scale)}{unit}"
+                f"{interval(r.low, r.high, metric.scale, r.n)} over {baseline}: "
                 f"no significant difference at {ALPHA} {tail}")
     if r.mean_diff > 0:
         verb, size, low, high = "raises", r.mean_diff, r.low, r.high
     else:
         verb, size, low, high = "lowers", -r.mean_diff, -r.high, -r.low
-    return (f"{subject} {verb} {quantity} by {amount(size, metric.scale)}{unit} "
-            f"[{amount(low, metric.scale)}, {amount(high, metric.scale)}] over {baseline} {tail}")
+    return (f"{subject} {verb} {quantity} by {amount(size, metric.scale)}{unit}"
+            f"{interval(low, high, metric.scale, r.n)} over {baseline} {tail}")
 
 
-def best_sentence(best, choice, metric, published: dict | None) -> str:
+def value_text(summary, scale: float) -> str:
+    """``82.1 [80.3, 83.9]``, or ``82.1`` with fewer than ``MIN_SEEDS`` seeds."""
+    if not summary.has_interval:
+        return fmt_value(summary.mean, scale)
+    return f"{fmt_value(summary.mean, scale)} [{fmt_value(summary.low, scale)}, {fmt_value(summary.high, scale)}]"
+
+
+def best_sentence(best, choice, metric) -> str:
     """The config chosen on validation among all (``best``, an ``analysis.ConfigStats``, by
-    ``choice``, the chooser's ``Choice``): its test metric with CI, the tie it won and how, each
-    config passed over for a failed run (named with its seeds), and how it stands against a
-    published figure when the recipe names one."""
-    t = best.test
+    ``choice``, the chooser's ``Choice``): its test metric with CI (and, for robust accuracy, the
+    clean test accuracy beside it), the tie it won and how, and each config passed over for a
+    failed run (named with its seeds)."""
     text = (f"Chosen on validation among all configs: {display_label(best.label)}, {metric.quantity} "
-            f"{fmt_value(t.mean, metric.scale)} [{fmt_value(t.low, metric.scale)}, {fmt_value(t.high, metric.scale)}] "
-            f"(n = {t.n} seeds)")
+            f"{value_text(best.test, metric.scale)}")
+    clean = best.table.get("test_acc") if metric.robust else None
+    if clean is not None:
+        text += f", clean test accuracy {value_text(clean, 100)}"
+    text += f" (n = {best.test.n} seeds)"
     if choice.tie:
         text += (f"; a tie on validation with {', '.join(display_label(label) for label in choice.tied)}, "
                  f"broken by {choice.broken_by}")
     for other in choice.passed_over:
         text += f"; not chosen, as a run failed: {display_label(other.text())}"
-    if not published or published.get("value") is None or published.get("metric") != metric.test_key:
-        return text
-    value = float(published["value"])
+    return text
+
+
+def reference_sentence(config, published: dict, metric) -> str:
+    """The published figure against ``config``, the study's config equal to the recipe's own on
+    every setting (the only one it is a reference for)."""
+    t, value = config.test, float(published["value"])
     gap = t.mean - value
     side = "above" if gap > 0 else "below"
     if metric.direction == "minimize":
         side = "worse than" if gap > 0 else "better than"
     unit = " points" if metric.scale == 100 else ""
-    return (f"{text}; published: {fmt_value(value, metric.scale)} ({published.get('source', '')}), "
-            f"ours is {amount(abs(gap), metric.scale)}{unit} {side} it")
+    return (f"Published reference for the recipe's own config ({display_label(config.label)}): "
+            f"{fmt_value(value, metric.scale)} ({published.get('source', '')}); ours is "
+            f"{value_text(t, metric.scale)} (n = {t.n} seeds), {amount(abs(gap), metric.scale)}{unit} {side} it")

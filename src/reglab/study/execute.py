@@ -33,9 +33,13 @@ def history_of(run_dir: Path | None) -> list[dict[str, float]]:
     return [{k: r[k] for k in HISTORY_KEYS if k in r} for r in records]
 
 
+CURVE_KEYS = ("robust_curve",)  # besides the numbers, the summary's lists that the report plots ([ε, accuracy] pairs)
+
+
 def outcome(result: Run) -> dict[str, Any]:
     summary = result.summary
     numbers = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    numbers.update({k: summary[k] for k in CURVE_KEYS if k in summary})
     return {"status": summary.get("status", "failed"), "reason": summary.get("reason"), "summary": numbers,
             "history": history_of(result.path), "run_dir": str(result.path) if result.path else None}
 

@@ -27,7 +27,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from reglab.config import Config, flat_keys, setting_names
+from reglab.config import Config, flat_keys, is_bookkeeping, setting_names
 from reglab.shorthands import plain_overrides
 from reglab.study.auto_grid import points_values
 from reglab.study.grid import parse_grid
@@ -36,7 +36,7 @@ from reglab.study.spec import config_for, fold_list
 GAN_STRENGTH = {"none": None, "l1": "reg.lam", "l2": "reg.lam", "gp": "gan.gp", "r1": "gan.r1",
                 "sn": "gan.spectral_norm"}
 SYMBOLS = {"model.dropout": "p", "optim.weight_decay": "wd", "gan.r1": "γ"}
-NOT_SETTINGS = ("name", "description", "seed", "data.fold", "out", "device", "gan.regularizer", "gan.strength")
+NOT_SETTINGS = ("seed", "data.fold", "gan.regularizer", "gan.strength")  # and the bookkeeping keys
 NOT_NAMED = ("reg.penalty", "gan.regularizer", "gan.strength")  # the family's own name says them
 
 
@@ -75,11 +75,11 @@ def normalized(flat: dict[str, Any]) -> dict[str, Any]:
 
 
 def settings(config: Config | dict[str, Any]) -> dict[str, Any]:
-    """What decides a run's training, as dotted keys: the resolved config without its seed, fold,
-    name, output folder and device, and without the GAN preset keys (their effect is in the keys
+    """What decides a run's training, as dotted keys: the resolved config without its seed, fold and
+    bookkeeping keys (name, output folder, device, logging: ``config.is_bookkeeping``), and without the GAN preset keys (their effect is in the keys
     they set), :func:`normalized`. Two runs with equal settings differ only in seed and fold."""
     tree = config.to_dict() if isinstance(config, Config) else config
-    flat = {k: v for k, v in flat_keys(tree).items() if k not in NOT_SETTINGS and not k.startswith("published.")}
+    flat = {k: v for k, v in flat_keys(tree).items() if k not in NOT_SETTINGS and not is_bookkeeping(k)}
     return normalized(flat)
 
 
@@ -139,7 +139,8 @@ def name_point(flat: dict[str, Any], point: dict[str, Any]) -> tuple[str, str, f
     else:
         base = "dropout" if key == "model.dropout" else penalty
     hidden = {*NOT_NAMED, key, *(["model.dropout"] if base == "none" else [])}
-    family = " ".join([base, *(f"{k}={setting_text(v)}" for k, v in point.items() if k not in hidden)])
+    family = " ".join([base, *(f"{k}={setting_text(v)}" for k, v in point.items()
+                               if k not in hidden and not is_bookkeeping(k))])
     label = family if lam is None else f"{family} {SYMBOLS.get(key, 'λ')}={setting_text(lam)}"
     return family, label, lam, key
 

@@ -38,6 +38,9 @@ class Task(Protocol):
     """an object with ``step()`` (or ``step(metric)`` for plateau), stepped once per epoch; or None"""
     stop_reason: str | None
     """set by ``epoch_metrics`` to end training after that epoch (None: go on)"""
+    held_out: bool
+    """whether ``evaluate`` on the train/val/test splits measures the model, so that the run's
+    summary holds those losses, their gaps and the best epoch (a GAN's is False)"""
 
     def targets(self, y: Any) -> torch.Tensor:
         """A split's labels or targets as the tensor the loss takes."""

@@ -31,6 +31,8 @@ def mean_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 class SupervisedTask:
     """Train a classifier or regressor: loss → backward → clip → ``optimizer.step()``."""
 
+    held_out = True  # its split losses and accuracies measure the model (``Task.held_out``)
+
     def __init__(self, config, splits, device: torch.device):
         self.config = config
         self.splits = splits

@@ -143,14 +143,17 @@ class Tracker:
         ``seconds / stack_size``, and a stack of K > 1 adds the whole as ``group_seconds`` (with
         ``vectorized`` and ``group_size``)."""
         exp, ok = self.exp, self.status["status"] == "ok"
+        held_out = exp.task.held_out  # False: a GAN's split losses measure nothing of it
         if ok and exp.config.train.restore_best and self.best_state is not None:
             exp.model.load_state_dict(self.best_state)
-        summary: dict[str, Any] = {**self.status, "epochs_run": len(self.history), "best_epoch": self.best_epoch,
+        summary: dict[str, Any] = {**self.status, "epochs_run": len(self.history),
+                                   **({"best_epoch": self.best_epoch} if held_out else {}),
                                    "seconds": seconds / stack_size, "device": str(exp.device),
                                    "n_params": sum(p.numel() for p in exp.model.parameters()),
                                    **exp.splits.metadata()}
         if ok:
-            summary.update(evaluate_splits(exp, ("train", "val", "test")))
+            if held_out:
+                summary.update(evaluate_splits(exp, ("train", "val", "test")))
             summary.update(weight_stats(exp.model))
             summary.update(exp.task.penalty_values())
             summary.update(exp.task.final_metrics(exp.tensors))
