@@ -62,8 +62,11 @@ class Stack(Protocol):
 
 
 def stack_of(members: list[Member]) -> Stack:
-    """The stacked backend where it can train the members' config, else the module backend (one)."""
-    if unsupported(members[0].exp.config) is None:
+    """The stacked backend where it can train the members' config, else the module backend (one).
+    A user's model alone (``model.kind=custom``, K = 1) trains as its own module, by its own kernels."""
+    config = members[0].exp.config
+    alone_custom = len(members) == 1 and config.model.kind == "custom"
+    if not alone_custom and unsupported(config) is None:
         return StackedModels(members)
     if len(members) != 1:
         raise ValueError(f"only a stack of one trains by the task's own step, not {len(members)}")

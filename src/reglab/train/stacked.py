@@ -44,6 +44,7 @@ rounding apart then part there; the same nets with tanh and no pooling agree to 
 
 from __future__ import annotations
 
+import json
 from typing import Callable, cast
 
 import torch
@@ -52,11 +53,14 @@ from torch.func import stack_module_state
 
 from reglab.config import Config, flat_keys, is_penalty_setting, stacked_keys
 from reglab.counter_random import CounterStream, seed_of
+from reglab.data import load_dataset, make_splits
+from reglab.models.build import Net, build_model, first_line
 from reglab.models.dropout import CountedDropout, dropout_masks
 from reglab.tasks.base import StackableTask
 from reglab.tasks.plan import Plan
 from reglab.train.batched_net import BatchedNet
-from reglab.train.experiment import add_gaps
+from reglab.train.experiment import add_gaps, resolve_device
+from reglab.train.functional_net import FunctionalNet, stack_problem
 from reglab.train.stacked_optim import StackedOptimizer, StackedTerm, clip_
 from reglab.train.tracker import Member
 
@@ -71,11 +75,41 @@ def unsupported(config: Config) -> str | None:
         # the section reg is stacked, and the penalty's settings (its extra keys) with it
         if key not in implemented and not is_penalty_setting(key) and value != defaults.get(key):
             return f"{key} is not vectorized"
-    if config.model.kind not in ("linear", "mlp", "cnn"):
-        return f"model.kind={config.model.kind} is not vectorized"
     if config.reg.on != "weights":
         return f"only the default selection reg.on=weights is vectorized, not '{config.reg.on}'"
+    if config.model.kind == "custom":
+        return custom_problem(config)
     return None
+
+
+PROBE_EXAMPLES = 4
+_PROBED: dict[str, str | None] = {}
+
+
+def custom_problem(config: Config) -> str | None:
+    """Why the user's model (``model.kind=custom``) does not stack, or None: the model built as the
+    run builds it, checked stacked against alone on its first :data:`PROBE_EXAMPLES` training examples
+    (``reglab.train.functional_net.stack_problem``). Once per model, data and device in a process;
+    torch's random state is left as it was."""
+    key = json.dumps([config.model.model_dump(mode="json"), config.data.model_dump(mode="json"), config.device])
+    if key not in _PROBED:
+        try:
+            device = resolve_device(config.device)
+            splits = make_splits(load_dataset(config.data), config.data)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(config.seed)
+                model = build_model(config.model, splits.input_shape, splits.n_outputs).to(device)
+            x = torch.as_tensor(splits.train.x[:PROBE_EXAMPLES], dtype=torch.float32, device=device)
+            problem = stack_problem(model, x)
+        except Exception as exc:  # the run itself reports what fails when it is built
+            problem = f"it could not be built ({first_line(exc)})"
+        _PROBED[key] = None if problem is None else f"model.factory={config.model.factory}: {problem}"
+    return _PROBED[key]
+
+
+def dropout_rates(model: torch.nn.Module) -> dict[int, float]:
+    """The rate p of each counter-based dropout layer of ``model``, by its layer number."""
+    return {m.layer: m.p for m in model.modules() if isinstance(m, CountedDropout)}
 
 
 def stackable(member: Member) -> StackableTask:
@@ -103,7 +137,7 @@ class StackedModels:
         self.members = members
         self.config, self.device = first.config, first.device
         self.task = stackable(members[0])
-        self.net = BatchedNet(first.model)
+        self.net = BatchedNet(first.model) if isinstance(first.model, Net) else FunctionalNet(first.model)
         self.params, self.buffers = stack_module_state([m.exp.model for m in members])
         self.plan = self.task.plan  # the hyper-parameters every model of the stack shares
         self.optimizer = StackedOptimizer(self.plan)
@@ -112,7 +146,9 @@ class StackedModels:
         self.train_forwards = 0  # dropout steps: one per training-mode forward, as CountedDropout counts
         self.seeds = torch.tensor([seed_of(m.exp.config.seed) for m in members], dtype=torch.int32,
                                   device=self.device)  # CountedDropout's seeds: its run's seed
-        self.keep = self.vector(lambda m: 1 - m.exp.config.model.dropout)
+        rates = [dropout_rates(m.exp.model) for m in members]
+        self.keep = {layer: torch.tensor([1 - r[layer] for r in rates], dtype=torch.float64, device=self.device)
+                     for layer in rates[0]}  # each dropout layer's keep probabilities 1 − p, per model
 
     def build_penalty(self) -> StackedTerm | None:
         """The config's penalty term on the stacked weights it selects, its settings per model."""
@@ -130,10 +166,11 @@ class StackedModels:
         """A per-model float64 vector over the members still training."""
         return torch.tensor([value(m) for m in self.members], dtype=torch.float64, device=self.device)
 
-    def draw_dropout(self, layer: CountedDropout, h: Tensor) -> Tensor:
-        """Every model's masks for ``layer`` at this step, in one call: each with its own seed and
-        rate (the rate of every dropout layer of a model is its ``model.dropout``)."""
-        return dropout_masks(self.seeds, self.train_forwards, layer.layer, h.shape[1:], self.keep, h.dtype)
+    def draw_dropout(self, layer: CountedDropout, shape: torch.Size, dtype: torch.dtype) -> Tensor:
+        """Every model's masks [M, *shape] for ``layer`` at this step, in one call: each with its own
+        seed and its own layer's rate (``model.dropout`` in reglab's nets, the layer's own p in a
+        user's model)."""
+        return dropout_masks(self.seeds, self.train_forwards, layer.layer, shape, self.keep[layer.layer], dtype)
 
     def __call__(self, x: Tensor, train: bool) -> Tensor:
         """Every model's outputs [M, B, ...] on its inputs [M, B, ...]; ``train``: the next dropout
@@ -232,6 +269,7 @@ class StackedModels:
         self.params = {n: p.detach()[index].requires_grad_() for n, p in self.params.items()}
         self.buffers = {n: b[index] for n, b in self.buffers.items()}
         self.optimizer.select(index)
-        self.seeds, self.keep = self.seeds[index], self.keep[index]
+        self.seeds = self.seeds[index]
+        self.keep = {layer: keep[index] for layer, keep in self.keep.items()}
         if self.penalty is not None:
             self.penalty.select(index)
