@@ -5,9 +5,8 @@ the model dimension, and the check that a model stacks (:func:`stack_problem`).
 Model m's outputs are ``functional_call(template, (params[m], buffers[m]), x[m])``, all M at once.
 The template is a copy of the model with four layers in a form ``vmap`` takes:
 
-* ``nn.Linear`` is :class:`AddmmLinear`, whose products add in the order of the model's own, so
-  that a stacked linear layer gives each model its own numbers bit for bit (``vmap`` of
-  ``F.linear`` gives the weight's gradient in another order);
+* ``nn.Linear`` (with a bias) is :class:`AddmmLinear`, whose products add in the order of the
+  model's own, so that a stacked linear layer gives each model its own numbers bit for bit;
 
 * its counter-based dropout (``reglab.models.dropout``; a user's ``nn.Dropout`` layers are swapped
   for it when the model is built) multiplies by model m's own mask, drawn for all models in one
@@ -33,12 +32,14 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from reglab.models.build import first_line
 from reglab.models.dropout import CountedDropout, dropout_masks
+from reglab.train.batched_net import BatchedLinear
 from reglab.train.gated_lstm import GatedLSTM
 
 Masks = Callable[[CountedDropout, torch.Size, torch.dtype], Tensor]
@@ -50,37 +51,43 @@ kernels that add in another order differ by float rounding, a model that does no
 
 
 class AddmmLinear(torch.autograd.Function):
-    """h·Wᵀ + b for 2-D h, as ``nn.Linear`` computes it (``addmm``), with torch's own backward
-    ∂h = g·W, ∂W = gᵀ·h (laid out as W), ∂b = Σ_batch g; ``vmap`` batches each into its ``bmm``
-    twin, which adds in the same order for each model as the single product does."""
-
-    generate_vmap_rule = True
+    """h·Wᵀ + b for 2-D h, as ``nn.Linear`` computes it (``addmm``); under ``vmap`` it is
+    :class:`~reglab.train.batched_net.BatchedLinear` on the models' rows (``baddbmm``, and the
+    backward ∂h = g·W, ∂W = gᵀ·h, ∂b = Σ_batch g per model), which adds in the order of the single
+    model's own forward and backward (``vmap`` of ``F.linear`` adds the bias after the product and
+    lays the weight's gradient out the other way)."""
 
     @staticmethod
-    def forward(h: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-        return h @ weight.T if bias is None else torch.addmm(bias, h, weight.T)
+    def forward(h: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        return torch.addmm(bias, h, weight.T)
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
         ctx.save_for_backward(inputs[0], inputs[1])
-        ctx.has_bias = inputs[2] is not None
 
     @staticmethod
     def backward(ctx, g: Tensor):
         h, weight = ctx.saved_tensors
-        grad_h = g @ weight if ctx.needs_input_grad[0] else None
-        return grad_h, g.T @ h, g.sum(0) if ctx.has_bias else None
+        return g @ weight if ctx.needs_input_grad[0] else None, g.T @ h, g.sum(0)
+
+    @staticmethod
+    def vmap(info, in_dims, h: Tensor, weight: Tensor, bias: Tensor):
+        rows = [t.movedim(d, 0) if d is not None else t.expand(info.batch_size, *t.shape)
+                for t, d in zip((h, weight, bias), in_dims)]
+        return BatchedLinear.apply(*rows), 0
 
 
 class StackedLinear(nn.Module):
     """An ``nn.Linear`` of the template: :class:`AddmmLinear` on the inputs' rows (all leading
-    dimensions as one, as ``nn.Linear`` folds them)."""
+    dimensions as one, as ``nn.Linear`` folds them); without a bias, ``F.linear``."""
 
     def __init__(self, linear: nn.Linear):
         super().__init__()
         self.weight, self.bias = linear.weight, linear.bias
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.bias is None:
+            return F.linear(x, self.weight)
         out = AddmmLinear.apply(x.reshape(-1, x.shape[-1]), self.weight, self.bias)
         return out.view(*x.shape[:-1], out.shape[-1])
 

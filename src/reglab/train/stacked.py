@@ -1,11 +1,23 @@
-"""The stacked backend of the engine: M ≥ 1 models of one ``Net`` architecture trained as one
-computation.
+"""The stacked backend of the engine: M ≥ 1 models of one architecture trained as one computation.
 
-Every parameter is stacked into one tensor ``[M, ...]`` (model m in row m;
+Every parameter and buffer is stacked into one tensor ``[M, ...]`` (model m in row m;
 ``torch.func.stack_module_state``), each step is one batched forward and backward over the models'
 own batches ``[M, B, ...]``, and the gradient clipping, the penalty and the optimizer act on the
 stacked tensors with a learning rate, a λ and a weight decay per model (``[M]`` vectors broadcast
 over the model dimension). A single run is the stack of M = 1 (``reglab.train.engine``).
+
+The forward pass has two forms with one call, ``net(params, buffers, x, masks)``:
+
+* reglab's own ``Net`` (linear, mlp, cnn): the hand-written batched layers of
+  ``reglab.train.batched_net`` (``BatchedNet``), measured faster than the general form
+  (``benchmarks/stack_any_model.py``: a training step of 16 ``mlp-l2`` models 1.09×, of a
+  batch-normalized 1-D CNN 1.16× the time by the general form; eval 1.35× and 1.66×);
+* any other model (``model.kind=custom``): ``torch.func.functional_call`` under ``vmap`` over the
+  models (``reglab.train.functional_net``), its dropout layers counted, batch normalization's running
+  statistics per model, ``nn.LSTM`` by its gates. Whether a model stacks is checked before
+  training (:func:`custom_problem`); one that does not trains alone by its task's own step, and
+  the reason is the one :func:`unsupported` gives. A user's model alone (K = 1) trains as its
+  own module (``reglab.train.engine.stack_of``).
 
 Model m sees what it sees alone, in the same order:
 
@@ -13,7 +25,9 @@ Model m sees what it sees alone, in the same order:
 * its batches: its own shuffle ``torch.Generator().manual_seed(seed)``, one permutation per epoch;
 * its dropout masks, on any device: they are a function of (its seed, dropout step, layer)
   (``reglab.models.dropout``), drawn for all models in one call per dropout layer; each forward
-  in training mode is one dropout step, as its ``CountedDropout`` layers count alone;
+  in training mode is one dropout step, as its ``CountedDropout`` layers count alone (a user's
+  model that calls one dropout layer twice in a forward counts two steps alone: it is found not to
+  stack);
 * its task's loss: ``task.stacked_loss(stack, x, y)``, the stack being the stacked forward
   ``stack(x, train)`` with ``stack.random``, the models' counter-based numbers of the step (the
   random starts of adversarial training's attacks, ``reglab.adversarial.task``);
@@ -25,12 +39,13 @@ Model m sees what it sees alone, in the same order:
   (``Penalty.apply_``, the Regularizer's own), for any penalty;
 * its own epoch metrics, early stopping, restore-best and LR schedule (``reglab.train.tracker``).
 
-Linear layers are ``baddbmm``, the batched twin of the ``addmm`` a single model runs, the losses are
-taken on contiguous views, and every per-model scalar is computed in float64 and rounded once, as
-torch rounds its Python scalars. On CPU an MLP stacked with others then trains bit for bit as it
-does alone, dropout included, with every penalty in every mode and each optimizer
-(tests/test_vectorized.py), except group lasso in coupled and decoupled mode, whose per-group norms
-reduced over the stack differ in the last place; there, and where a kernel sums in another order
+Linear layers are ``baddbmm``, the batched twin of the ``addmm`` a single model runs (in both
+forms), the losses are taken on contiguous views, and every per-model scalar is computed in float64
+and rounded once, as torch rounds its Python scalars. On CPU an MLP stacked with others then trains
+bit for bit as it does alone, dropout included, with every penalty in every mode and each optimizer
+(tests/test_vectorized.py; a user's MLP too, tests/test_stack_any_model.py), except group lasso
+in coupled and decoupled mode, whose per-group norms reduced over the stack differ in the last
+place; there, and where a kernel sums in another order
 (batched convolutions under ``vmap`` against a single model's own, batch normalization over the
 models' channels side by side), the results agree to float rounding (1e-5 relative), and agree so
 with the same model trained by a plain torch loop (tests/test_engine.py). Two kinds of training turn
@@ -40,6 +55,10 @@ a loss that is not differentiable everywhere (ReLU, max-pooling), which batch no
 likely to matter: at one step of a batch-normalized CNN, torch's own modules gave gradients 8% apart
 for two weight sets 4·10⁻⁷ apart (a unit switched on, or another position pooled). Two runs a
 rounding apart then part there; the same nets with tanh and no pooling agree to 10⁻⁶ over epochs.
+Users' models stacked against alone (tests/test_stack_any_model.py, 2 epochs): a CNN with batch
+normalization and a Transformer encoder by SGD to 10⁻⁵ of each weight's largest magnitude, an LSTM
+to 10⁻⁶; a Transformer by Adam parts by 10⁻² in the attention's key bias, whose gradient is zero in
+exact arithmetic (Adam's ±lr steps from rounding noise, as above).
 """
 
 from __future__ import annotations
