@@ -97,11 +97,10 @@ class StackedDropout(nn.Module):
 
     def __init__(self, counted: CountedDropout, net: "FunctionalNet"):
         super().__init__()
-        self.counted = counted
-        self.net = [net]  # in a list: not a submodule
+        self.counted, self.net = counted, net
 
     def forward(self, x: Tensor) -> Tensor:
-        net = self.net[0]
+        net = self.net
         if not self.training or self.counted.p == 0 or net.masks is None:
             return x
         masks = net.masks(self.counted, self.counted.mask_shape(x.shape), x.dtype)
@@ -109,7 +108,7 @@ class StackedDropout(nn.Module):
 
 
 def template_of(model: nn.Module, net: "FunctionalNet") -> nn.Module:
-    """A copy of ``model`` whose dropout and LSTM layers take their stacked form (module docstring);
+    """A copy of ``model`` whose linear, dropout and LSTM layers take their stacked form (module docstring);
     a layer with no stacked form raises ValueError."""
     attention = [f"{name} (dropout={m.dropout})" for name, m in model.named_modules()
                  if isinstance(m, nn.MultiheadAttention) and m.dropout > 0]
