@@ -8,6 +8,11 @@ interleaved repeats, medians. After timing it says whether the two forms gave th
 gradients bit for bit, and how far apart they are if not. Nets: ``mlp-l2`` (40-512-256-128-10 with
 dropout 0.2) and ``cnn-l2`` on mnist1d (1-D, channels 32, 64, batch normalization).
 
+Then a user's own models (``model.kind=custom``: an ``nn.Sequential`` MLP with ``nn.Dropout`` and a
+small Transformer encoder, on mnist1d read as 10 tokens of 4) stacked by ``FunctionalNet`` against
+the same K models stepped one after another by their own modules: a training step's forward and
+backward of all K.
+
     OMP_NUM_THREADS=1 python benchmarks/stack_any_model.py --models 16 --repeats 20
 """
 
@@ -18,11 +23,12 @@ import statistics
 import time
 
 import torch
+from torch import nn
 from torch.func import stack_module_state
 
 from reglab.config import load_config
 from reglab.counter_random import seed_of
-from reglab.models.dropout import dropout_masks
+from reglab.models.dropout import count_dropout_, dropout_masks
 from reglab.train import prepare
 from reglab.train.batched_net import BatchedNet
 from reglab.train.functional_net import FunctionalNet
@@ -47,6 +53,55 @@ def masks_of(models: int, p: float):
     seeds = torch.tensor([seed_of(s) for s in range(models)], dtype=torch.int32)
     keep = torch.full((models,), 1 - p, dtype=torch.float64)
     return lambda layer, shape, dtype: dropout_masks(seeds, 0, layer.layer, shape, keep, dtype)
+
+
+class Tokens(nn.Module):
+    """mnist1d's 40 inputs as 10 tokens of 4 → width 32 → one encoder layer → mean → 10 classes."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Linear(4, 32)
+        self.encoder = nn.TransformerEncoderLayer(32, 4, 64, dropout=0.1, batch_first=True)
+        self.encoder.self_attn.dropout = 0.0
+        self.head = nn.Linear(32, 10)
+
+    def forward(self, x):
+        return self.head(self.encoder(self.embed(x.view(len(x), 10, 4))).mean(1))
+
+
+USERS_MODELS = {
+    "MLP 40-256-128-10, dropout 0.2": lambda: nn.Sequential(nn.Flatten(), nn.Linear(40, 256), nn.ReLU(), nn.Dropout(0.2),
+                                                             nn.Linear(256, 128), nn.ReLU(), nn.Dropout(0.2),
+                                                             nn.Linear(128, 10)),
+    "Transformer encoder, width 32": Tokens,
+}
+
+
+def users_models(models: int, repeats: int) -> None:
+    """A user's model stacked against the same models one after another (module docstring)."""
+    print(f"\nusers' models, a training step of K = {models} (forward and backward):")
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(BATCH, 1, 40, generator=g), torch.randint(0, 10, (BATCH,), generator=g)
+    for label, make in USERS_MODELS.items():
+        modules = []
+        for seed in range(models):
+            torch.manual_seed(seed)
+            modules.append(count_dropout_(make()).train())
+        params, buffers = stack_module_state(modules)
+        net, masks = FunctionalNet(modules[0]), masks_of(models, 0.2)
+        xs = x.expand(models, *x.shape)
+        stacked_times, alone_times = [], []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            train_call(net, params, buffers, xs, y, masks)
+            stacked_times.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            for module in modules:
+                torch.autograd.grad(torch.nn.functional.cross_entropy(module(x), y), list(module.parameters()))
+            alone_times.append(time.perf_counter() - start)
+        stacked, alone = statistics.median(stacked_times) * 1e3, statistics.median(alone_times) * 1e3
+        print(f"  {label}: stacked {stacked:.2f} ms, one after another {alone:.2f} ms, "
+              f"one after another / stacked = {alone / stacked:.2f}")
 
 
 def train_call(net, params, buffers, x, y, masks):
@@ -90,6 +145,7 @@ def main() -> None:
             print(f"  {when:5s} " + "  ".join(f"{n} {m:.2f} ms" for n, m in medians.items())
                   + f"  functional/hand-written = {ratio:.2f}")
         print(f"  outputs and gradients bit for bit the same: {same}" + ("" if same else f" (apart {apart:.1e} relative)"))
+    users_models(args.models, args.repeats)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from reglab.train.batched import run_many, vectorizable
 from reglab.train.engine import run_or_fail
 from reglab.train.experiment import prepare
 from reglab.train.functional_net import stack_problem
+from reglab.train.gated_lstm import GatedLSTM
 
 sys.path.insert(0, str(Path(__file__).parent))  # the factories' module, stack_models
 import stack_models  # noqa: E402
@@ -129,3 +130,20 @@ def test_dropout_layers_are_counted_at_their_own_rate():
 def test_what_cannot_stack_is_found_before_training(model, why):
     problem = stack_problem(count_dropout_(model), torch.randn(4, 10, 4))
     assert problem is None if why is None else why in problem
+
+
+@pytest.mark.parametrize("layers, bidirectional, batch_first, state", [
+    (1, False, True, False), (2, True, False, True), (2, False, True, True),
+])  # fmt: skip
+def test_the_gated_lstm_is_torchs_lstm(layers, bidirectional, batch_first, state):
+    torch.manual_seed(0)
+    lstm = nn.LSTM(3, 5, num_layers=layers, bidirectional=bidirectional, batch_first=batch_first)
+    x = torch.randn(4, 7, 3) if batch_first else torch.randn(7, 4, 3)  # 4 sequences of 7 steps
+    directions = 2 if bidirectional else 1
+    hx = (torch.randn(layers * directions, 4, 5), torch.randn(layers * directions, 4, 5)) if state else None
+    want, (h_want, c_want) = lstm(x, hx)
+    got, (h_got, c_got) = GatedLSTM(lstm)(x, hx)
+    for a, b in ((got, want), (h_got, h_want), (c_got, c_want)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    one, one_state = x[0] if batch_first else x[:, 0], None if hx is None else (hx[0][:, 0], hx[1][:, 0])
+    torch.testing.assert_close(GatedLSTM(lstm)(one, one_state)[0], lstm(one, one_state)[0], rtol=1e-5, atol=1e-6)

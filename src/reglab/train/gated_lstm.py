@@ -73,7 +73,7 @@ class GatedLSTM(nn.Module):
             state = (zeros, zeros)
         h, c = state
         steps = range(len(x) - 1, -1, -1) if direction else range(len(x))
-        outputs: list[Tensor] = [gates_x[0]] * len(x)
+        outputs: list[Tensor | None] = [None] * len(x)
         for t in steps:
             i, f, g, o = (gates_x[t] + h @ w_hh.T).chunk(4, 1)
             c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)

@@ -10,8 +10,8 @@ The forward pass has two forms with one call, ``net(params, buffers, x, masks)``
 
 * reglab's own ``Net`` (linear, mlp, cnn): the hand-written batched layers of
   ``reglab.train.batched_net`` (``BatchedNet``), measured faster than the general form
-  (``benchmarks/stack_any_model.py``: a training step of 16 ``mlp-l2`` models 1.09×, of a
-  batch-normalized 1-D CNN 1.16× the time by the general form; eval 1.35× and 1.66×);
+  (``benchmarks/stack_any_model.py``: the general form takes 1.09–1.13× the time of a training
+  step of 16 ``mlp-l2`` models, 1.13–1.16× of a batch-normalized 1-D CNN's; 1.35–1.76× in eval);
 * any other model (``model.kind=custom``): ``torch.func.functional_call`` under ``vmap`` over the
   models (``reglab.train.functional_net``), its dropout layers counted, batch normalization's running
   statistics per model, ``nn.LSTM`` by its gates. Whether a model stacks is checked before
