@@ -15,6 +15,7 @@ and on the per-epoch losses:
 * Transformer encoder, trained by SGD: 1e-5 (measured 1.2e-6). With Adam the attention's key bias,
   whose gradient is zero in exact arithmetic, takes ±lr steps from rounding noise alone, so that
   it parts by 1e-2 while every other weight agrees to 1e-7;
+* the MLP trained adversarially (PGD): bit for bit, as without;
 * LSTM: 1e-6 (its gates by :class:`~reglab.train.gated_lstm.GatedLSTM` against torch's kernel:
   measured 1.2e-7).
 """
@@ -38,7 +39,7 @@ from reglab.train.functional_net import stack_problem
 from reglab.train.gated_lstm import GatedLSTM
 
 sys.path.insert(0, str(Path(__file__).parent))  # the factories' module, stack_models
-import stack_models  # noqa: E402
+import stack_models
 
 TINY = ["model.kind=custom", "model.dropout=0", "data.n_train=200", "train.epochs=2", "train.batch_size=50",
         "train.plots=false"]
@@ -46,8 +47,12 @@ LOSS_ROUNDING = 1e-6  # the batch loss, a mean over the stack's rows [M, B], add
 VARIANTS = [["seed=0", "reg.lam=1e-3"], ["seed=1", "reg.lam=1e-3"], ["seed=0", "reg.lam=3e-2"]]
 
 
-def configs_of(factory: str, extra: list[str] = ()) -> list:
-    return [load_config("mlp-l2", TINY + [f"model.factory=stack_models:{factory}", *extra] + v) for v in VARIANTS]
+ADVERSARIAL = ["data.name=digits", "adv.method=pgd", "adv.eps=0.1", "adv.steps=2", "adv.eval_eps=[]", "adv.eval_steps=2",
+               "adv.eval_restarts=1", "adv.eval_examples=48", "adv.monitor_examples=48", "adv.monitor_steps=2"]
+
+
+def configs_of(factory: str, extra: list[str] = (), recipe: str = "mlp-l2") -> list:
+    return [load_config(recipe, TINY + [f"model.factory=stack_models:{factory}", *extra] + v) for v in VARIANTS]
 
 
 def agree(a, b, tol: float) -> bool:
@@ -81,6 +86,11 @@ def test_a_custom_mlp_with_dropout_stacked_is_bit_for_bit_its_run_alone(tmp_path
     assert [(type(m), m.p) for m in built] == [(CountedDropout, 0.2)]  # is counted when a run builds it
     together = assert_alone_equals_stacked(configs, 0, tmp_path)
     assert all(r.summary["group_size"] == 3 for r in together)
+
+
+def test_a_custom_mlp_trained_adversarially_stacked_is_bit_for_bit_its_run_alone(tmp_path):
+    # PGD's random starts and steps act on the stacked forward (its input gradients included)
+    assert_alone_equals_stacked(configs_of("mlp", ADVERSARIAL, "adversarial-l2"), 0, tmp_path)
 
 
 def test_a_custom_cnn_with_batch_normalization_stacked_is_its_run_alone_to_rounding(tmp_path):

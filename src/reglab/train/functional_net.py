@@ -95,7 +95,7 @@ class StackedLinear(nn.Module):
 class StackedDropout(nn.Module):
     """A :class:`CountedDropout` of the template: model m's mask is row m of the masks of all models."""
 
-    def __init__(self, counted: CountedDropout, net: "FunctionalNet"):
+    def __init__(self, counted: CountedDropout, net: FunctionalNet):
         super().__init__()
         self.counted, self.net = counted, net
 
@@ -107,7 +107,7 @@ class StackedDropout(nn.Module):
         return x * masks[net.index]
 
 
-def template_of(model: nn.Module, net: "FunctionalNet") -> nn.Module:
+def template_of(model: nn.Module, net: FunctionalNet) -> nn.Module:
     """A copy of ``model`` whose linear, dropout and LSTM layers take their stacked form (module docstring);
     a layer with no stacked form raises ValueError."""
     attention = [f"{name} (dropout={m.dropout})" for name, m in model.named_modules()
@@ -122,7 +122,7 @@ def template_of(model: nn.Module, net: "FunctionalNet") -> nn.Module:
     return stacked_form(template, net)
 
 
-def stacked_form(module: nn.Module, net: "FunctionalNet") -> nn.Module:
+def stacked_form(module: nn.Module, net: FunctionalNet) -> nn.Module:
     """The template's form of one layer: itself, or its stacked form (module docstring)."""
     if isinstance(module, CountedDropout):
         return StackedDropout(module, net)
