@@ -2,10 +2,10 @@
 
 ``model.kind=custom`` calls the user's ``model.factory=package.module:function`` as
 ``function(input_shape, n_outputs)``; it must return an ``nn.Module`` mapping a batch shaped
-``(N, *input_shape)`` to ``(N, n_outputs)``. Its ``nn.Dropout`` (``Dropout1d``, ``Dropout2d``) layers
-are swapped for reglab's counter-based dropout of the same rate (``reglab.models.dropout``). The module is imported as Python would import it, with
-the current directory on the path (as ``python -m`` has it): a config that names a factory runs
-that code, as any Python import does. Whatever the import, the call or a first forward pass raises
+``(N, *input_shape)`` to ``(N, n_outputs)``. Its ``nn.Dropout`` (``Dropout1d``, ``Dropout2d``)
+layers are swapped for reglab's counter-based dropout of the same rate (``reglab.models.dropout``).
+The module is imported as Python would import it, with the current directory on the path (as
+``python -m`` has it): a config that names a factory runs that code, as any Python import does. Whatever the import, the call or a first forward pass raises
 is reported in one line that names the factory.
 """
 
