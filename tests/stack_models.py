@@ -82,3 +82,14 @@ class Branching(nn.Module):
 
 def branching(input_shape, n_outputs):
     return Branching(math.prod(input_shape), n_outputs)
+
+
+class Unused(nn.Module):
+    """A model with a layer its forward never uses: that layer takes no gradient."""
+
+    def __init__(self):
+        super().__init__()
+        self.used, self.unused = nn.Linear(4, 2), nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.used(x)

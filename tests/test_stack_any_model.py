@@ -136,6 +136,7 @@ def test_dropout_layers_are_counted_at_their_own_rate():
      "the attention dropout of nn.MultiheadAttention self_attn (dropout=0.1) draws from torch's own generator"),
     (nn.LSTM(4, 4, num_layers=2, dropout=0.2, batch_first=True),
      "nn.LSTM's dropout=0.2 between layers draws from torch's own generator"),
+    (stack_models.Unused(), "its parameter unused.weight takes no gradient (it is not used)"),
 ])  # fmt: skip
 def test_what_cannot_stack_is_found_before_training(model, why):
     problem = stack_problem(count_dropout_(model), torch.randn(4, 10, 4))

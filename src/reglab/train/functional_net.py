@@ -176,7 +176,8 @@ def batchable_kernels() -> Iterator[None]:
 def stack_problem(model: nn.Module, x: Tensor) -> str | None:
     """Why ``model`` does not stack, or None: two copies of it stacked must give on the example
     batch ``x`` what each gives alone (training-mode outputs, gradients of their sum and running
-    statistics; eval-mode outputs) to :data:`RTOL`. ``model`` itself is left as it is."""
+    statistics; eval-mode outputs) to :data:`RTOL`; a parameter that takes no gradient (unused,
+    or frozen) does not stack. ``model`` itself is left as it is."""
     try:
         net = FunctionalNet(model)
         copies = [copy.deepcopy(model).train() for _ in range(2)]
@@ -201,11 +202,13 @@ def stack_problem(model: nn.Module, x: Tensor) -> str | None:
                 alone_eval.append(one.eval()(x))
     except Exception as exc:  # whatever vmap or the stacked forward refuses
         return f"it cannot be stacked ({first_line(exc).split('. ')[0]})"
+    unused = [name for name, g in zip(params, grads) if g is None]
+    if unused:  # the stacked step differentiates every parameter
+        return f"its parameter {unused[0]} takes no gradient (it is not used)"
     pairs = [("outputs", stacked, torch.stack(alone)), ("outputs in eval mode", stacked_eval, torch.stack(alone_eval))]
     for (name, p), g in zip(params.items(), grads):
         own = [dict(c.named_parameters())[name].grad for c in copies]
-        pairs.append((f"the gradient of {name}", torch.zeros_like(p) if g is None else g,
-                      torch.stack([torch.zeros_like(p[0]) if o is None else o for o in own])))
+        pairs.append((f"the gradient of {name}", g, torch.stack(own)))
     pairs += [(name, b, torch.stack([dict(c.named_buffers())[name] for c in copies])) for name, b in buffers.items()]
     for what, a, b in pairs:
         if a.shape != b.shape or not close(a.detach(), b):
