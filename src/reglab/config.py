@@ -85,7 +85,7 @@ class ModelConfig(Section):
 
     kind: Literal["linear", "mlp", "cnn", "custom"] = "mlp"
     """linear, mlp, cnn (1-D or 2-D by the input shape) or custom (model.factory builds it)"""
-    factory: str | None = Field(None, json_schema_extra=stacked(False))
+    factory: str | None = None
     """with kind=custom: package.module:function, called as function(input_shape, n_outputs) -> nn.Module"""
     hidden: list[Width] = [256, 128]
     """widths of the mlp's hidden layers"""

@@ -2,9 +2,10 @@
 
 ``model.kind=custom`` calls the user's ``model.factory=package.module:function`` as
 ``function(input_shape, n_outputs)``; it must return an ``nn.Module`` mapping a batch shaped
-``(N, *input_shape)`` to ``(N, n_outputs)``. The module is imported as Python would import it, with
-the current directory on the path (as ``python -m`` has it): a config that names a factory runs
-that code, as any Python import does. Whatever the import, the call or a first forward pass raises
+``(N, *input_shape)`` to ``(N, n_outputs)``. Its ``nn.Dropout`` (``Dropout1d``, ``Dropout2d``)
+layers are swapped for reglab's counter-based dropout of the same rate (``reglab.models.dropout``).
+The module is imported as Python would import it, with the current directory on the path (as
+``python -m`` has it): a config that names a factory runs that code, as any Python import does. Whatever the import, the call or a first forward pass raises
 is reported in one line that names the factory.
 """
 
@@ -21,7 +22,7 @@ from torch import nn
 from reglab.config import ModelConfig
 from reglab.errors import UserError
 from reglab.memory import check_fits, model_bytes
-from reglab.models.dropout import CountedDropout
+from reglab.models.dropout import CountedDropout, count_dropout_
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -112,7 +113,8 @@ def load_factory(text: str) -> Callable[..., nn.Module]:
 
 def custom_model(cfg: ModelConfig, input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
     """``factory(input_shape, n_outputs)``, checked: whatever it raises (``SystemExit`` included)
-    and a result that is not an ``nn.Module`` are UserErrors naming the factory."""
+    and a result that is not an ``nn.Module`` are UserErrors naming the factory. Its dropout layers
+    are counter-based ones (:func:`~reglab.models.dropout.count_dropout_`)."""
     factory = load_factory(cfg.factory)
     if cfg.dropout > 0:
         raise UserError(f"model.dropout={cfg.dropout} (or reg=dropout) does not apply to model.kind=custom: "
@@ -125,7 +127,7 @@ def custom_model(cfg: ModelConfig, input_shape: tuple[int, ...], n_outputs: int)
     if not isinstance(model, nn.Module):
         raise UserError(f"model.factory={cfg.factory} returned a {type(model).__name__}, not a torch nn.Module "
                         f"(it is called as {factory_call(input_shape, n_outputs)})")
-    return model
+    return count_dropout_(model)
 
 
 def factory_call(input_shape: tuple[int, ...], n_outputs: int) -> str:

@@ -28,9 +28,10 @@ def vectorizable(configs: list[Config]) -> str | None:
     """None when :func:`run_many` can train ``configs`` together, else a short reason why not.
 
     They can when they differ only in :data:`VARYING` (seed, λ, the penalty's settings, lr, weight decay, name)
-    and the stacked backend implements the rest: supervised linear/mlp/cnn models (batch normalization included),
-    any penalty and mode on the default weight selection, sgd/adam/adamw, any LR schedule, clipping,
-    early stopping and restore-best, and dropout.
+    and the stacked backend implements the rest: supervised linear/mlp/cnn models (batch normalization
+    included) and users' models that stack (``model.kind=custom``; the reason names what does not,
+    ``reglab.train.stacked.custom_problem``), any penalty and mode on the default weight selection,
+    sgd/adam/adamw, any LR schedule, clipping, early stopping and restore-best, and dropout.
     """
     if len(configs) < 2:
         return "a single run"

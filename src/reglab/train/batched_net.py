@@ -84,9 +84,9 @@ class BatchedNet:
         self.plan = layer_plan(model)
 
     def __call__(self, params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor,
-                 dropout: Callable[[CountedDropout, Tensor], Tensor] | None = None) -> Tensor:
-        """Training mode when ``dropout`` is given: ``dropout(layer, h)`` gives each model's scaled
-        masks for ``h``, and batch normalization uses and updates the batch statistics; None means
+                 dropout: Callable[[CountedDropout, torch.Size, torch.dtype], Tensor] | None = None) -> Tensor:
+        """Training mode when ``dropout`` is given: ``dropout(layer, shape, dtype)`` gives each model's
+        scaled masks [M, *shape] for one model's ``h`` of that shape, and batch normalization uses and updates the batch statistics; None means
         eval mode."""
         h = x
         for name, layer in self.plan:
@@ -107,7 +107,7 @@ class BatchedNet:
                 h = batch_norm(h, params, buffers, name, layer, dropout is not None)
             elif isinstance(layer, CountedDropout):
                 if dropout is not None:
-                    h = h * dropout(layer, h)
+                    h = h * dropout(layer, h.shape[1:], h.dtype)
             elif isinstance(layer, (nn.MaxPool1d, nn.MaxPool2d)):
                 h = layer(h.flatten(0, 1)).unflatten(0, h.shape[:2])
             else:

@@ -3,11 +3,13 @@ same code.
 
 A stack is one of two backends with one interface (:class:`Stack`):
 
-* :class:`~reglab.train.stacked.StackedModels`: K models of one ``Net`` architecture as one
-  computation on stacked parameters, for every supervised config that
-  :func:`~reglab.train.stacked.unsupported` admits (a single one as K = 1, a sweep's group together);
+* :class:`~reglab.train.stacked.StackedModels`: K models of one architecture (reglab's ``Net`` or a
+  user's model) as one computation on stacked parameters, for every supervised config that
+  :func:`~reglab.train.stacked.unsupported` admits (a single one as K = 1, a sweep's group together;
+  a user's model alone is K = 1 by its own module);
 * :class:`~reglab.train.module_stack.ModuleStack`: K = 1, the task's own module and ``train_step``,
-  for what cannot be stacked (GAN, custom models, other selections than the default).
+  for what cannot be stacked (GAN, a user's model that does not stack, other selections than the
+  default) and a user's model alone.
 
 Each epoch (:func:`train_stack`): the stack trains every model one pass over its own shuffle
 (losses [K, steps]), evaluates train and validation for all models at once, and then each model's
@@ -62,8 +64,11 @@ class Stack(Protocol):
 
 
 def stack_of(members: list[Member]) -> Stack:
-    """The stacked backend where it can train the members' config, else the module backend (one)."""
-    if unsupported(members[0].exp.config) is None:
+    """The stacked backend where it can train the members' config, else the module backend (one).
+    A user's model alone (``model.kind=custom``, K = 1) trains as its own module, by its own kernels."""
+    config = members[0].exp.config
+    alone_custom = len(members) == 1 and config.model.kind == "custom"
+    if not alone_custom and unsupported(config) is None:
         return StackedModels(members)
     if len(members) != 1:
         raise ValueError(f"only a stack of one trains by the task's own step, not {len(members)}")

@@ -1,6 +1,6 @@
 """A stack of one model trained by its task's own step: the engine's backend for what it cannot
-stack (GAN, custom models, other selections than the default;
-``reglab.train.stacked.unsupported`` says which). Its model is the task's ``nn.Module`` with the
+stack (GAN, a user's model that does not stack, other selections than the default;
+``reglab.train.stacked.unsupported`` says which) and for a user's model alone. Its model is the task's ``nn.Module`` with the
 task's own optimizer and regularizer attached, so one step is the task's ``train_step``:
 loss → backward → clip → ``optimizer.step()`` (the regularizer acting inside it)."""
 
