@@ -189,7 +189,7 @@ class StudyProgress:
 
     @property
     def finished(self) -> int:
-        return self.counts["ok"] + self.counts["failed"]
+        return self.counts["ok"] + self.counts["failed"] + self.counts["pruned"]
 
     @property
     def complete(self) -> bool:
@@ -214,6 +214,8 @@ class Analysis:
     failed: list
     choice: Choice | None = None
     best: str = ""
+    pruned: list = field(default_factory=list)
+    """the runs pruned by successive halving: their configs are listed, never chosen or compared"""
 
     @property
     def gan(self) -> bool:
@@ -400,7 +402,9 @@ def analyse(spec: dict, records: list) -> Analysis:
     records = one_per_key(records)
     progress = progress_of(records)
     require_finished(spec, records, progress)
-    ok = [r for r in records if r.status == "ok"]
+    pruned = [r for r in records if r.status == "pruned"]
+    cut = {r.label for r in pruned}  # a point pruned on any seed is out, its seeds that ended first too
+    ok = [r for r in records if r.status == "ok" and r.label not in cut]
     metric = metric_of(spec, ok)
     usable = [r for r in ok if metric.key in r.summary and metric.test_key in r.summary]
     notes = []
@@ -422,4 +426,4 @@ def analyse(spec: dict, records: list) -> Analysis:
     best = best_sentence(by_label[choice.label], choice, metric, spec.get("published")) if choice else ""
     if choice is None:
         notes.append("no config is chosen on validation: every config has a failed run")
-    return Analysis(spec, metric, progress, configs, selections, comparisons, notes, failed, choice, best)
+    return Analysis(spec, metric, progress, configs, selections, comparisons, notes, failed, choice, best, pruned)
