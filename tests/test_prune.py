@@ -149,6 +149,10 @@ def test_the_chooser_and_the_report_never_choose_or_compare_a_pruned_point(studi
     assert not {c.baseline.label for c in analysis.comparisons} & cut
     page = (tmp / "report" / "index.html").read_text()
     assert "Pruned configs" in page and all(label in page for label in cut)
+    from_folders = build_report([str(pruned.folder / "runs")], tmp / "report-runs")  # the run folders alone
+    assert from_folders.analysis.progress.complete
+    assert {r.label for r in from_folders.analysis.pruned} == cut
+    assert from_folders.analysis.choice.label == pruned.chosen().label
 
 
 def test_reglab_studies_shows_the_pruned_count(studies, capsys, monkeypatch):

@@ -161,7 +161,7 @@ class Choice:
 
 def choose(pool: Iterable[Candidate], metric: str, direction: str) -> Choice | None:
     """The rule of the module docstring over ``pool`` on ``metric`` (``maximize`` or
-    ``minimize``); None when every candidate with a finished run also has a failed one."""
+    ``minimize``); None when every candidate with a finished run also has a failed or a pruned one."""
     sign = 1.0 if direction == "maximize" else -1.0
     eligible, failed = [], []
     for c in pool:

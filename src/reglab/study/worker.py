@@ -179,7 +179,7 @@ class Worker:
     def publish_finished(self) -> None:
         """Publish the run folders of stored outcomes whose worker died before renaming them."""
         for record in study_records(self.trials(), self.spec):
-            if record.run_dir is not None and record.status in ("ok", "failed"):
+            if record.run_dir is not None and record.status in ("ok", "failed", "pruned"):
                 publish(Path(record.run_dir))
 
     def trials(self, *states: TrialState) -> list[FrozenTrial]:
