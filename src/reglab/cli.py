@@ -196,7 +196,7 @@ def studies(
     if not rows:
         print(f"no studies in {shown_url(storage) if storage else studies_dir}")
         return
-    columns = ("name", "recipe", "search", "done", "pruned", "failed", "running", "waiting", "total", "unqueued", "where")
+    columns = ("name", "recipe", "search", "done", "failed", "running", "waiting", "total", "unqueued", "pruned", "where")
     table = Table(*(c if c != "unqueued" else "not queued" for c in columns))
     for row in rows:
         table.add_row(*(escape(str(row[c])) for c in columns))
