@@ -266,11 +266,11 @@ def test_a_worker_completes_a_queue_whose_creator_died(tmp_path, monkeypatch):
     for attrs in trial_plan(spec)[:2]:
         study.enqueue_trial({}, user_attrs=attrs)
     counts = progress(storage, study._study_id, spec, 6)
-    assert counts == {"done": 0, "failed": 0, "running": 0, "waiting": 2, "unqueued": 4, "total": 6}
+    assert counts == {"done": 0, "failed": 0, "running": 0, "waiting": 2, "unqueued": 4, "pruned": 0, "total": 6}
     spec_read, records = load_study(folder)
     assert [r.status for r in records] == ["waiting"] * 6
     lines = []
     assert work("cut", None, tmp_path / "studies", 16, None, None, echo=lines.append) == 6
     assert "the queue of study 'cut' was not filled (its creation was interrupted): added its 4 trials" in lines
     assert progress(storage, study._study_id, spec, 6) == {"done": 6, "failed": 0, "running": 0, "waiting": 0,
-                                                          "unqueued": 0, "total": 6}
+                                                          "unqueued": 0, "pruned": 0, "total": 6}

@@ -98,11 +98,14 @@ def sweep(recipe_or_path: str | Path, *overrides: str, grid: Mapping[str, Any] |
           seeds: int | str | Iterable[int] = 0, cv: int | None = None, search: str = "grid",
           trials: int | None = None, storage: str | None = None, workers: int = 1, name: str | None = None,
           studies_dir: str | Path = "studies", batch: int = 16,
-          echo: Callable[[str], None] | None = print) -> Study:
+          echo: Callable[[str], None] | None = print, prune: str | None = None, prune_eta: int = 3,
+          prune_min_epochs: int = 1) -> Study:
     """Create (or resume) and run a study, as ``reglab sweep`` does; the :class:`Study`.
 
     ``grid`` maps keys to values (a list, or a range text ``START:STOP:log|lin:COUNT``); ``seeds``
-    is a number, a list or a text such as ``"0-9"``; ``echo=None`` is silent."""
+    is a number, a list or a text such as ``"0-9"``; ``echo=None`` is silent; ``prune="halving"``
+    is ``--prune halving`` (with ``prune_eta``, ``prune_min_epochs``)."""
     result = run_sweep(str(recipe_or_path), list(overrides), grid_flags(grid), seeds_text(seeds), cv, search, trials,
-                       storage, workers, name, Path(studies_dir), batch, echo=echo or (lambda line: None))
+                       storage, workers, name, Path(studies_dir), batch, echo=echo or (lambda line: None),
+                       prune=prune, prune_eta=prune_eta, prune_min_epochs=prune_min_epochs)
     return Study(result.name, result.folder, result.finished)

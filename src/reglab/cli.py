@@ -151,6 +151,9 @@ def sweep(
     tensorboard: bool = typer.Option(False, "--tensorboard", help="every run also writes TensorBoard event files (train.tensorboard=true)"),
     max_runs: Optional[int] = typer.Option(None, help="refuse a study of more runs (points × seeds × folds) than this (default 10000)"),
     force_workers: bool = typer.Option(False, "--force-workers", help="start more than 4 workers per usable core"),
+    prune: str = typer.Option("none", help="halving: successive halving drops the worst points at rungs (none: every point runs to the end)"),
+    prune_eta: int = typer.Option(3, help="successive halving's η: each rung keeps the best 1/η of the points"),
+    prune_min_epochs: int = typer.Option(1, help="no rung before this epoch"),
 ):
     """Run a grid (or TPE search) over overrides × seeds × folds as a resumable study."""
     from reglab.study.sweep import sweep as run_sweep
@@ -158,7 +161,8 @@ def sweep(
     overrides = [*(overrides or []), *(["train.tensorboard=true"] if tensorboard else [])]
     result = run_sweep(recipe, overrides, grid or [], seeds, cv, search, trials, storage, workers, name,
                        studies_dir, batch, heartbeat, grace, echo=lambda line: print(line, flush=True),
-                       max_runs=max_runs, force_workers=force_workers)
+                       max_runs=max_runs, force_workers=force_workers, prune=prune, prune_eta=prune_eta,
+                       prune_min_epochs=prune_min_epochs)
     if not result.finished and workers != 0:
         raise typer.Exit(1)
 
@@ -192,7 +196,7 @@ def studies(
     if not rows:
         print(f"no studies in {shown_url(storage) if storage else studies_dir}")
         return
-    columns = ("name", "recipe", "search", "done", "failed", "running", "waiting", "total", "unqueued", "where")
+    columns = ("name", "recipe", "search", "done", "failed", "running", "waiting", "total", "unqueued", "pruned", "where")
     table = Table(*(c if c != "unqueued" else "not queued" for c in columns))
     for row in rows:
         table.add_row(*(escape(str(row[c])) for c in columns))

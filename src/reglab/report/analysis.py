@@ -214,7 +214,7 @@ class StudyProgress:
 
     @property
     def finished(self) -> int:
-        return self.counts["ok"] + self.counts["failed"]
+        return self.counts["ok"] + self.counts["failed"] + self.counts["pruned"]
 
     @property
     def complete(self) -> bool:
@@ -240,6 +240,8 @@ class Analysis:
     choice: Choice | None = None
     best: str = ""
     reference: str = ""
+    pruned: list = field(default_factory=list)
+    """the runs pruned by successive halving: their configs are listed, never chosen or compared"""
 
     @property
     def edges(self) -> list[str]:
@@ -436,7 +438,9 @@ def analyse(spec: dict, records: list) -> Analysis:
     records = one_per_key(records)
     progress = progress_of(records)
     require_finished(spec, records, progress)
-    ok = [r for r in records if r.status == "ok"]
+    pruned = [r for r in records if r.status == "pruned"]
+    cut = {r.label for r in pruned}  # a point pruned on any seed is out, its seeds that ended first too
+    ok = [r for r in records if r.status == "ok" and r.label not in cut]
     metric = metric_of(spec, ok)
     usable = [r for r in ok if metric.key in r.summary and metric.test_key in r.summary]
     notes = []
@@ -465,7 +469,7 @@ def analyse(spec: dict, records: list) -> Analysis:
         sel.edges = edge_warnings(sel.family, [c.lam for c in sel.configs], sel.choice.lam_min,
                                   sel.choice.lam_1se, sel.at_min.strength)
     return Analysis(spec, metric, progress, configs, selections, comparisons, notes, failed, choice, best,
-                    reference_of(spec, configs, metric))
+                    reference_of(spec, configs, metric), pruned)
 
 
 def few_seeds_note(n: int) -> str:

@@ -71,7 +71,8 @@ def header(a: Analysis) -> str:
     items = [("recipe", spec.get("recipe", "")), ("families", families),
              ("seeds", describe_seeds(spec.get("seeds", ""))),
              ("folds", spec.get("folds") or "none"), ("λ chosen on", f"{m.key} ({m.direction}), never on test"),
-             ("trials", f"{p.counts['ok']} done, {p.counts['failed']} failed, "
+             ("trials", f"{p.counts['ok']} done, " + (f"{p.counts['pruned']} pruned, " if p.counts["pruned"] else "")
+                        + f"{p.counts['failed']} failed, "
                         f"{p.counts['waiting'] + p.counts['running']} pending of {p.total}")]
     meta = " · ".join(f"{escape(k)}: <b>{escape(str(v))}</b>" for k, v in items)
     lines = [(name, spec.get(key)) for name, key in (("overrides", "overrides"), ("grid", "grids")) if spec.get(key)]
@@ -210,6 +211,20 @@ def failed(a: Analysis) -> str:
     return f"<h2>Failed trials ({len(rows)})</h2>" + table(("config", "seed", "fold", "reason", "run folder"), rows)
 
 
+def pruned(a: Analysis) -> str:
+    """One line: the configs that successive halving dropped, each with its rung epoch and seeds."""
+    if not a.pruned:
+        return ""
+    by_label: dict[str, list] = {}
+    for r in a.pruned:
+        by_label.setdefault(r.label, []).append(r)
+    items = [f"{label} (after epoch {rs[0].summary.get('epoch', '?')}, {len(rs)} run{'s' * (len(rs) > 1)})"
+             for label, rs in by_label.items()]
+    return (f"<h2>Pruned configs ({len(by_label)})</h2><p class=\"small\">Dropped by successive halving "
+            f"(--prune halving) for their validation score at a rung; never chosen or compared: "
+            f"{escape('; '.join(items))}.</p>")
+
+
 def image(plot: Plot) -> str:
     data = base64.b64encode(plot.path.read_bytes()).decode("ascii")
     return (f'<figure><img src="data:image/png;base64,{data}" alt="{escape(plot.title)}">'
@@ -224,7 +239,7 @@ def render(a: Analysis, plots: list[Plot]) -> str:
     """The whole page as one string."""
     title = escape(f"reglab report: {a.spec.get('name', '')}")
     body = "".join((header(a), unfinished(a), verdicts(a), mode_table(a), selection(a), comparisons(a),
-                    configs(a), failed(a), figures(plots)))
+                    configs(a), failed(a), pruned(a), figures(plots)))
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
             f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style></head>'
             f"<body>{body}<p class=\"small\">Tables as CSV beside this file: configs.csv, selection.csv, "

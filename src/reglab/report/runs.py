@@ -66,7 +66,7 @@ def record_of(run: dict[str, Any], resolved_config: Config, keys: list[str]) -> 
     status = summary.get("status", "running")
     return TrialRecord(
         point=named.values, label=named.label, family=named.family, lam=named.lam, seed=int(config.get("seed", 0)),
-        fold=fold_of(config), status=status if status in ("ok", "failed") else "running",
+        fold=fold_of(config), status=status if status in ("ok", "failed", "pruned") else "running",
         reason=summary.get("reason"), summary=summary, history=run["metrics"], run_dir=str(run["path"]),
         config=config,
     )

@@ -7,13 +7,17 @@ objective only (never a test metric):
 
 1. **One result per run.** A record is keyed by (point, seed, fold); a key held twice (a trial
    queued twice, two run folders of one config and seed) counts once: :func:`one_per_key` keeps
-   its first ``ok`` record, else its first ``failed`` one, else its first unfinished one.
+   its first ``ok`` record, else its first ``failed`` one, else its first ``pruned`` one, else its
+   first unfinished one.
 2. **Seed means.** A candidate's value on seed s is the mean over that seed's finished folds,
    v_s = (1/F_s)·Σ_f v_{s,f}; its score is the mean over its seeds, (1/S)·Σ_s v_s. Every sum is
    ``math.fsum`` (exact, then rounded once), so a score does not depend on the records' order.
 3. **The failed-seed rule.** A candidate with a failed run (diverged, or failed for any other
    reason) on any seed or fold is not chosen, however good its other runs. A failed candidate
    whose score on its finished runs would have won (or tied) is named in the choice (``passed_over``).
+   A candidate with a run **pruned** by successive halving (``reglab.train.halving``) is neither
+   chosen nor named, whatever its runs scored: it was dropped before the end, so its results are
+   not comparable.
 4. **Ties.** Scores within a relative 10⁻⁹ of the best (``math.isclose``) are tied: far below a
    real difference (one validation example in a billion), far above the rounding of a mean, so
    two configs with equal correct counts tie whatever order their runs were summed in. A tie goes
@@ -35,7 +39,7 @@ from typing import Any, Iterable, Sequence
 
 TIE_TOLERANCE = 1e-9  # relative: scores this close to the best are tied
 FAMILY_ORDER = ("none", "l2", "l1", "elastic", "group", "dropout", "weight_decay", "gp", "r1", "sn")
-STATUS_ORDER = ("ok", "failed", "running", "waiting")
+STATUS_ORDER = ("ok", "failed", "pruned", "running", "waiting")
 TIE_RULES = ("the stronger regularization", "the simpler family", "the labels' alphabetical order")
 
 
@@ -46,7 +50,7 @@ def run_key(record) -> tuple[str, str, int, int | None]:
 
 def one_per_key(records: Iterable) -> list:
     """One record per (point, seed, fold), in first-seen order: the first ``ok``, else the first
-    ``failed``, else the first unfinished one."""
+    ``failed``, else the first ``pruned``, else the first unfinished one."""
     kept: dict[tuple, Any] = {}
     for record in records:
         key = run_key(record)
@@ -157,10 +161,12 @@ class Choice:
 
 def choose(pool: Iterable[Candidate], metric: str, direction: str) -> Choice | None:
     """The rule of the module docstring over ``pool`` on ``metric`` (``maximize`` or
-    ``minimize``); None when every candidate with a finished run also has a failed one."""
+    ``minimize``); None when every candidate with a finished run also has a failed or a pruned one."""
     sign = 1.0 if direction == "maximize" else -1.0
     eligible, failed = [], []
     for c in pool:
+        if any(r.status == "pruned" for r in c.records):
+            continue
         means = seed_means(c.records, metric)
         if means:
             (failed if any(r.status == "failed" for r in c.records) else eligible).append((c, means))

@@ -6,7 +6,7 @@ strength, as ``reglab.train.batched.vectorizable`` decides) are trained at once 
 each run writes its usual run folder, left under its ``.partial`` name: the worker publishes it
 once its outcome is stored (``runs.publish``).
 
-An outcome is ``{"status": "ok"|"failed", "reason", "summary": numbers of summary.json,
+An outcome is ``{"status": "ok"|"failed"|"pruned", "reason", "summary": numbers of summary.json,
 "history": [{epoch, train_loss, val_loss, train_acc, val_acc}], "run_dir"}``. A run that fails
 (diverges, or raises) gives a failed outcome with its reason; it never stops the study.
 """
@@ -21,6 +21,7 @@ from reglab.config import Config
 from reglab.runs import Run, written
 from reglab.train import run_or_fail
 from reglab.train.batched import run_many
+from reglab.train.halving import Halving, run_halving
 
 HISTORY_KEYS = ("epoch", "train_loss", "val_loss", "train_acc", "val_acc")
 
@@ -44,9 +45,14 @@ def outcome(result: Run) -> dict[str, Any]:
             "history": history_of(result.path), "run_dir": str(result.path) if result.path else None}
 
 
-def train_all(configs: list[Config], root: Path, vectorize: bool) -> list[dict[str, Any]]:
-    """One outcome per config, in order; a failing run fails alone."""
-    if vectorize:
+def train_all(configs: list[Config], root: Path, vectorize: bool, halving: Halving | None = None,
+              points: list[str] | None = None, batch: int = 16) -> list[dict[str, Any]]:
+    """One outcome per config, in order; a failing run fails alone. With ``halving``, the configs
+    (``points[i]``: the label of config i's point) train by successive halving
+    (``reglab.train.halving``, stacks of at most ``batch``) and the pruned ones end as pruned."""
+    if halving is not None:
+        results = run_halving(configs, points, halving, root, batch, publish=False)
+    elif vectorize:
         results = run_many(configs, root, progress=False, publish=False)
     else:
         results = [run_or_fail(c, root, progress=False, publish=False) for c in configs]

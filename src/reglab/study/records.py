@@ -7,8 +7,8 @@
 A trial that was given up as stale (its worker died) and put back in the queue is superseded by
 its retry and left out, and a point × seed × fold that storage holds twice (queued twice) counts
 once; what remains is one record per point × seed × fold (a TPE trial gives one per seed × fold
-of its point). Status is ``ok``, ``failed`` (with the reason), ``running`` or
-``waiting``. A grid study whose queue was never completed (its creator was killed while filling
+of its point). Status is ``ok``, ``pruned`` (dropped by successive halving, Optuna's PRUNED
+state, with the reason), ``failed`` (with the reason), ``running`` or ``waiting``. A grid study whose queue was never completed (its creator was killed while filling
 it) also gets a ``waiting`` record for each planned trial not yet queued, so it never looks
 complete.
 
@@ -36,8 +36,8 @@ from reglab.study.points import trial_plan
 from reglab.study.queue import open_study, queue_is_filled
 from reglab.study.storage import default_url, open_storage, quiet_optuna
 
-STATES = {TrialState.COMPLETE: "ok", TrialState.FAIL: "failed", TrialState.RUNNING: "running",
-          TrialState.WAITING: "waiting"}
+STATES = {TrialState.COMPLETE: "ok", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed",
+          TrialState.RUNNING: "running", TrialState.WAITING: "waiting"}
 LOST = "its worker stopped sending heartbeats"
 
 
@@ -63,13 +63,13 @@ def superseded(trials: list[FrozenTrial]) -> set[int]:
         return {n for t in trials for n in RetryHeartbeatStaleTrialCallback.retry_history(t)}
 
 
-PREFERRED = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING, TrialState.FAIL)
+PREFERRED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING, TrialState.FAIL)
 
 
 def current_trials(trials: list[FrozenTrial]) -> list[FrozenTrial]:
     """The latest attempt of every planned trial, one per key: should the storage hold a key
-    twice (a queue filled twice by an older reglab), the complete one counts (else the running,
-    waiting, failed one, the first of them)."""
+    twice (a queue filled twice by an older reglab), the complete one counts (else the pruned,
+    running, waiting, failed one, the first of them)."""
     gone = superseded(trials)
     latest = [t for t in trials if t.number not in gone and t.state in STATES]
     best: dict[Any, FrozenTrial] = {}
@@ -80,6 +80,8 @@ def current_trials(trials: list[FrozenTrial]) -> list[FrozenTrial]:
 
 def status_of(trial: FrozenTrial) -> tuple[str, str | None]:
     status = STATES[trial.state]
+    if status == "pruned":
+        return status, trial.user_attrs.get("reason")
     if status != "failed":
         return status, None
     return status, trial.user_attrs.get("reason") if trial.user_attrs.get("status") == "failed" else LOST
@@ -112,9 +114,10 @@ def study_records(trials: list[FrozenTrial], spec: dict[str, Any]) -> list[Trial
 
 def progress(storage: RDBStorage, study_id: int, spec: dict[str, Any], total: int) -> dict[str, int]:
     """Counts of the study's trials by status, and ``unqueued``: planned trials not yet in the
-    queue. A grid study whose queue is filled loads only its waiting, running and failed trials
-    (done = total − the rest, as each planned trial has one current attempt); a TPE study counts
-    the trials not yet asked for as waiting."""
+    queue. A grid study whose queue is filled loads only its waiting, running, failed and pruned
+    trials (done = total − the rest, as each planned trial has one current attempt; a pruned trial
+    is done, and ``pruned`` says how many of the done were pruned); a TPE study counts the trials
+    not yet asked for as waiting."""
     if spec["search"] == "grid":
         def load(state: TrialState) -> list[FrozenTrial]:
             return storage.get_all_trials(study_id, deepcopy=False, states=(state,))
@@ -125,9 +128,10 @@ def progress(storage: RDBStorage, study_id: int, spec: dict[str, Any], total: in
         if not storage.get_study_user_attrs(study_id).get("enqueued"):
             queued = len(current_trials(storage.get_all_trials(study_id, deepcopy=False)))
             counts["unqueued"] = max(0, total - queued)
-        return {"done": max(0, total - sum(counts.values())), **counts, "total": total}
-    counts = {"done": 0, "failed": 0, "running": 0, "waiting": 0, "unqueued": 0}
-    names = {"ok": "done", "failed": "failed", "running": "running", "waiting": "waiting"}
+        return {"done": max(0, total - sum(counts.values())), **counts,
+                "pruned": len(load(TrialState.PRUNED)), "total": total}
+    counts = {"done": 0, "failed": 0, "running": 0, "waiting": 0, "unqueued": 0, "pruned": 0}
+    names = {"ok": "done", "pruned": "done", "failed": "failed", "running": "running", "waiting": "waiting"}
     for trial in current_trials(storage.get_all_trials(study_id, deepcopy=False)):
         counts[names[STATES[trial.state]]] += 1
     counts["waiting"] += max(0, total - sum(counts.values()))

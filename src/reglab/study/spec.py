@@ -2,9 +2,10 @@
 
 The spec is the recipe (its YAML text, so a worker on another machine needs no file), the base
 overrides, the grids, the seeds, the number of CV folds, the search (``grid`` or ``tpe`` with its
-number of trials), the objective and, for ``reg.lam=auto:N``, the λ values chosen for each family
-(``auto``, :mod:`reglab.study.auto_grid`). It is stored in the study; running ``reglab sweep`` again
-with the same spec resumes the study, and a different spec under the same name is refused.
+number of trials), the pruning (``prune``, present only when asked for), the objective and, for
+``reg.lam=auto:N``, the λ values chosen for each family (``auto``, :mod:`reglab.study.auto_grid`).
+It is stored in the study; running ``reglab sweep`` again with the same spec resumes the study, and
+a different spec under the same name is refused.
 
 The objective is measured on validation data, never on test (``tasks.objective``): ``val_acc``
 (maximized) for classification, ``val_loss`` (minimized) for regression, ``robust_val_acc`` for
@@ -32,11 +33,13 @@ from reglab.study.grid import RESERVED_KEYS, parse_grid, parse_seeds
 from reglab.tasks.objective import objective
 
 SEARCHES = ("grid", "tpe")
+PRUNERS = ("halving",)
 MAX_RUNS = 10_000
 
 
 def make_spec(recipe: str, overrides: list[str], grids: list[str], seeds: str, folds: int | None,
-              search: str = "grid", trials: int | None = None, max_runs: int = MAX_RUNS) -> dict[str, Any]:
+              search: str = "grid", trials: int | None = None, max_runs: int = MAX_RUNS,
+              prune: str | None = None, prune_eta: int = 3, prune_min_epochs: int = 1) -> dict[str, Any]:
     """Check the command's input and build its spec. Every mistake is a :class:`UserError`."""
     if max_runs < 1:
         raise UserError(f"--max-runs must be at least 1, got {max_runs}")
@@ -81,9 +84,32 @@ def make_spec(recipe: str, overrides: list[str], grids: list[str], seeds: str, f
     }
     config = config_for(spec, {}, spec["seeds"][0], 0 if folds else None)
     spec["metric"], spec["direction"] = objective(config, data_kind(config) == "classification")
+    if prune not in (None, "none"):
+        spec["prune"] = prune_spec(prune, prune_eta, prune_min_epochs, spec, parsed)
     if auto is not None:
         spec["auto"] = resolve(parsed, lambda values: config_for(spec, values, seed_list[0], 0 if folds else None))
     return spec
+
+
+def prune_spec(method: str, eta: int, min_epochs: int, spec: dict[str, Any], grids: list) -> dict[str, Any]:
+    """The spec's ``prune`` entry (absent without pruning, so older studies keep their names):
+    successive halving (``reglab.train.halving``) with factor ``eta`` and no rung before epoch
+    ``min_epochs``; checked against the study it prunes."""
+    if method not in PRUNERS:
+        raise UserError(f"--prune must be none or halving, got '{method}'")
+    if eta < 2:
+        raise UserError(f"--prune-eta must be at least 2, got {eta}")
+    if min_epochs < 1:
+        raise UserError(f"--prune-min-epochs must be at least 1, got {min_epochs}")
+    if spec["search"] != "grid":
+        raise UserError("--prune halving applies to --search grid: a TPE trial trains one point")
+    if spec["metric"] not in ("val_acc", "val_loss"):
+        raise UserError(f"--prune halving ranks points by a metric of every epoch; this study's objective "
+                        f"{spec['metric']} is measured only at the end of a run")
+    if any(g.key == "train.epochs" for g in grids):
+        raise UserError("--prune halving needs one train.epochs for every point (it sets the rungs); "
+                        "do not put train.epochs in a --grid")
+    return {"method": method, "eta": eta, "min_epochs": min_epochs}
 
 
 def data_kind(config: Config) -> str:

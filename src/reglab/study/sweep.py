@@ -83,8 +83,10 @@ def sweep(recipe: str, overrides: list[str], grids: list[str], seeds: str = "0",
           search: str = "grid", trials: int | None = None, storage_url: str | None = None, workers: int = 1,
           name: str | None = None, studies_dir: Path = Path("studies"), batch: int = 16,
           heartbeat: int | None = None, grace: int | None = None, echo: Echo = print,
-          max_runs: int | None = None, force_workers: bool = False) -> SweepResult:
-    """Create or resume the study and work on it."""
+          max_runs: int | None = None, force_workers: bool = False, prune: str | None = None,
+          prune_eta: int = 3, prune_min_epochs: int = 1) -> SweepResult:
+    """Create or resume the study and work on it; ``prune="halving"`` prunes each fold's points by
+    successive halving (``reglab.train.halving``)."""
     check_workers(workers, force_workers)
     if batch < 1:
         raise UserError(f"--batch must be at least 1, got {batch}")
@@ -95,7 +97,8 @@ def sweep(recipe: str, overrides: list[str], grids: list[str], seeds: str = "0",
         raise UserError(f"storage '{shown_url(storage_url)}' lives in this process's memory only: it works with --workers 1, "
                         "not with other worker processes (use a file, e.g. sqlite:///study.db)")
     storage = open_storage(storage_url, heartbeat, grace) if storage_url else None  # fail fast
-    spec = make_spec(recipe, overrides, grids, seeds, cv, search, trials, MAX_RUNS if max_runs is None else max_runs)
+    spec = make_spec(recipe, overrides, grids, seeds, cv, search, trials, MAX_RUNS if max_runs is None else max_runs,
+                     prune, prune_eta, prune_min_epochs)
     grid_points(spec)  # every point's config is valid
     if search == "tpe":
         distributions(spec)
@@ -209,7 +212,8 @@ def report_end(storage, study, spec: dict[str, Any], folder: Path, echo: Echo) -
     name = study.study_name
     counts = progress(storage, storage.get_study_id_from_name(name), spec, study.user_attrs["total"])
     records = study_records(study.get_trials(deepcopy=False), spec)
-    echo(f"{counts['done']} trials done, {counts['failed']} failed, of {counts['total']}")
+    pruned = f" ({counts['pruned']} of them pruned)" if counts["pruned"] else ""
+    echo(f"{counts['done']} trials done{pruned}, {counts['failed']} failed, of {counts['total']}")
     for record in records:
         if record.status == "failed":
             echo(f"  failed: {record.label} seed {record.seed}: {record.reason}")

@@ -13,7 +13,8 @@ that what Optuna, optuna-dashboard and reglab read is exactly what Optuna itself
   the claiming worker's identity; a trial another worker took is skipped (PostgreSQL:
   ``FOR UPDATE SKIP LOCKED``; SQLite: the transaction holds the write lock).
 * :func:`finish`: a batch's outcomes (user attributes, intermediate values, value, state) at once;
-  a trial that is no longer RUNNING (given up as stale meanwhile) is left alone.
+  a trial that is no longer RUNNING (given up as stale meanwhile) is left alone. A run pruned by
+  successive halving (its attribute ``status`` is ``pruned``) becomes PRUNED, without a value.
 * :func:`fail_stale`: a running trial whose last heartbeat is older than the grace period becomes
   FAIL and its retry (a WAITING copy with Optuna's ``failed_trial`` and ``retry_history`` system
   attributes, as ``RetryHeartbeatStaleTrialCallback`` writes them) is created in the same
@@ -242,7 +243,8 @@ def release(storage: RDBStorage, trial_ids: list[int]) -> None:
 
 def finish(storage: RDBStorage, outcomes: list[tuple[int, dict[str, Any], float | None, dict[int, float]]]) -> list[bool]:
     """Store each ``(trial_id, user attributes, value, intermediate values)`` and finish the trial:
-    COMPLETE with the value, FAIL when it is None. One transaction; per trial, False when it was
+    COMPLETE with the value, PRUNED when the attributes say ``"status": "pruned"``, else FAIL when
+    the value is None. One transaction; per trial, False when it was
     no longer RUNNING (given up as stale: its retry runs it again) and was left alone."""
     ids = [trial_id for trial_id, *_ in outcomes]
     with transaction(storage) as session:
@@ -262,7 +264,8 @@ def finish(storage: RDBStorage, outcomes: list[tuple[int, dict[str, Any], float 
             if value is not None:
                 stored, kind = models.TrialValueModel.value_to_stored_repr(value)
                 values.append({"trial_id": trial_id, "objective": 0, "value": stored, "value_type": kind})
-            row.state = TrialState.FAIL if value is None else TrialState.COMPLETE
+            row.state = (TrialState.PRUNED if attrs.get("status") == "pruned" else
+                         TrialState.FAIL if value is None else TrialState.COMPLETE)
             row.datetime_complete = ended
             done.append(True)
         if steps:

@@ -16,7 +16,10 @@ Each loop iteration
    intermediate values, and COMPLETE with the objective or FAIL with the reason (the study goes
    on). Only then are the run folders renamed to their final names (``runs.publish``), so no
    kill leaves a finished-looking folder that no trial points to;
-5. with ``--search tpe``, a claimed trial without params gets the point the sampler proposes.
+5. with ``--search tpe``, a claimed trial without params gets the point the sampler proposes;
+6. with ``--prune halving``, it claims every waiting trial of one fold at once and trains them by
+   successive halving (``reglab.train.halving``): a rung compares every point on all its seeds, so
+   one worker holds them all; several workers share a study fold by fold.
 
 A worker stops when the queue is filled and no trial is waiting or running. While only other
 workers' trials run, it waits and keeps checking for stale ones, so a killed worker's trial is
@@ -51,6 +54,7 @@ from reglab.study.records import progress, store_choice, study_records
 from reglab.study.spec import config_for, fold_list
 from reglab.study.storage import reconnecting
 from reglab.train.batched import batched_message, vectorizable
+from reglab.train.halving import Halving
 
 T = TypeVar("T")
 POLL_SECONDS = 1.0
@@ -175,7 +179,7 @@ class Worker:
     def publish_finished(self) -> None:
         """Publish the run folders of stored outcomes whose worker died before renaming them."""
         for record in study_records(self.trials(), self.spec):
-            if record.run_dir is not None and record.status in ("ok", "failed"):
+            if record.run_dir is not None and record.status in ("ok", "failed", "pruned"):
                 publish(Path(record.run_dir))
 
     def trials(self, *states: TrialState) -> list[FrozenTrial]:
@@ -189,22 +193,45 @@ class Worker:
         if self.spec["search"] == "tpe":
             self.run_tpe_trial(waiting)
             return
+        if self.spec.get("prune"):
+            self.run_prune_group(waiting)
+            return
         start = random.choice(waiting)
         group = [t for t in waiting if t.user_attrs["group"] == start.user_attrs["group"]]
         at = group.index(start)
         group = group[at:] + group[:at]  # from a random trial on, so that workers spread over the list
-        def config_of(t: Waiting):
-            return config_for(self.spec, t.user_attrs["point"], t.user_attrs["seed"], t.user_attrs["fold"])
-
-        reason = vectorizable([config_of(t) for t in group[: self.batch]]) if len(group) > 1 and self.batch > 1 else None
+        reason = vectorizable([self.config_of(t) for t in group[: self.batch]]) if len(group) > 1 and self.batch > 1 else None
         limit = 1 if reason is not None else self.batch
         with holding(self.storage, lambda: self.claim(group, limit)) as held:
             claimed = [t for t in group if t.trial_id in held]
             if not claimed:
                 return
             self.say_path(len(claimed), reason)
-            outcomes = train_all([config_of(t) for t in claimed], self.root, len(claimed) > 1)
+            outcomes = train_all([self.config_of(t) for t in claimed], self.root, len(claimed) > 1)
             self.complete(claimed, outcomes)  # beating on, so no trial waiting here looks stale
+        self.say_progress()
+
+    def config_of(self, trial: Waiting):
+        attrs = trial.user_attrs
+        return config_for(self.spec, attrs["point"], attrs["seed"], attrs["fold"])
+
+    def run_prune_group(self, waiting: list[Waiting]) -> None:
+        """Claim every waiting trial of one fold (a prune group: all its points × seeds, as a rung
+        compares every point on all its seeds) and train them by successive halving
+        (``reglab.train.halving``); the pruned ones are stored as PRUNED."""
+        fold = random.choice(waiting).user_attrs["fold"]
+        group = [t for t in waiting if t.user_attrs["fold"] == fold]
+        prune = self.spec["prune"]
+        rule = Halving(self.spec["metric"], self.spec["direction"], prune["eta"], prune["min_epochs"])
+        with holding(self.storage, lambda: self.claim(group, len(group))) as held:
+            claimed = [t for t in group if t.trial_id in held]
+            if not claimed:
+                return
+            points = [t.user_attrs["label"] for t in claimed]
+            self.echo(f"successive halving (η={rule.eta}) over {len(set(points))} points × their seeds: "
+                      f"{len(claimed)} runs")
+            outcomes = train_all([self.config_of(t) for t in claimed], self.root, False, rule, points, self.batch)
+            self.complete(claimed, outcomes)
         self.say_progress()
 
     def train_group(self, configs: list) -> list[dict[str, Any]]:
@@ -256,7 +283,8 @@ class Worker:
                 continue
             self.finished += 1
             fold = f" fold {attrs['fold']}" if attrs.get("fold") is not None else ""
-            result = f"{self.spec['metric']} {value:.4g}" if value is not None else f"failed: {out['reason']}"
+            result = (f"{self.spec['metric']} {value:.4g}" if value is not None else
+                      f"{'pruned' if out['status'] == 'pruned' else 'failed'}: {out['reason']}")
             seconds = out["summary"].get("seconds")
             took = f" ({seconds:.1f} s)" if seconds is not None else ""
             self.echo(f"{attrs['label']} seed {attrs['seed']}{fold}: {result}{took}")

@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable, Iterator, Protocol
 
 from torch import Tensor
 
@@ -78,9 +79,20 @@ def stack_of(members: list[Member]) -> Stack:
 def train_stack(stack: Stack, progress: bool | None) -> None:
     """Train every model of the stack to its own end, finishing each run as its model ends; what the
     whole stack raises ends the models still training as failed."""
+    for _ in course(stack, progress):
+        pass
+
+
+def course(stack: Stack, progress: bool | None) -> Iterator[float]:
+    """:func:`train_stack` one epoch at a time: after each epoch that leaves models training it
+    yields the stack's time so far (seconds), so that a caller can train several stacks in turn and
+    drop models between epochs (``reglab.train.halving``). What the whole stack raises ends the
+    models still training as failed."""
     members = list(stack.members)
     try:
-        epochs_loop(stack, progress)
+        yield from epochs_loop(stack, progress)
+    except GeneratorExit:
+        raise
     except BaseException as exc:
         if environment_problem(exc) is not None:
             raise  # the machine's failure (a full disk), not the models': see train_members
@@ -91,8 +103,9 @@ def train_stack(stack: Stack, progress: bool | None) -> None:
             raise
 
 
-def epochs_loop(stack: Stack, progress: bool | None) -> None:
-    """The loop over epochs (see the module's docstring)."""
+def epochs_loop(stack: Stack, progress: bool | None) -> Iterator[float]:
+    """The loop over epochs (see the module's docstring); yields the stack's time after each epoch
+    that leaves models training, and stops when none is left (a caller may have dropped them all)."""
     started = time.perf_counter()
     size = len(stack.members)
     config = stack.members[0].exp.config
@@ -126,6 +139,9 @@ def epochs_loop(stack: Stack, progress: bool | None) -> None:
                 break
             if len(keep) < len(stack.members):
                 stack.select(keep)
+            yield seconds
+            if not stack.members:
+                break
     finally:
         bar.close()
 
@@ -133,15 +149,22 @@ def epochs_loop(stack: Stack, progress: bool | None) -> None:
 def train_members(members: list[Member], root: str | Path | None, progress: bool | None,
                   publish: bool = True) -> None:
     """Build the members' stack, create their run folders and train them; each ends with its result.
-    ``publish=False`` leaves each finished folder under its ``.partial`` name (``runs.publish``).
-    When the machine fails them (a full disk, a read-only place), the folders of the runs not yet
-    finished are removed, which also frees the space they took, and the error is raised: no run is
-    marked failed for it, and none is left half-written."""
+    ``publish=False`` leaves each finished folder under its ``.partial`` name (``runs.publish``)."""
     stack = stack_of(members)
+    with run_folders(members, root, publish):
+        train_stack(stack, progress)
+
+
+@contextmanager
+def run_folders(members: list[Member], root: str | Path | None, publish: bool) -> Iterator[None]:
+    """Create the members' run folders for the block that trains them. When the machine fails them
+    (a full disk, a read-only place), the folders of the runs not yet finished are removed, which
+    also frees the space they took, and the error is raised: no run is marked failed for it, and
+    none is left half-written."""
     try:
         for member in members:
             member.tracker.folder = RunFolder.create(member.exp.config, member.exp.device, root, publish)
-        train_stack(stack, progress)
+        yield
     except Exception as exc:
         if environment_problem(exc) is not None:
             for member in members:

@@ -136,6 +136,13 @@ class Tracker:
             summary["epoch"] = epoch
         self.close(summary)
 
+    def prune(self, epoch: int, reason: str, seconds: float, stack_size: int) -> None:
+        """End this run as pruned after ``epoch`` (``reglab.train.halving``): its summary says
+        ``"status": "pruned"``, the epoch and the reason; as for a failed run, its weights are
+        neither restored, evaluated nor saved."""
+        self.status = {"status": "pruned", "reason": reason, "epoch": epoch}
+        self.finish(seconds, stack_size)
+
     def finish(self, seconds: float, stack_size: int) -> None:
         """Restore the best weights (when the run is ok), summarize the run, draw its plots, and
         save its weights and summary. ``seconds`` is the stack's time until the end of the epoch
