@@ -17,7 +17,7 @@ also says ``"status": "running"`` until the end; a finished run says ``"ok"``, a
 
 With ``train.tensorboard=true`` the folder also holds TensorBoard event files: every number of an
 epoch's record as a scalar at that epoch, a split's metric grouped by the metric (``loss/train``,
-``loss/val``, ``acc/train``, ``acc/val``, ``loss/batch``; ``penalty/*``, ``lr``, weight norms, zeros,
+``loss/val``, ``acc/train``, ``acc/val``, ``loss/batch``, ``gap/loss``; ``penalty/*``, ``lr``, weight norms, zeros,
 robust accuracy as they are; the step count is not a scalar), the summary's numbers at the end
 (``final/*``), and as hparams the keys that set the run apart (:class:`RunLabel`, those without a
 value left out) with the metric it is judged by. ``tensorboard --logdir runs/`` then shows each run
@@ -153,9 +153,12 @@ def is_number(value: Any) -> bool:
 
 def scalar_tag(key: str) -> str:
     """A record's key as a TensorBoard tag grouped by metric: ``val_loss`` → ``loss/val``,
-    ``train_acc`` → ``acc/train``, ``batch_loss`` → ``loss/batch``; other keys as they are."""
+    ``train_acc`` → ``acc/train``, ``batch_loss`` → ``loss/batch``; a gap by itself: ``gap_loss`` →
+    ``gap/loss``; other keys as they are."""
     split, _, metric = key.partition("_")
-    return f"{metric}/{split}" if split in SPLITS and metric else key
+    if split in SPLITS and metric:
+        return f"{metric}/{split}"
+    return f"gap/{metric}" if split == "gap" and metric else key
 
 
 def hparam_values(config: Config, keys: tuple[str, ...]) -> dict[str, bool | int | float | str]:

@@ -191,7 +191,7 @@ class Worker:
             elif not filled or self.db(lambda: self.trials(TrialState.RUNNING)):
                 time.sleep(POLL_SECONDS)
             else:
-                self.db(lambda: store_choice(self.study, self.spec))  # now that no trial is left
+                self.db(lambda: store_choice(self.storage, self.study, self.spec))  # now that no trial is left
                 self.db(self.publish_finished)
                 return self.finished
 
@@ -217,7 +217,7 @@ class Worker:
         at = group.index(start)
         group = group[at:] + group[:at]  # from a random trial on, so that workers spread over the list
         def config_of(t: Waiting):
-            return config_for(self.spec, t.user_attrs["point"], t.user_attrs["seed"], t.user_attrs["fold"])
+            return config_for(self.spec, t.user_attrs["point"], t.user_attrs["seed"], t.user_attrs.get("fold"))
 
         reason = vectorizable([config_of(t) for t in group[: self.batch]]) if len(group) > 1 and self.batch > 1 else None
         limit = 1 if reason is not None else self.batch
