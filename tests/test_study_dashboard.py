@@ -43,3 +43,33 @@ def test_grid_trials_carry_params_learning_curves_and_the_chosen_point(tmp_path)
     # the params make Optuna's own analysis work: importance of each grid key for the objective
     importance = optuna.importance.get_param_importances(study)
     assert set(importance) == {"reg.l2", "reg.mode"}
+
+
+def test_the_dashboard_sees_the_metric_name_plain_small_attributes_and_the_chosen_config(tmp_path):
+    """What optuna-dashboard lists: the objective named, user attributes without nulls or big
+    blobs (a run's numbers are system attributes, still read back by reglab), the chosen config's
+    trials marked ``chosen`` and no other."""
+    from reglab.study.choose import choose_point
+    from reglab.study.records import load_study
+
+    result = sweep("ridge-gd", TINY, ["reg=none,l2", "reg.lam=1e-3,1e-1"], "0-1", studies_dir=tmp_path, name="plain",
+                   echo=lambda line: None)
+    assert result.finished
+    study = optuna.load_study(study_name="plain", storage=default_url(tmp_path / "plain"))
+    assert study.metric_names == ["val_loss"]
+    trials = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(trials) == 3 * 2  # none, l2 at two λ; two seeds
+    for trial in trials:
+        assert None not in trial.user_attrs.values()
+        assert not {"summary", "history", "runs"} & set(trial.user_attrs)
+        assert all(len(json.dumps(v)) < 200 for v in trial.user_attrs.values())
+        assert trial.system_attrs["summary"]["val_loss"] == trial.value
+    none = [t for t in trials if t.user_attrs["label"] == "none"]
+    assert "lam" not in none[0].user_attrs and "fold" not in none[0].user_attrs
+    spec, records = load_study(tmp_path / "plain")
+    assert {r.lam for r in records} == {None, 1e-3, 1e-1} and {r.fold for r in records} == {None}
+    assert all(r.summary["val_loss"] and r.history for r in records)
+    choice = choose_point(spec, records)
+    marked = {t.number for t in trials if t.user_attrs.get("chosen") is True}
+    assert marked == {t.number for t in trials if t.user_attrs["label"] == choice.label} and len(marked) == 2
+    assert study.user_attrs["chosen"]["label"] == choice.label
