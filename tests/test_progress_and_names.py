@@ -13,7 +13,6 @@ import time
 
 from cli_runner import cli
 
-from reglab.runs import MAX_NAME, safe_name
 from reglab.study.sweep import sweep
 
 TINY = ["train.epochs=30", "train.plots=false", "train.save_weights=false"]
@@ -91,6 +90,8 @@ def test_a_single_run_is_named_by_recipe_penalty_and_seed_and_kept_unique(tmp_pa
 
 
 def test_folder_names_are_safe_and_long_ones_cut_apart():
+    from reglab.runs import MAX_NAME, safe_name
+
     assert safe_name("l2 model.factory=pkg/mod:make λ=1e-3") == "l2_model.factory=pkg_mod_make_=1e-3"
     assert safe_name("../..") == "run" and safe_name("a  b") == "a_b"
     long_a, long_b = "l2 " + "model.hidden=[64,64] " * 10 + "a", "l2 " + "model.hidden=[64,64] " * 10 + "b"
