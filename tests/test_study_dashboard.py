@@ -1,7 +1,9 @@
 """What optuna-dashboard reads: a grid study seen through Optuna's public API only."""
 
 import json
+import os
 import statistics
+import time
 
 import optuna
 import pytest
@@ -45,17 +47,22 @@ def test_grid_trials_carry_params_learning_curves_and_the_chosen_point(tmp_path)
     assert set(importance) == {"reg.l2", "reg.mode"}
 
 
-def test_the_dashboard_sees_the_metric_name_plain_small_attributes_and_the_chosen_config(tmp_path):
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_the_dashboard_sees_the_metric_name_plain_small_attributes_and_the_chosen_config(tmp_path, backend):
     """What optuna-dashboard lists: the objective named, user attributes without nulls or big
     blobs (a run's numbers are system attributes, still read back by reglab), the chosen config's
     trials marked ``chosen`` and no other."""
     from reglab.study.choose import choose_point
     from reglab.study.records import load_study
 
-    result = sweep("ridge-gd", TINY, ["reg=none,l2", "reg.lam=1e-3,1e-1"], "0-1", studies_dir=tmp_path, name="plain",
-                   echo=lambda line: None)
+    url, name = None, "plain"
+    if backend == "postgres":
+        url = os.environ.get("REGLAB_TEST_POSTGRES_URL") or pytest.skip("REGLAB_TEST_POSTGRES_URL is not set")
+        name = f"plain-{time.time_ns()}"
+    result = sweep("ridge-gd", TINY, ["reg=none,l2", "reg.lam=1e-3,1e-1"], "0-1", studies_dir=tmp_path, name=name,
+                   storage_url=url, echo=lambda line: None)
     assert result.finished
-    study = optuna.load_study(study_name="plain", storage=default_url(tmp_path / "plain"))
+    study = optuna.load_study(study_name=name, storage=url or default_url(tmp_path / name))
     assert study.metric_names == ["val_loss"]
     trials = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(trials) == 3 * 2  # none, l2 at two λ; two seeds
@@ -66,10 +73,12 @@ def test_the_dashboard_sees_the_metric_name_plain_small_attributes_and_the_chose
         assert trial.system_attrs["summary"]["val_loss"] == trial.value
     none = [t for t in trials if t.user_attrs["label"] == "none"]
     assert "lam" not in none[0].user_attrs and "fold" not in none[0].user_attrs
-    spec, records = load_study(tmp_path / "plain")
+    spec, records = load_study((url or default_url(tmp_path / name), name))
     assert {r.lam for r in records} == {None, 1e-3, 1e-1} and {r.fold for r in records} == {None}
     assert all(r.summary["val_loss"] and r.history for r in records)
     choice = choose_point(spec, records)
     marked = {t.number for t in trials if t.user_attrs.get("chosen") is True}
     assert marked == {t.number for t in trials if t.user_attrs["label"] == choice.label} and len(marked) == 2
     assert study.user_attrs["chosen"]["label"] == choice.label
+    if backend == "postgres":
+        optuna.delete_study(study_name=name, storage=url)
