@@ -82,3 +82,44 @@ def test_the_dashboard_sees_the_metric_name_plain_small_attributes_and_the_chose
     assert study.user_attrs["chosen"]["label"] == choice.label
     if backend == "postgres":
         optuna.delete_study(study_name=name, storage=url)
+
+
+@pytest.mark.postgres
+def test_workers_that_mark_the_choice_at_once_all_succeed_and_agree():
+    """Workers that end together each write the choice (``store_choice``); on PostgreSQL the second
+    writer must see the first one's rows, or it inserts a trial's ``chosen`` twice (a unique key)."""
+    import threading
+
+    from reglab.study.storage import open_storage
+    from reglab.study.transactions import mark_chosen
+
+    url = os.environ.get("REGLAB_TEST_POSTGRES_URL") or pytest.skip("REGLAB_TEST_POSTGRES_URL is not set")
+    name = f"marks-{time.time_ns()}"
+    storage = open_storage(url)
+    study = optuna.create_study(storage=storage, study_name=name)
+    for i in range(6):
+        study.add_trial(optuna.trial.create_trial(value=float(i), user_attrs={"label": f"p{i % 3}"}))
+    study_id = storage.get_study_id_from_name(name)
+    trials = storage.get_all_trials(study_id)
+    chosen = [t._trial_id for t in trials if t.user_attrs["label"] == "p1"]
+    errors, barrier = [], threading.Barrier(4)
+
+    def mark():
+        for _ in range(10):
+            barrier.wait()
+            try:
+                mark_chosen(storage, study_id, {"label": "p1"}, chosen)
+            except Exception as exc:  # noqa: BLE001 - the race shows as an IntegrityError
+                errors.append(exc)
+
+    threads = [threading.Thread(target=mark) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert errors == []
+        marked = {t._trial_id for t in storage.get_all_trials(study_id) if t.user_attrs.get("chosen")}
+        assert marked == set(chosen) and storage.get_study_user_attrs(study_id)["chosen"] == {"label": "p1"}
+    finally:
+        optuna.delete_study(study_name=name, storage=storage)

@@ -289,8 +289,11 @@ def finish(storage: RDBStorage, outcomes: list[tuple[int, dict[str, Any], float 
 def mark_chosen(storage: RDBStorage, study_id: int, choice: dict[str, Any] | None, trial_ids: list[int]) -> None:
     """In one transaction: the study attribute ``chosen`` (the choice, None before any), and the
     trial user attribute ``chosen: true`` on ``trial_ids`` (the chosen config's trials), removed from
-    every other trial of the study. Written to the tables, as Optuna refuses to change a finished trial."""
+    every other trial of the study. Written to the tables, as Optuna refuses to change a finished
+    trial. Under the study row's lock, so that workers that end at once write one after the other
+    (else, in PostgreSQL, the second would not see the first's rows and insert them twice)."""
     with transaction(storage) as session:
+        lock_study(session, study_id)
         set_study_attr(session, study_id, "chosen", choice)
         ids = sqlalchemy.select(models.TrialModel.trial_id).where(models.TrialModel.study_id == study_id)
         session.execute(sqlalchemy.delete(models.TrialUserAttributeModel).where(
