@@ -20,8 +20,8 @@ Each loop iteration
 
 What a worker prints: on a terminal, one rich bar of the study's trials done/total with the time
 left (``launch.Display``); otherwise (piped, or a log file) a line per finished run, and its time:
-the wall-clock time since the previous result, so that the times printed add up to the worker's
-wall clock. Runs trained together as one stack print their lines, then the stack's time once
+the wall-clock time since the previous result (the first: since ``since``, the start of the
+``reglab sweep`` that runs it, else of the worker), so that the times printed add up to the wall clock. Runs trained together as one stack print their lines, then the stack's time once
 (``4 runs trained together (6.4 s)``); a run trained alone ends its own line with it.
 
 A worker stops when the queue is filled and no trial is waiting or running. While only other
@@ -150,17 +150,18 @@ def learning_curve(outcomes: list[dict[str, Any]], metric: str) -> dict[int, flo
 
 class Worker:
     """Trains a study's waiting trials (module docstring); ``terminal`` (None: whether stdout is a
-    terminal) shows a progress bar instead of a line per run."""
+    terminal) shows a progress bar instead of a line per run; ``since`` (``time.monotonic()``;
+    None: now) is when its clock of the times printed starts."""
 
     def __init__(self, storage: RDBStorage, name: str, root: Path, batch: int = 16,
-                 echo: Callable[[str], None] = print, terminal: bool | None = None):
+                 echo: Callable[[str], None] = print, terminal: bool | None = None, since: float | None = None):
         if batch < 1:
             raise UserError(f"--batch must be at least 1, got {batch}")
         self.storage, self.name, self.root, self.batch, self.echo = storage, name, Path(root).resolve(), batch, echo
         self.study, self.spec = open_study(storage, name)
         self.study_id = storage.get_study_id_from_name(name)
         self.path_message: str | None = None
-        self.started = self.last_result = time.monotonic()
+        self.started = self.last_result = time.monotonic() if since is None else since
         self.finished = 0
         self.terminal = sys.stdout.isatty() if terminal is None else terminal
         self.display: Display | None = None
