@@ -21,7 +21,8 @@ Each loop iteration
 What a worker prints: on a terminal, one rich bar of the study's trials done/total with the time
 left (``launch.Display``); otherwise (piped, or a log file) a line per finished run, and its time:
 the wall-clock time since the previous result (the first: since ``since``, the start of the
-``reglab sweep`` that runs it, else of the worker), so that the times printed add up to the wall clock. Runs trained together as one stack print their lines, then the stack's time once
+``reglab sweep`` that runs it, else of the worker), so that the times printed add up to the wall
+clock. Runs trained together as one stack print their lines, then the stack's time once
 (``4 runs trained together (6.4 s)``); a run trained alone ends its own line with it.
 
 A worker stops when the queue is filled and no trial is waiting or running. While only other
