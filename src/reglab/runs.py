@@ -77,7 +77,7 @@ class RunLabel:
     metric: str
 
     @classmethod
-    def of(cls, config: Config) -> "RunLabel":
+    def of(cls, config: Config) -> RunLabel:
         """A single run's: its recipe, its penalty and λ when it has one (``mlp-l2_l2_lam=1e-3``); the
         keys that differ from its recipe (from the defaults when the recipe cannot be read), outputs
         left out; the metric that early stopping watches (``train.monitor``)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from reglab.config import Config, flat_keys, is_penalty_setting
-from reglab.runs import Run
+from reglab.runs import Run, RunLabel
 from reglab.train.engine import run_or_fail, train_members
 from reglab.train.experiment import prepare
 from reglab.train.stacked import unsupported
