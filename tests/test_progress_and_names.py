@@ -43,10 +43,11 @@ def test_piped_a_line_per_run_and_the_times_add_up_to_the_wall_clock(tmp_path):
         else:
             assert groups and sum(int(m[1]) for m in groups) + sum(bool(m["alone"]) for m in runs) == 9
         # the printed times cut the sweep's wall clock at each result, from its start (creating the
-        # study counts in the first): they add up to the total it prints, all but the storing of the
-        # choice after the last result; the total is the wall clock seen from outside
+        # study counts in the first): they add up to the total it prints, all but the choice made
+        # and stored after the last result (a few storage reads: a second on a busy machine, which
+        # is much of a sweep this small); the total is the wall clock seen from outside
         (total,) = [float(m[1]) for m in map(TOTAL_LINE.match, lines) if m]
-        assert total - 0.1 * total - 0.5 <= sum(times) <= total + 0.1 and total <= wall + 0.1, (times, total, wall)
+        assert 0.75 * total - 1.0 <= sum(times) <= total + 0.1 and total <= wall + 0.1, (times, total, wall)
         assert total >= 0.9 * wall - 0.5
 
 
