@@ -203,13 +203,12 @@ def test_the_loser_of_a_race_for_a_run_folder_takes_the_next_name(tmp_path, monk
     looking first cannot help; creating can."""
     import pathlib
 
-    import reglab.runs
     from reglab.config import load_config
+    from reglab.runs import RunLabel, folder_name
 
     monkeypatch.chdir(tmp_path)
-    strftime = time.strftime
-    monkeypatch.setattr(time, "strftime", lambda fmt, *t: "20260101-000000" if fmt == "%Y%m%d-%H%M%S" else strftime(fmt, *t))
-    name = f"20260101-000000_{reglab.runs.config_hash(load_config('ridge-gd', TINY))}_s0"
+    config = load_config('ridge-gd', TINY)
+    name = folder_name(RunLabel.of(config), config)
     other = tmp_path / "runs" / "ridge-gd" / f"{name}.partial"
     other.mkdir(parents=True)  # the other process was first
     real_exists = pathlib.Path.exists

@@ -194,7 +194,7 @@ def test_a_worker_interrupted_after_one_fold_resumes_the_other_and_never_reruns_
         sweep(tmp_path, "cv", "halving", cv=2)
     first = trials_of(tmp_path, "cv")
     done = {t.number: t for t in first if t.state in (TrialState.COMPLETE, TrialState.PRUNED)}
-    assert len({t.user_attrs["fold"] for t in done.values()}) == 1  # one prune group: one whole fold
+    assert len({t.user_attrs.get("fold") for t in done.values()}) == 1  # one prune group: one whole fold
     assert any(t.state == TrialState.PRUNED for t in done.values())
     assert all(t.state == TrialState.WAITING for t in first if t.number not in done)
     monkeypatch.setattr(Worker, "complete", stored)

@@ -83,7 +83,7 @@ def diverge(storage, name, folder, label, seed):
     attrs = trial.user_attrs
     trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(name), trial.number)
     assert transactions.claim(storage, [trial_id], 1, identity()) == [trial_id]
-    config = config_for(spec, {**attrs["point"], "optim.lr": 1e6}, attrs["seed"], attrs["fold"])
+    config = config_for(spec, {**attrs["point"], "optim.lr": 1e6}, attrs["seed"], attrs.get("fold"))
     (out,) = train_all([config], folder / "runs", False)
     assert out["status"] == "failed" and out["reason"].startswith("diverged")
     waiting = transactions.Waiting(trial_id, trial.number, attrs, trial.params)

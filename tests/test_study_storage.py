@@ -195,7 +195,7 @@ def test_a_diverging_trial_fails_with_its_reason_and_the_study_goes_on(tmp_path)
         assert t.user_attrs["point"]["optim.lr"] == 1e3
         assert t.user_attrs["status"] == "failed" and "diverged" in t.user_attrs["reason"]
     for t in complete:
-        assert t.values == [t.user_attrs["summary"]["val_loss"]]
+        assert t.values == [t.system_attrs["summary"]["val_loss"]]
     spec, records = load_study(tmp_path / "studies" / "div")
     assert sorted(r.status for r in records) == ["failed", "failed", "ok", "ok"]
     assert any("failed: " in line and "diverged" in line for line in lines)
@@ -234,7 +234,7 @@ def test_tpe_search_reports_the_seed_mean_and_resumes(tmp_path):
     for t in trials:
         lam = t.params["reg.l2"]
         assert 1e-4 <= lam <= 1
-        runs = t.user_attrs["runs"]
+        runs = t.system_attrs["runs"]
         assert sorted(r["seed"] for r in runs) == [0, 1]
         assert t.value == pytest.approx(statistics.mean(r["summary"]["val_loss"] for r in runs))
         for r in runs:

@@ -1,4 +1,10 @@
-"""The run folder: ``runs/<recipe>/<time>_<hash>_s<seed>/``.
+"""The run folder: ``runs/<recipe>/<label>_s<seed>/``, e.g. ``runs/mlp-l2/l2_lam=1e-3_s2/``.
+
+Its name says what sets the run apart (:class:`RunLabel`): in a study, its point's label
+(``reglab.study.points``) and seed (and ``_f<fold>`` under cross-validation); a single run is named by
+its recipe, its penalty and λ if it has one, and its seed (``mlp-l2_l2_lam=1e-3_s3``). λ is written
+by the one formatter of the report (``formatting.fmt_lam``). A name is made safe for any file system
+(:func:`safe_name`) and unique (a suffix ``-2``, ``-3``, … on a collision, :func:`claim_folder`).
 
 It holds ``config.yaml``, ``env.json``, ``metrics.jsonl`` (one JSON object per epoch),
 ``summary.json``, ``weights.pt`` and ``plots/``. A run is written under the name
@@ -10,9 +16,12 @@ also says ``"status": "running"`` until the end; a finished run says ``"ok"``, a
 ``"failed"`` with the reason and the step.
 
 With ``train.tensorboard=true`` the folder also holds TensorBoard event files: every number of an
-epoch's record as a scalar at that epoch (losses, accuracies, ``penalty/*``, weight norms, zeros,
-robust accuracy), and at the end the config as hparams with the summary's numbers as their
-metrics (``final/*``). ``tensorboard --logdir runs/`` then shows each run folder as one run.
+epoch's record as a scalar at that epoch, a split's metric grouped by the metric (``loss/train``,
+``loss/val``, ``acc/train``, ``acc/val``, ``loss/batch``, ``gap/loss``; ``penalty/*``, ``lr``, weight norms, zeros,
+robust accuracy as they are; the step count is not a scalar), the summary's numbers at the end
+(``final/*``), and as hparams the keys that set the run apart (:class:`RunLabel`, those without a
+value left out) with the metric it is judged by. ``tensorboard --logdir runs/`` then shows each run
+folder as one run, named by its label.
 """
 
 from __future__ import annotations
@@ -23,9 +32,9 @@ import itertools
 import json
 import os
 import platform
+import re
 import shutil
 import sys
-import time
 import subprocess
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -36,14 +45,62 @@ import torch
 import yaml
 
 from reglab.bounded import MAX_JSON_BYTES, MAX_YAML_BYTES, check_json_depth, load_json, load_yaml, read_bounded
-from reglab.config import Config, flat_keys, save_config
+from reglab.config import Config, flat_keys, is_bookkeeping, load_config, save_config, validate
 from reglab.errors import UserError
+from reglab.formatting import fmt_lam
 from reglab.redact import redact
 
+MAX_NAME = 80  # characters of a run folder's label; a longer one is cut and given a short hash
+SPLITS = ("train", "val", "test", "batch")  # a record's ``<split>_<metric>`` goes to the tag ``<metric>/<split>``
 
-def config_hash(config: Config) -> str:
-    text = json.dumps(config.to_dict(), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+def safe_name(text: str) -> str:
+    """``text`` as a file name on any system: each run of characters other than letters, digits and
+    ``.=+,-`` becomes ``_``; a name longer than ``MAX_NAME`` is cut and ends in ``~`` and the first 8
+    hex digits of the SHA-256 of the whole, so that two long names cut alike stay apart."""
+    name = re.sub(r"[^A-Za-z0-9.=+,-]+", "_", text).strip("._-") or "run"
+    if len(name) > MAX_NAME:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+        name = f"{name[:MAX_NAME - 9].rstrip('._-')}~{digest}"
+    return name
+
+
+@dataclass(frozen=True)
+class RunLabel:
+    """What sets a run apart from its neighbours: ``text`` names its folder (with its seed, and fold),
+    ``keys`` (dotted config keys) are its TensorBoard hparams and ``metric`` the number they are
+    judged by. A study gives its point's label, its grid's keys and its objective; a single run's is
+    :meth:`of`."""
+
+    text: str
+    keys: tuple[str, ...]
+    metric: str
+
+    @classmethod
+    def of(cls, config: Config) -> RunLabel:
+        """A single run's: its recipe, its penalty and λ when it has one (``mlp-l2_l2_lam=1e-3``); the
+        keys that differ from its recipe (from the defaults when the recipe cannot be read), outputs
+        left out; the metric that early stopping watches (``train.monitor``)."""
+        reg = config.reg
+        text = config.name + (f"_{reg.penalty}_lam={fmt_lam(reg.lam)}" if reg.penalty != "none" and reg.lam else "")
+        return cls(text, changed_keys(config), config.train.monitor)
+
+
+def changed_keys(config: Config) -> tuple[str, ...]:
+    """The dotted keys in which ``config`` differs from its recipe's file, bookkeeping left out."""
+    try:
+        reference = load_config(config.name)
+    except UserError:
+        reference = validate({})
+    base = flat_keys(reference.to_dict())
+    return tuple(k for k, v in flat_keys(config.to_dict()).items()
+                 if not is_bookkeeping(k) and (k not in base or base[k] != v))
+
+
+def folder_name(label: RunLabel, config: Config) -> str:
+    """``<safe label>_s<seed>``, with ``_f<fold>`` when the run is one fold of a cross-validation."""
+    fold = config.data.fold
+    return f"{safe_name(label.text)}_s{config.seed}" + (f"_f{fold}" if fold is not None else "")
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -104,13 +161,31 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-class TensorBoardLog:
-    """TensorBoard event files in the run folder: per-epoch scalars, then the config as hparams."""
+def scalar_tag(key: str) -> str:
+    """A record's key as a TensorBoard tag grouped by metric: ``val_loss`` → ``loss/val``,
+    ``train_acc`` → ``acc/train``, ``batch_loss`` → ``loss/batch``; a gap by itself: ``gap_loss`` →
+    ``gap/loss``; other keys as they are."""
+    split, _, metric = key.partition("_")
+    if split in SPLITS and metric:
+        return f"{metric}/{split}"
+    return f"gap/{metric}" if split == "gap" and metric else key
 
-    def __init__(self, path: Path, config: Config):
+
+def hparam_values(config: Config, keys: tuple[str, ...]) -> dict[str, bool | int | float | str]:
+    """The values of ``keys`` in ``config`` as TensorBoard takes them (a list or mapping as JSON
+    text); a key without a value (None) is left out."""
+    flat = flat_keys(config.to_dict())
+    values = {k: flat[k] for k in keys if flat.get(k) is not None}
+    return {k: v if isinstance(v, (bool, int, float, str)) else json.dumps(v) for k, v in values.items()}
+
+
+class TensorBoardLog:
+    """TensorBoard event files in the run folder: per-epoch scalars, then the label's keys as hparams."""
+
+    def __init__(self, path: Path, config: Config, label: RunLabel):
         from torch.utils.tensorboard import SummaryWriter
 
-        self.config = config
+        self.config, self.label = config, label
         self.writer = SummaryWriter(log_dir=str(path))
 
     @staticmethod
@@ -123,18 +198,18 @@ class TensorBoardLog:
     def epoch(self, record: dict[str, Any]) -> None:
         epoch = record.get("epoch")
         for key, value in record.items():
-            if key != "epoch" and is_number(value):
-                self.writer.add_scalar(key, value, epoch)
+            if key not in ("epoch", "step") and is_number(value):
+                self.writer.add_scalar(scalar_tag(key), value, epoch)
         self.writer.flush()
 
     def close(self, summary: dict[str, Any]) -> None:
-        """Write the config as hparams, the summary's numbers (``final/*``) as their metrics."""
+        """Write the summary's numbers (``final/*``) and the label's keys as hparams, judged by
+        ``final/<metric>`` (none when the run did not reach it)."""
         from torch.utils.tensorboard.summary import hparams
 
         metrics = {f"final/{k}": v for k, v in summary.items() if is_number(v)}
-        params = {k: v if isinstance(v, (bool, int, float, str)) else str(v)
-                  for k, v in flat_keys(self.config.to_dict()).items()}
-        for part in hparams(params, metrics):
+        judged = {k: v for k, v in metrics.items() if k == f"final/{self.label.metric}"}
+        for part in hparams(hparam_values(self.config, self.label.keys), judged):
             self.writer.file_writer.add_summary(part)
         for key, value in metrics.items():
             self.writer.add_scalar(key, value)
@@ -177,17 +252,18 @@ class RunFolder:
 
     @classmethod
     def create(cls, config: Config, device: torch.device, root: str | Path | None = None,
-               publish: bool = True) -> "RunFolder":
-        """A new folder ``<root>/<config.name>/<time>_<hash>_s<seed>`` (written as ``….partial``),
-        checked to lie inside ``root``."""
+               publish: bool = True, label: RunLabel | None = None) -> "RunFolder":
+        """A new folder ``<root>/<config.name>/<label>_s<seed>`` (:func:`folder_name`; the label
+        :meth:`RunLabel.of` unless given), written as ``….partial``, checked to lie inside ``root``."""
         if config.train.tensorboard:
             TensorBoardLog.check_installed()
-        stamp = time.strftime("%Y%m%d-%H%M%S")
+        label = label or RunLabel.of(config)
         root = Path(root if root is not None else config.out)
         base = inside(root, config.name)
-        path = claim_folder(base, f"{stamp}_{config_hash(config)}_s{config.seed}", root)
+        path = claim_folder(base, folder_name(label, config), root)
         try:
-            folder = cls(path, TensorBoardLog(partial(path), config) if config.train.tensorboard else None, publish)
+            tensorboard = TensorBoardLog(partial(path), config, label) if config.train.tensorboard else None
+            folder = cls(path, tensorboard, publish)
             save_config(config, partial(path) / "config.yaml")
             write_json(partial(path) / "env.json", environment(config, device))
             write_json(partial(path) / "summary.json", {"status": "running"})

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from reglab.config import Config
-from reglab.runs import Run, written
+from reglab.runs import Run, RunLabel, written
 from reglab.train import run_or_fail
 from reglab.train.batched import run_many
 from reglab.train.halving import Halving, run_halving
@@ -45,15 +45,17 @@ def outcome(result: Run) -> dict[str, Any]:
             "history": history_of(result.path), "run_dir": str(result.path) if result.path else None}
 
 
-def train_all(configs: list[Config], root: Path, vectorize: bool, halving: Halving | None = None,
-              points: list[str] | None = None, batch: int = 16) -> list[dict[str, Any]]:
-    """One outcome per config, in order; a failing run fails alone. With ``halving``, the configs
-    (``points[i]``: the label of config i's point) train by successive halving
-    (``reglab.train.halving``, stacks of at most ``batch``) and the pruned ones end as pruned."""
+def train_all(configs: list[Config], root: Path, vectorize: bool, labels: list[RunLabel | None] | None = None,
+              halving: Halving | None = None, points: list[str] | None = None, batch: int = 16) -> list[dict[str, Any]]:
+    """One outcome per config, in order, its run folder named by its label (else as a single run's);
+    a failing run fails alone. With ``halving``, the configs (``points[i]``: the label of config i's
+    point) train by successive halving (``reglab.train.halving``, stacks of at most ``batch``) and the
+    pruned ones end as pruned."""
+    labels = labels or [None] * len(configs)
     if halving is not None:
-        results = run_halving(configs, points, halving, root, batch, publish=False)
+        results = run_halving(configs, points, halving, root, batch, publish=False, labels=labels)
     elif vectorize:
-        results = run_many(configs, root, progress=False, publish=False)
+        results = run_many(configs, root, progress=False, publish=False, labels=labels)
     else:
-        results = [run_or_fail(c, root, progress=False, publish=False) for c in configs]
+        results = [run_or_fail(c, root, progress=False, publish=False, label=label) for c, label in zip(configs, labels)]
     return [outcome(r) for r in results]

@@ -35,11 +35,12 @@ def worker_command(name: str, studies_dir: Path, batch: int, heartbeat: int, gra
 
 
 class Display:
-    """done/total as a rich bar on a terminal, else one plain line whenever the counts change."""
+    """done/total as a rich bar with the time left on a terminal (``terminal``; None: when stdout
+    is one), else one plain line whenever the counts change."""
 
-    def __init__(self, total: int, echo: Callable[[str], None]):
+    def __init__(self, total: int, echo: Callable[[str], None], terminal: bool | None = None):
         self.echo, self.last, self.bar = echo, None, None
-        if sys.stdout.isatty():
+        if sys.stdout.isatty() if terminal is None else terminal:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             self.bar = Progress(TextColumn("trials"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),

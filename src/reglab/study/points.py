@@ -19,6 +19,9 @@ from the others (a grid point's values; the keys in which run folders differ):
 * ``family``: the point without its strength, e.g. ``l2``, ``dropout``, ``none``, ``adamw
   weight_decay``, ``gp``, ``l2 optim.lr=0.01``;
 * ``label``: family and strength, e.g. ``l2 λ=0.001``, ``dropout p=0.2``, ``r1 γ=0.3``, ``none``.
+
+:func:`run_label` names a point's run folders from the same parts, in ASCII and with the strength as
+``formatting.fmt_lam`` writes it: ``l2_lam=1e-3``, ``dropout_p=0.2``, ``r1_gamma=0.3``, ``none``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from reglab.config import Config, flat_keys, is_bookkeeping, setting_names
+from reglab.formatting import fmt_lam
+from reglab.runs import RunLabel
 from reglab.shorthands import plain_overrides
 from reglab.study.auto_grid import points_values
 from reglab.study.grid import parse_grid
@@ -36,6 +41,7 @@ from reglab.study.spec import config_for, fold_list
 GAN_STRENGTH = {"none": None, "l1": "reg.lam", "l2": "reg.lam", "gp": "gan.gp", "r1": "gan.r1",
                 "sn": "gan.spectral_norm"}
 SYMBOLS = {"model.dropout": "p", "optim.weight_decay": "wd", "gan.r1": "γ"}
+FOLDER_SYMBOLS = {**SYMBOLS, "gan.r1": "gamma"}  # the strength's name in a folder name (ASCII; λ is lam)
 NOT_SETTINGS = ("seed", "data.fold", "gan.regularizer", "gan.strength")  # and the bookkeeping keys
 NOT_NAMED = ("reg.penalty", "gan.regularizer", "gan.strength")  # the family's own name says them
 
@@ -143,6 +149,23 @@ def name_point(flat: dict[str, Any], point: dict[str, Any]) -> tuple[str, str, f
                                if k not in hidden and not is_bookkeeping(k))])
     label = family if lam is None else f"{family} {SYMBOLS.get(key, 'λ')}={setting_text(lam)}"
     return family, label, lam, key
+
+
+def study_keys(spec: dict[str, Any]) -> tuple[str, ...]:
+    """The plain config keys that vary in the study: its grids' keys (shorthands written out, as
+    ``reg.l2`` → ``reg.penalty``, ``reg.lam``), the seed when it has several, the fold under CV."""
+    keys: list[str] = []
+    for grid in (parse_grid(g) for g in spec["grids"]):
+        keys += [k for k, _ in plain_overrides([(grid.key, grid.values()[0])])]
+    keys += ["seed"] * (len(spec["seeds"]) > 1) + ["data.fold"] * bool(spec["folds"])
+    return tuple(dict.fromkeys(keys))
+
+
+def run_label(point: Point, spec: dict[str, Any]) -> RunLabel:
+    """How the runs of ``point`` are named and logged (:class:`reglab.runs.RunLabel`): the family
+    and its strength (module docstring), the study's keys (:func:`study_keys`) and its metric."""
+    strength = "" if point.lam is None else f" {FOLDER_SYMBOLS.get(point.strength, 'lam')}={fmt_lam(point.lam)}"
+    return RunLabel(point.family + strength, study_keys(spec), spec["metric"])
 
 
 def describe(values: dict[str, Any], config: Config) -> Point:

@@ -22,6 +22,7 @@ lock holder adds only the planned keys that no trial holds, so no key is ever ad
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any, Callable
 
 import optuna
@@ -60,6 +61,9 @@ def create_or_resume(storage: RDBStorage, name: str, spec: dict[str, Any],
                             "the same command to resume it, or pass --name to start another") from None
         complete_queue(storage, study, stored, echo)
         return study, False
+    with warnings.catch_warnings():  # experimental in Optuna since 3.2, and what the dashboard reads
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([spec["metric"]])  # optuna-dashboard's axis names the objective
     study.set_user_attr("spec", spec)
     study.set_user_attr("spec_hash", spec_hash(spec))
     study.set_user_attr("total", spec["trials"] if spec["search"] == "tpe" else len(trial_plan(spec)))

@@ -15,7 +15,10 @@ complete.
 Nothing derived from the results is stored as they come in (no per-point means kept up to date
 by several workers): the point means and the chosen config are computed where they are read
 (:mod:`reglab.study.choose`). :func:`store_choice` writes the choice once nothing is left to run,
-as the study user attribute ``chosen`` that optuna-dashboard shows.
+as the study user attribute ``chosen`` and the trial user attribute ``chosen: true`` on the chosen
+config's trials, which optuna-dashboard shows. A trial's summary and history are its system
+attributes (``transactions.OUTCOME_ATTRS``; a study stored by an older reglab has them as user
+attributes).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from reglab.study.choose import choose_point, one_per_key
 from reglab.study.points import trial_plan
 from reglab.study.queue import open_study, queue_is_filled
 from reglab.study.storage import default_url, open_storage, quiet_optuna
+from reglab.study.transactions import OUTCOME_ATTRS, mark_chosen
 
 STATES = {TrialState.COMPLETE: "ok", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed",
           TrialState.RUNNING: "running", TrialState.WAITING: "waiting"}
@@ -88,13 +92,13 @@ def status_of(trial: FrozenTrial) -> tuple[str, str | None]:
 
 
 def trial_records(trial: FrozenTrial, spec: dict[str, Any]) -> list[TrialRecord]:
-    attrs = trial.user_attrs
+    attrs = {**trial.user_attrs, **{k: v for k, v in trial.system_attrs.items() if k in OUTCOME_ATTRS}}
     point = attrs.get("point", trial.params)
     base = {"point": point, "label": attrs.get("label", json.dumps(point)), "family": attrs.get("family", ""),
             "lam": attrs.get("lam")}
     status, reason = status_of(trial)
     if spec["search"] == "grid":
-        return [TrialRecord(**base, seed=attrs["seed"], fold=attrs["fold"], status=status, reason=reason,
+        return [TrialRecord(**base, seed=attrs["seed"], fold=attrs.get("fold"), status=status, reason=reason,
                             summary=attrs.get("summary", {}), history=attrs.get("history", []),
                             run_dir=attrs.get("run_dir"))]
     runs = attrs.get("runs") if status in ("ok", "failed") and attrs.get("runs") else None
@@ -138,13 +142,18 @@ def progress(storage: RDBStorage, study_id: int, spec: dict[str, Any], total: in
     return {**counts, "total": max(total, sum(counts.values()))}
 
 
-def store_choice(study: optuna.Study, spec: dict[str, Any]) -> None:
-    """Set the study user attribute ``chosen`` (what optuna-dashboard shows) to the choice of
-    :func:`reglab.study.choose.choose_point` (``Choice.to_dict``; None before any result), read
-    from the storage at once: called when the study has nothing left to run, it is a function of
-    the finished trials alone, so workers that call it at once write the same value."""
-    choice = choose_point(spec, study_records(study.get_trials(deepcopy=False), spec))
-    study.set_user_attr("chosen", None if choice is None else choice.to_dict())
+def store_choice(storage: RDBStorage, study: optuna.Study, spec: dict[str, Any]) -> None:
+    """Mark the choice of :func:`reglab.study.choose.choose_point` for optuna-dashboard
+    (``transactions.mark_chosen``): the study user attribute ``chosen`` (``Choice.to_dict``; None
+    before any result) and ``chosen: true`` on the current trials of its config, read from the
+    storage at once: called when the study has nothing left to run, it is a function of the
+    finished trials alone, so workers that call it at once write the same value."""
+    trials = study.get_trials(deepcopy=False)
+    choice = choose_point(spec, study_records(trials, spec))
+    chosen = [] if choice is None else [t._trial_id for t in current_trials(trials)
+                                        if t.user_attrs.get("label") == choice.label]
+    mark_chosen(storage, storage.get_study_id_from_name(study.study_name),
+                None if choice is None else choice.to_dict(), chosen)
 
 
 def locate(target: str | Path | tuple[str, str]) -> tuple[str, str]:

@@ -13,6 +13,7 @@ import math
 import os
 import shutil
 import signal
+import time
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +88,7 @@ def sweep(recipe: str, overrides: list[str], grids: list[str], seeds: str = "0",
           prune_eta: int = 3, prune_min_epochs: int = 1) -> SweepResult:
     """Create or resume the study and work on it; ``prune="halving"`` prunes each fold's points by
     successive halving (``reglab.train.halving``)."""
+    started = time.monotonic()
     check_workers(workers, force_workers)
     if batch < 1:
         raise UserError(f"--batch must be at least 1, got {batch}")
@@ -125,7 +127,7 @@ def sweep(recipe: str, overrides: list[str], grids: list[str], seeds: str = "0",
         return SweepResult(name, folder, False)
     try:
         if workers == 1:
-            Worker(storage, name, folder / "runs", batch, echo).run()
+            Worker(storage, name, folder / "runs", batch, echo, since=started).run()
         else:
             batch = shared_batch(batch, total, workers)
             echo(training_path(spec, batch))
@@ -137,7 +139,7 @@ def sweep(recipe: str, overrides: list[str], grids: list[str], seeds: str = "0",
     except KeyboardInterrupt:
         echo("stopped; the running trials went back to the queue: rerun the same command to resume")
         raise
-    return SweepResult(name, folder, report_end(storage, study, spec, folder, echo))
+    return SweepResult(name, folder, report_end(storage, study, spec, folder, echo, started))
 
 
 def check_workers(workers: int, force: bool) -> None:
@@ -207,13 +209,15 @@ def write_location(folder: Path, storage_url: str, name: str) -> None:
         handle.write(text)
 
 
-def report_end(storage, study, spec: dict[str, Any], folder: Path, echo: Echo) -> bool:
-    """Print the counts, the failures, the point chosen on validation and the next command."""
+def report_end(storage, study, spec: dict[str, Any], folder: Path, echo: Echo, started: float) -> bool:
+    """Print the counts with the wall-clock time since ``started`` (``time.monotonic()``), the
+    failures, the point chosen on validation and the next command."""
     name = study.study_name
     counts = progress(storage, storage.get_study_id_from_name(name), spec, study.user_attrs["total"])
     records = study_records(study.get_trials(deepcopy=False), spec)
     pruned = f" ({counts['pruned']} of them pruned)" if counts["pruned"] else ""
-    echo(f"{counts['done']} trials done{pruned}, {counts['failed']} failed, of {counts['total']}")
+    echo(f"{counts['done']} trials done{pruned}, {counts['failed']} failed, of {counts['total']} "
+         f"({time.monotonic() - started:.1f} s)")
     for record in records:
         if record.status == "failed":
             echo(f"  failed: {record.label} seed {record.seed}: {record.reason}")

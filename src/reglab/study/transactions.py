@@ -15,10 +15,16 @@ that what Optuna, optuna-dashboard and reglab read is exactly what Optuna itself
 * :func:`finish`: a batch's outcomes (user attributes, intermediate values, value, state) at once;
   a trial that is no longer RUNNING (given up as stale meanwhile) is left alone. A run pruned by
   successive halving (its attribute ``status`` is ``pruned``) becomes PRUNED, without a value.
+* :func:`mark_chosen`: the study attribute ``chosen`` and the trial attribute ``chosen: true`` on
+  the chosen config's trials (and on no other), at once;
 * :func:`fail_stale`: a running trial whose last heartbeat is older than the grace period becomes
   FAIL and its retry (a WAITING copy with Optuna's ``failed_trial`` and ``retry_history`` system
   attributes, as ``RetryHeartbeatStaleTrialCallback`` writes them) is created in the same
   transaction, so no kill can leave a failed trial without its retry.
+
+What optuna-dashboard shows of a trial stays plain and small: a user attribute without a value
+(None) is not written, and a run's numbers (``OUTCOME_ATTRS``: its summary, its history, a TPE
+trial's runs) are system attributes, which Optuna keeps and the dashboard does not list.
 
 The queue lock is PostgreSQL's transaction-scoped advisory lock on (``LOCK_SPACE``, study id),
 waited for at most ``LOCK_WAIT`` seconds (``lock_timeout``); on SQLite every transaction opens
@@ -43,6 +49,7 @@ from sqlalchemy import orm
 
 LOCK_SPACE = 0x726C  # the first key of reglab's advisory locks ("rl")
 LOCK_WAIT = 30.0  # seconds to wait for another process's queue lock
+OUTCOME_ATTRS = ("summary", "history", "runs")  # stored as system attributes (module docstring)
 
 
 class QueueBusy(Exception):
@@ -119,7 +126,7 @@ def add_trials(session: orm.Session, study_id: int, trials: list[dict[str, Any]]
                            "distribution_json": distribution_to_json(dist)})
         for model, key in ((models.TrialUserAttributeModel, "user_attrs"), (models.TrialSystemAttributeModel, "system_attrs")):
             attrs += [(model, {"trial_id": row.trial_id, "key": k, "value_json": json.dumps(v)})
-                      for k, v in trial.get(key, {}).items()]
+                      for k, v in trial.get(key, {}).items() if v is not None]
     if params:
         session.execute(sqlalchemy.insert(models.TrialParamModel), params)
     for model in (models.TrialUserAttributeModel, models.TrialSystemAttributeModel):
@@ -205,12 +212,19 @@ def heartbeat(storage: RDBStorage, trial_ids: list[int]) -> None:
             beat(session, trial_ids)
 
 
+def set_attrs(session: orm.Session, model, trial_id: int, attrs: dict[str, Any]) -> None:
+    """Replace the trial's attributes of these keys (user or system, by ``model``); a key whose
+    value is None is removed."""
+    session.execute(sqlalchemy.delete(model).where(model.trial_id == trial_id, model.key.in_(list(attrs))))
+    rows = [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items() if v is not None]
+    if rows:
+        session.execute(sqlalchemy.insert(model), rows)
+
+
 def set_user_attrs(session: orm.Session, trial_id: int, attrs: dict[str, Any]) -> None:
-    session.execute(sqlalchemy.delete(models.TrialUserAttributeModel).where(
-        models.TrialUserAttributeModel.trial_id == trial_id, models.TrialUserAttributeModel.key.in_(list(attrs))))
-    if attrs:
-        session.execute(sqlalchemy.insert(models.TrialUserAttributeModel),
-                        [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()])
+    """Store a trial's attributes: ``OUTCOME_ATTRS`` as system attributes, the rest as user ones."""
+    set_attrs(session, models.TrialUserAttributeModel, trial_id, {k: v for k, v in attrs.items() if k not in OUTCOME_ATTRS})
+    set_attrs(session, models.TrialSystemAttributeModel, trial_id, {k: v for k, v in attrs.items() if k in OUTCOME_ATTRS})
 
 
 def claim(storage: RDBStorage, trial_ids: list[int], limit: int, worker: dict[str, Any]) -> list[int]:
@@ -273,6 +287,23 @@ def finish(storage: RDBStorage, outcomes: list[tuple[int, dict[str, Any], float 
         if values:
             session.execute(sqlalchemy.insert(models.TrialValueModel), values)
         return done
+
+
+def mark_chosen(storage: RDBStorage, study_id: int, choice: dict[str, Any] | None, trial_ids: list[int]) -> None:
+    """In one transaction: the study attribute ``chosen`` (the choice, None before any), and the
+    trial user attribute ``chosen: true`` on ``trial_ids`` (the chosen config's trials), removed from
+    every other trial of the study. Written to the tables, as Optuna refuses to change a finished
+    trial. Under the study row's lock, so that workers that end at once write one after the other
+    (else, in PostgreSQL, the second would not see the first's rows and insert them twice)."""
+    with transaction(storage) as session:
+        lock_study(session, study_id)
+        set_study_attr(session, study_id, "chosen", choice)
+        ids = sqlalchemy.select(models.TrialModel.trial_id).where(models.TrialModel.study_id == study_id)
+        session.execute(sqlalchemy.delete(models.TrialUserAttributeModel).where(
+            models.TrialUserAttributeModel.trial_id.in_(ids), models.TrialUserAttributeModel.key == "chosen"))
+        if trial_ids:
+            session.execute(sqlalchemy.insert(models.TrialUserAttributeModel),
+                            [{"trial_id": i, "key": "chosen", "value_json": "true"} for i in trial_ids])
 
 
 def attrs_of(session: orm.Session, model, trial_id: int) -> dict[str, Any]:

@@ -21,6 +21,13 @@ Each loop iteration
    successive halving (``reglab.train.halving``): a rung compares every point on all its seeds, so
    one worker holds them all; several workers share a study fold by fold.
 
+What a worker prints: on a terminal, one rich bar of the study's trials done/total with the time
+left (``launch.Display``); otherwise (piped, or a log file) a line per finished run, and its time:
+the wall-clock time since the previous result (the first: since ``since``, the start of the
+``reglab sweep`` that runs it, else of the worker), so that the times printed add up to the wall
+clock. Runs trained together as one stack print their lines, then the stack's time once
+(``4 runs trained together (6.4 s)``); a run trained alone ends its own line with it.
+
 A worker stops when the queue is filled and no trial is waiting or running. While only other
 workers' trials run, it waits and keeps checking for stale ones, so a killed worker's trial is
 picked up and rerun. Interrupted (Ctrl-C, SIGTERM), or stopped by a failing machine (a full
@@ -34,6 +41,7 @@ import os
 import random
 import signal
 import socket
+import sys
 import threading
 import time
 from contextlib import contextmanager, suppress
@@ -48,7 +56,8 @@ from reglab.runs import publish
 from reglab.study import tpe, transactions
 from reglab.study.transactions import Waiting
 from reglab.study.execute import train_all
-from reglab.study.points import describe
+from reglab.study.launch import Display
+from reglab.study.points import describe, run_label
 from reglab.study.queue import complete_queue, open_study
 from reglab.study.records import progress, store_choice, study_records
 from reglab.study.spec import config_for, fold_list
@@ -145,16 +154,22 @@ def learning_curve(outcomes: list[dict[str, Any]], metric: str) -> dict[int, flo
 
 
 class Worker:
+    """Trains a study's waiting trials (module docstring); ``terminal`` (None: whether stdout is a
+    terminal) shows a progress bar instead of a line per run; ``since`` (``time.monotonic()``;
+    None: now) is when its clock of the times printed starts."""
+
     def __init__(self, storage: RDBStorage, name: str, root: Path, batch: int = 16,
-                 echo: Callable[[str], None] = print):
+                 echo: Callable[[str], None] = print, terminal: bool | None = None, since: float | None = None):
         if batch < 1:
             raise UserError(f"--batch must be at least 1, got {batch}")
         self.storage, self.name, self.root, self.batch, self.echo = storage, name, Path(root).resolve(), batch, echo
         self.study, self.spec = open_study(storage, name)
         self.study_id = storage.get_study_id_from_name(name)
         self.path_message: str | None = None
-        self.started = time.monotonic()
+        self.started = self.last_result = time.monotonic() if since is None else since
         self.finished = 0
+        self.terminal = sys.stdout.isatty() if terminal is None else terminal
+        self.display: Display | None = None
 
     def db(self, step: Callable[[], T]) -> T:
         """``step()`` against the storage, reconnecting while it is unreachable."""
@@ -162,6 +177,16 @@ class Worker:
 
     def run(self) -> int:
         """Work until the study has nothing waiting or running; the number of trials finished here."""
+        if self.terminal:
+            self.display = Display(self.study.user_attrs.get("total", 0), self.echo, terminal=True)
+            self.say_progress()
+        try:
+            return self.work()
+        finally:
+            if self.display is not None:
+                self.display.close()
+
+    def work(self) -> int:
         filled = False
         while True:
             self.db(lambda: transactions.fail_stale(self.storage, self.study_id, self.storage.grace_period))
@@ -172,7 +197,7 @@ class Worker:
             elif not filled or self.db(lambda: self.trials(TrialState.RUNNING)):
                 time.sleep(POLL_SECONDS)
             else:
-                self.db(lambda: store_choice(self.study, self.spec))  # now that no trial is left
+                self.db(lambda: store_choice(self.storage, self.study, self.spec))  # now that no trial is left
                 self.db(self.publish_finished)
                 return self.finished
 
@@ -207,20 +232,25 @@ class Worker:
             if not claimed:
                 return
             self.say_path(len(claimed), reason)
-            outcomes = train_all([self.config_of(t) for t in claimed], self.root, len(claimed) > 1)
+            configs = [self.config_of(t) for t in claimed]
+            outcomes = train_all(configs, self.root, len(claimed) > 1, self.labels_of(claimed, configs))
             self.complete(claimed, outcomes)  # beating on, so no trial waiting here looks stale
         self.say_progress()
 
     def config_of(self, trial: Waiting):
         attrs = trial.user_attrs
-        return config_for(self.spec, attrs["point"], attrs["seed"], attrs["fold"])
+        return config_for(self.spec, attrs["point"], attrs["seed"], attrs.get("fold"))
+
+    def labels_of(self, trials: list[Waiting], configs: list) -> list:
+        """The run folders' labels of ``trials`` (their configs ``configs``): the point's and seed."""
+        return [run_label(describe(t.user_attrs["point"], c), self.spec) for t, c in zip(trials, configs)]
 
     def run_prune_group(self, waiting: list[Waiting]) -> None:
         """Claim every waiting trial of one fold (a prune group: all its points × seeds, as a rung
         compares every point on all its seeds) and train them by successive halving
         (``reglab.train.halving``); the pruned ones are stored as PRUNED."""
-        fold = random.choice(waiting).user_attrs["fold"]
-        group = [t for t in waiting if t.user_attrs["fold"] == fold]
+        fold = random.choice(waiting).user_attrs.get("fold")
+        group = [t for t in waiting if t.user_attrs.get("fold") == fold]
         prune = self.spec["prune"]
         rule = Halving(self.spec["metric"], self.spec["direction"], prune["eta"], prune["min_epochs"])
         with holding(self.storage, lambda: self.claim(group, len(group))) as held:
@@ -230,15 +260,16 @@ class Worker:
             points = [t.user_attrs["label"] for t in claimed]
             self.echo(f"successive halving (η={rule.eta}) over {len(set(points))} points × their seeds: "
                       f"{len(claimed)} runs")
-            outcomes = train_all([self.config_of(t) for t in claimed], self.root, False, rule, points, self.batch)
+            configs = [self.config_of(t) for t in claimed]
+            outcomes = train_all(configs, self.root, False, self.labels_of(claimed, configs), rule, points, self.batch)
             self.complete(claimed, outcomes)
         self.say_progress()
 
-    def train_group(self, configs: list) -> list[dict[str, Any]]:
-        """Train the seeds of one fold: at once when they can be vectorized."""
+    def train_group(self, configs: list, point) -> list[dict[str, Any]]:
+        """Train the seeds of one fold of ``point``: at once when they can be vectorized."""
         reason = vectorizable(configs)
         self.say_path(len(configs) if reason is None else 1, reason if len(configs) > 1 else None)
-        return train_all(configs, self.root, reason is None)
+        return train_all(configs, self.root, reason is None, [run_label(point, self.spec)] * len(configs))
 
     def say_path(self, n: int, reason: str | None) -> None:
         message = batched_message(n) if n > 1 else f"one after another: {reason}"
@@ -248,10 +279,24 @@ class Worker:
             self.echo(message)
             self.path_message = message
 
+    def took(self) -> float:
+        """Seconds since the previous result (or the start): this result's share of the wall clock."""
+        now = time.monotonic()
+        seconds, self.last_result = now - self.last_result, now
+        return seconds
+
+    def say(self, line: str) -> None:
+        """A line about one run: printed unless the progress bar stands for it."""
+        if self.display is None:
+            self.echo(line)
+
     def say_progress(self) -> None:
-        """One line: the study's trials done, failed and left, and the time left at the pace of
-        this worker (other workers make it shorter)."""
+        """The progress bar's counts; off a terminal, one line: the study's trials done, failed and
+        left, and the time left at the pace of this worker (other workers make it shorter)."""
         counts = self.db(lambda: progress(self.storage, self.study_id, self.spec, self.study.user_attrs.get("total", 0)))
+        if self.display is not None:
+            self.display.show(counts)
+            return
         left = counts["running"] + counts["waiting"] + counts["unqueued"]
         line = f"progress: {counts['done']} done, {counts['failed']} failed, {left} left"
         if left and self.finished:
@@ -276,6 +321,8 @@ class Worker:
             for out, kept in zip(outcomes, stored):
                 if kept and out.get("run_dir"):
                     publish(Path(out["run_dir"]))
+        seconds = self.took()
+        alone = len(trials) == 1
         for trial, out, (_, _, value, _), kept in zip(trials, outcomes, rows, stored):
             attrs = trial.user_attrs
             if not kept:
@@ -285,9 +332,9 @@ class Worker:
             fold = f" fold {attrs['fold']}" if attrs.get("fold") is not None else ""
             result = (f"{self.spec['metric']} {value:.4g}" if value is not None else
                       f"{'pruned' if out['status'] == 'pruned' else 'failed'}: {out['reason']}")
-            seconds = out["summary"].get("seconds")
-            took = f" ({seconds:.1f} s)" if seconds is not None else ""
-            self.echo(f"{attrs['label']} seed {attrs['seed']}{fold}: {result}{took}")
+            self.say(f"{attrs['label']} seed {attrs['seed']}{fold}: {result}" + (f" ({seconds:.1f} s)" if alone else ""))
+        if not alone:
+            self.say(f"  {len(trials)} runs trained together ({seconds:.1f} s)")
 
     def run_tpe_trial(self, waiting: list[Waiting]) -> None:
         """Claim one waiting trial, give it the point TPE proposes (a retry keeps its own), and
@@ -306,7 +353,7 @@ class Worker:
                 self.finish_tpe(trial, {"point": params, "label": str(params)}, [], str(exc))
                 return
             outcomes = [out for fold in fold_list(spec) for out in
-                        self.train_group([c for c, (_, f) in zip(configs, runs) if f == fold])]
+                        self.train_group([c for c, (_, f) in zip(configs, runs) if f == fold], point)]
             attrs = {"point": point.values, "label": point.label, "family": point.family, "lam": point.lam}
             for (seed, fold), out in zip(runs, outcomes):
                 out.update(seed=seed, fold=fold)
@@ -329,5 +376,5 @@ class Worker:
             return
         self.finished += 1
         result = f"mean {self.spec['metric']} {value:.4g}" if value is not None else f"failed: {reason}"
-        self.echo(f"{attrs['label']}: {result}")
+        self.say(f"{attrs['label']}: {result} ({len(outcomes)} runs, {self.took():.1f} s)")
         self.say_progress()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from reglab.config import Config, flat_keys, is_penalty_setting
-from reglab.runs import Run
+from reglab.runs import Run, RunLabel
 from reglab.train.engine import run_or_fail, train_members
 from reglab.train.experiment import prepare
 from reglab.train.stacked import unsupported
@@ -53,18 +53,19 @@ def batched_message(n: int) -> str:
             f"{'s' * (threads > 1)} ({free_cores()} of {cores()} cores free)")
 
 
-def run_many(configs: list[Config], root: str | Path | None = None,
-             progress: bool | None = None, publish: bool = True) -> list[Run]:
-    """Train ``configs`` and write their run folders: the results of
-    ``[reglab.train.run_or_fail(c, root) for c in configs]``, trained as one stack when
+def run_many(configs: list[Config], root: str | Path | None = None, progress: bool | None = None,
+             publish: bool = True, labels: list[RunLabel | None] | None = None) -> list[Run]:
+    """Train ``configs`` and write their run folders (named by ``labels``, one per config, when
+    given): the results of ``[reglab.train.run_or_fail(c, root) for c in configs]``, trained as one stack when
     :func:`vectorizable` allows it (each summary then says ``"vectorized": true``, the
     ``group_size`` K and the stack's time to the end of the epoch the model ended in,
     ``group_seconds``; its ``seconds`` are its share, ``group_seconds / K``), else one after another.
 
     A config that fails (it cannot be built, it diverges, or anything it alone does raises) gives a
     failed result with its reason, and the others train on as they would alone."""
+    labels = labels or [None] * len(configs)
     if vectorizable(configs) is not None:
-        return [run_or_fail(c, root, progress, publish) for c in configs]
+        return [run_or_fail(c, root, progress, publish, label) for c, label in zip(configs, labels)]
     use_free_cores()
     results: list[Run | None] = [None] * len(configs)
     members: list[tuple[int, Member]] = []
@@ -76,7 +77,7 @@ def run_many(configs: list[Config], root: str | Path | None = None,
             continue
         members.append((i, Member.of(exp)))
     if members:
-        train_members([m for _, m in members], root, progress, publish)
+        train_members([m for _, m in members], root, progress, publish, [labels[i] for i, _ in members])
     for i, member in members:
         results[i] = member.result
     return results

@@ -35,7 +35,7 @@ from torch import Tensor
 from reglab.config import Config
 from reglab.errors import environment_problem
 from reglab.progress import Progress
-from reglab.runs import Run, RunFolder
+from reglab.runs import Run, RunFolder, RunLabel
 from reglab.train.experiment import Experiment, prepare
 from reglab.train.module_stack import ModuleStack
 from reglab.train.stacked import StackedModels, unsupported
@@ -147,23 +147,26 @@ def epochs_loop(stack: Stack, progress: bool | None) -> Iterator[float]:
 
 
 def train_members(members: list[Member], root: str | Path | None, progress: bool | None,
-                  publish: bool = True) -> None:
-    """Build the members' stack, create their run folders and train them; each ends with its result.
+                  publish: bool = True, labels: list[RunLabel | None] | None = None) -> None:
+    """Build the members' stack, create their run folders (named by ``labels``, one per member, else
+    by ``RunLabel.of`` their config) and train them; each ends with its result.
     ``publish=False`` leaves each finished folder under its ``.partial`` name (``runs.publish``)."""
     stack = stack_of(members)
-    with run_folders(members, root, publish):
+    with run_folders(members, root, publish, labels):
         train_stack(stack, progress)
 
 
 @contextmanager
-def run_folders(members: list[Member], root: str | Path | None, publish: bool) -> Iterator[None]:
-    """Create the members' run folders for the block that trains them. When the machine fails them
+def run_folders(members: list[Member], root: str | Path | None, publish: bool,
+                labels: list[RunLabel | None] | None = None) -> Iterator[None]:
+    """Create the members' run folders (named by ``labels``, one per member, else by ``RunLabel.of``
+    their config) for the block that trains them. When the machine fails them
     (a full disk, a read-only place), the folders of the runs not yet finished are removed, which
     also frees the space they took, and the error is raised: no run is marked failed for it, and
     none is left half-written."""
     try:
-        for member in members:
-            member.tracker.folder = RunFolder.create(member.exp.config, member.exp.device, root, publish)
+        for member, label in zip(members, labels or [None] * len(members)):
+            member.tracker.folder = RunFolder.create(member.exp.config, member.exp.device, root, publish, label)
         yield
     except Exception as exc:
         if environment_problem(exc) is not None:
@@ -174,21 +177,22 @@ def run_folders(members: list[Member], root: str | Path | None, publish: bool) -
 
 
 def run(config: Config, root: str | Path | None = None, progress: bool | None = None,
-        publish: bool = True) -> Run:
-    """Train one config as a stack of one and write its run folder. User errors surface before any
-    folder exists; a failure in training gives a failed result, its reason in ``summary.json``."""
+        publish: bool = True, label: RunLabel | None = None) -> Run:
+    """Train one config as a stack of one and write its run folder (named by ``label``, else by
+    ``RunLabel.of(config)``). User errors surface before any folder exists; a failure in training
+    gives a failed result, its reason in ``summary.json``."""
     use_free_cores()
     member = Member.of(prepare(config))
-    train_members([member], root, progress, publish)
+    train_members([member], root, progress, publish, [label])
     return member.result
 
 
 def run_or_fail(config: Config, root: str | Path | None = None, progress: bool | None = None,
-                publish: bool = True) -> Run:
+                publish: bool = True, label: RunLabel | None = None) -> Run:
     """:func:`run`, with an exception turned into a failed result: one run's failure is its own.
     A full disk or a read-only place is the machine's failure, not the run's: it is raised."""
     try:
-        return run(config, root, progress, publish)
+        return run(config, root, progress, publish, label)
     except Exception as exc:
         if environment_problem(exc) is not None:
             raise

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Hashable, Iterator
 
 from reglab.config import Config
-from reglab.runs import Run
+from reglab.runs import Run, RunLabel
 from reglab.train.batched import vectorizable
 from reglab.train.engine import Stack, course, run_folders, stack_of
 from reglab.train.experiment import prepare
@@ -183,9 +183,9 @@ def stacks_for(members: list[Member], batch: int) -> list[Stack]:
 
 
 def run_halving(configs: list[Config], points: list[Hashable], rule: Halving, root: str | Path | None = None,
-                batch: int = 16, publish: bool = True) -> list[Run]:
+                batch: int = 16, publish: bool = True, labels: list[RunLabel | None] | None = None) -> list[Run]:
     """Train ``configs`` (``points[i]``: the point of config i) by successive halving and write their
-    run folders; one result per config, in order. A config that cannot be built gives a failed
+    run folders (named by ``labels[i]``, else as a single run's); one result per config, in order. A config that cannot be built gives a failed
     result (and its point is never chosen); the other runs of its point train on."""
     use_free_cores()
     results: list[Run | None] = [None] * len(configs)
@@ -199,7 +199,8 @@ def run_halving(configs: list[Config], points: list[Hashable], rule: Halving, ro
     if trained:
         stacks = stacks_for(trained, batch)
         point_of = {id(m): points[i] for i, m in members}
-        with run_folders(trained, root, publish):
+        labels = labels or [None] * len(configs)
+        with run_folders(trained, root, publish, [labels[i] for i, _ in members]):
             train_halving(stacks, point_of, rule)
     for i, member in members:
         results[i] = member.result
