@@ -61,6 +61,7 @@ from reglab.selection import (
 __all__ = ["Regularizer", "Term", "Schedule", "constant", "warmup", "MODES"]
 
 MODES = ("coupled", "decoupled", "proximal")
+ONE_OF_KIND = {"norms": "norm", "embeddings": "embedding", "biases": "bias", "weights": "weight", "other": "other"}
 
 
 def _check_mode(mode: Any) -> str:
@@ -428,15 +429,16 @@ class Regularizer:
                     line += f"  shared by {owners}"
                 lines.append(line)
             count = sum(p.numel() for p in b.tensors)
-            lines.append(f"    = {len(b.tensors)} tensors, {count:,} values")
+            n = len(b.tensors)
+            lines.append(f"    = {n} tensor{'s' * (n != 1)}, {count:,} value{'s' * (count != 1)}")
         self._warn_nobodys(everything().resolve(self.model))
         rest = self._untouched(everything().resolve(self.model))
         counts: dict[str, int] = {}
         for _, p, kind in rest:
             counts[kind] = counts.get(kind, 0) + 1
-        detail = ", ".join(f"{v} {k}" for k, v in counts.items())
+        detail = ", ".join(f"{v} {k if v != 1 else ONE_OF_KIND[k]}" for k, v in counts.items())
         values = sum(p.numel() for _, p, _ in rest)
-        lines.append(f"untouched: {len(rest)} params, {values:,} values" + (f" ({detail})" if detail else ""))
+        lines.append(f"untouched: {len(rest)} param{'s' * (len(rest) != 1)}, {values:,} value{'s' * (values != 1)}" + (f" ({detail})" if detail else ""))
         return "\n".join(lines)
 
     def _untouched(self, named: list[tuple[str, Tensor]]) -> list[tuple[str, Tensor, str]]:
