@@ -231,3 +231,12 @@ def test_callback_resumes_its_warmup_from_a_checkpoint(tmp_path):
         warnings.filterwarnings("ignore", ".*callbacks used to create the checkpoint.*")  # ModelCheckpoint
         trainer.fit(Module(resumed, make_opt), ckpt_path=tmp_path / "last.ckpt")
     assert_same(resumed, whole, atol=1e-12)
+
+
+def test_double_decay_warning_from_the_callback_points_at_the_users_line():
+    net = make_model()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit(Module(net, lambda ps: torch.optim.AdamW(ps, lr=0.01)), [RegularizationCallback(L2(0.1))])
+    (found,) = [w for w in caught if "decayed twice" in str(w.message)]
+    assert found.filename == __file__  # the line that calls trainer.fit, not reglab's callback

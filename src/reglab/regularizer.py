@@ -37,13 +37,12 @@ optimizer steps taken, counted by the attached optimizer (``reg.steps``; restore
 
 from __future__ import annotations
 
-import warnings
 from typing import Any, Callable, Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from reglab.errors import UserError
+from reglab.errors import UserError, warn_user
 from reglab.penalties import Penalty, penalty_from_name
 from reglab.schedules import Schedule, constant, warmup
 from reglab.selection import (
@@ -274,11 +273,9 @@ class Regularizer:
         wd_ids = {id(p) for g in optimizer.param_groups if g.get("weight_decay") for p in g["params"]}
         decayed = [n for b in self._bound for n, p in b.named if id(p) in wd_ids]
         if decayed:
-            warnings.warn(
+            warn_user(
                 f"the optimizer's own weight_decay also applies to {len(decayed)} parameter(s) "
-                f"the regularizer penalizes (e.g. {decayed[0]}): they are decayed twice",
-                UserWarning,
-                stacklevel=3,
+                f"the regularizer penalizes (e.g. {decayed[0]}): they are decayed twice"
             )
         self._optimizer = optimizer
         self._groups_seen = _group_sizes(optimizer)
@@ -357,12 +354,10 @@ class Regularizer:
             return
         self._apply(self._proximal)
         if self._penalty_with_grad and not self._warned_double:
-            warnings.warn(
+            warn_user(
                 "reg.penalty() was computed with gradients enabled during a step of the optimizer the "
                 "regularizer is attached to: if it is in the loss, every term is applied twice. "
-                "Attach or add reg.penalty() to the loss, not both; log reg.values() instead.",
-                UserWarning,
-                stacklevel=2,
+                "Attach or add reg.penalty() to the loss, not both; log reg.values() instead."
             )
             self._warned_double = True
         self._penalty_with_grad = False
@@ -467,11 +462,9 @@ class Regularizer:
             return
         shown = ", ".join(f"{n} {tuple(p.shape)}" for n, p in nobodys)
         fix = " | ".join(f'rl.named("{n}")' for n, _ in nobodys)
-        warnings.warn(
+        warn_user(
             f"no term touches {len(nobodys)} weight(s) that belong to no layer weights() knows: {shown}. "
-            f"To penalize them, add them to the selection: on=rl.weights() | {fix}",
-            UserWarning,
-            stacklevel=3,
+            f"To penalize them, add them to the selection: on=rl.weights() | {fix}"
         )
         self._warned_nobodys = True
 
