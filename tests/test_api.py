@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import reglab as rl
+from reglab.stats import bootstrap_ci
 
 TINY = ["data.n_train=300", "train.epochs=3", "train.plots=false"]
 
@@ -121,3 +122,82 @@ def test_the_readme_python_sections_run(tmp_path, monkeypatch):
         assert "model.factory=my_models:small_mlp" in " ".join(space["study"].records()[0]["overrides"])
     finally:
         sys.modules.pop("my_models", None)
+
+
+def test_the_lab_is_in_dir_reglab():
+    assert {"run", "sweep", "Run", "Study"} <= set(dir(rl))
+
+
+@pytest.fixture(scope="module")
+def five_seeds(tmp_path_factory):
+    """A finished study of 3 configs × 5 seeds, and the lines its sweep printed."""
+    lines = []
+    study = rl.sweep("mlp-l2", "model.hidden=[16]", "model.dropout=0", *TINY,
+                     grid={"reg": ["none", "l2"], "reg.lam": [1e-3, 1e-1]}, seeds="0-4",
+                     studies_dir=tmp_path_factory.mktemp("studies"), echo=lines.append)
+    return study, lines
+
+
+def test_sweep_from_python_prints_no_command_line_hints(five_seeds):
+    study, lines = five_seeds
+    assert any(line.startswith("chosen on validation") for line in lines)
+    assert not any("reglab report" in line for line in lines), lines
+
+
+def test_trials_have_the_grid_values_as_columns(five_seeds):
+    study, _ = five_seeds
+    trials = study.trials()
+    assert len(trials) == 3 * 5 and list(trials.columns[:3]) == ["label", "reg", "reg.lam"]
+    assert {"seed", "fold", "status", "val_acc", "test_acc", "run_dir"} <= set(trials.columns)
+    by_label = trials.groupby("label")
+    assert set(by_label["reg"].first()) == {"none", "l2"}
+    assert by_label["reg.lam"].first()["l2 λ=0.1"] == 0.1 and trials.loc[trials.reg == "none", "reg.lam"].isna().all()
+
+
+def test_chosen_is_a_record_with_params_score_and_its_interval(five_seeds):
+    study, _ = five_seeds
+    trials = study.trials()
+    chosen = study.chosen()
+    mine = trials[trials.label == chosen.label].sort_values("seed")
+    assert chosen.n == 5 and chosen.metric == "val_acc"
+    assert chosen.best_params == {k: v for k, v in mine.iloc[0][["reg", "reg.lam"]].items() if pd.notna(v)}
+    assert chosen.score == pytest.approx(mine["val_acc"].mean(), rel=1e-12)
+    assert chosen.score == pytest.approx(trials.groupby("label")["val_acc"].mean().max(), rel=1e-12)
+    # the interval is the report's: a percentile bootstrap of the seed values' mean
+    assert chosen.ci == pytest.approx(bootstrap_ci(mine["val_acc"].to_numpy()))
+    assert chosen.ci[0] <= chosen.score <= chosen.ci[1]
+    assert chosen.family in ("none", "l2") and chosen.label == chosen.choice.label
+
+
+def test_no_interval_below_five_seeds(five_seeds):
+    from reglab.api import interval
+
+    study, _ = five_seeds
+    _, records = study.records()
+    label = study.chosen().label
+    mine = [r for r in records if r.label == label]
+    assert interval(mine, "val_acc") is not None
+    assert interval([r for r in mine if r.seed < 4], "val_acc") is None
+
+
+def test_summary_open_and_notebook_view(five_seeds):
+    study, _ = five_seeds
+    summary = study.summary()
+    assert list(summary.columns) == ["label", "family", "lam", "mean", "ci_low", "ci_high", "n", "status", "chosen"]
+    trials = study.trials()
+    means = trials.groupby("label")["val_acc"].mean()
+    for row in summary.itertuples():
+        assert row.mean == pytest.approx(means[row.label], rel=1e-12) and row.n == 5 and row.status == "ok"
+        assert row.ci_low <= row.mean <= row.ci_high
+    assert list(summary.loc[summary.chosen, "label"]) == [study.chosen().label]
+
+    opened = rl.Study.open(study.folder)
+    assert (opened.name, opened.finished) == (study.name, True)
+    pd.testing.assert_frame_equal(opened.summary(), summary)
+    with pytest.raises(rl.UserError, match="is not a study folder"):
+        rl.Study.open(study.folder / "runs")
+
+    html = study._repr_html_()
+    assert f"<b>{study.chosen().label}</b>" in html and "15 of 15 trials finished" in html
+    assert html.count("<li>") >= 2 and "over none" in html  # the report's verdicts, each against none
+    assert "<table" in html and html.count("</tr>") == 1 + 3

@@ -17,6 +17,7 @@ import numpy as np
 from scipy import stats
 
 Direction = Literal["maximize", "minimize"]
+MIN_SEEDS_FOR_INTERVAL = 5  # below this many seeds no interval is shown: n values' bootstrap is their spread
 
 
 def bootstrap_means(values: Sequence[float], n_boot: int = 10000, seed: int = 0) -> np.ndarray:
