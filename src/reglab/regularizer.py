@@ -76,7 +76,9 @@ class Term:
     """One penalty on one selection, applied in one mode, with one λ schedule.
 
     ``on``, ``mode`` and ``schedule`` default to the penalty's own hints (``L2(1e-4, on=…)``),
-    then to ``weights()``, the regularizer's mode and ``constant()``.
+    then to ``weights()``, the regularizer's mode and ``constant()``. ``name`` is what
+    :meth:`Regularizer.values`, :meth:`Regularizer.describe` and the logged keys call the term
+    (default: the penalty's name, followed by ``:<selection>`` when that is not ``weights()``).
     """
 
     def __init__(
@@ -85,6 +87,7 @@ class Term:
         on: Selection | str | None = None,
         mode: str | None = None,
         schedule: Schedule | Callable[[int], float] | None = None,
+        name: str | None = None,
     ):
         if not isinstance(penalty, Penalty):
             raise UserError(f"a term needs a penalty such as L2(1e-4), got {penalty!r}")
@@ -97,7 +100,10 @@ class Term:
         schedule = penalty.schedule if schedule is None else schedule
         if schedule is not None and not callable(schedule):
             raise UserError(f"schedule= must be constant(), warmup(n) or a callable, got {schedule!r}")
+        if name is not None and not (isinstance(name, str) and name.strip()):
+            raise UserError(f"name= must be a non-empty string, got {name!r}")
         self.penalty = penalty
+        self.name = name
         self.on = on
         self.mode = None if mode is None else _check_mode(mode)
         self.schedule = schedule
@@ -110,6 +116,8 @@ class Term:
             parts.append(f"mode={self.mode!r}")
         if self.schedule is not None:
             parts.append(f"schedule={self.schedule!r}")
+        if self.name is not None:
+            parts.append(f"name={self.name!r}")
         return f"Term({', '.join(parts)})"
 
 
@@ -125,7 +133,7 @@ class _Bound:
         self.tensors = [p for _, p in self.named]
         self.chunks: list[tuple[dict, list[Tensor]]] = []  # (param group, its params)
         label = self.selection.label
-        self.name = self.penalty.name if label == "weights" else f"{self.penalty.name}:{label}"
+        self.name = term.name or (self.penalty.name if label == "weights" else f"{self.penalty.name}:{label}")
 
     def lam(self, step: int) -> float:
         return self.penalty.lam * float(self.schedule(step))
