@@ -68,7 +68,7 @@ def test_your_own_model_gets_the_whole_lab(in_project):
     means = trials.groupby("label")["val_acc"].mean()  # a classifier's study chooses on val_acc
     choice = study.chosen()
     best = pytest.approx(means.max())  # the best mean (a tie is broken by the chooser's rule)
-    assert choice.seeds == 2 and choice.score == best and means[choice.label] == best
+    assert choice.n == 2 and choice.ci is None and choice.score == best and means[choice.label] == best
     index = study.report("report")
     assert index == in_project / "report" / "index.html" and "l2 λ=0.1" in index.read_text()
     for run_dir in trials["run_dir"]:  # every run trained the user's model
@@ -103,20 +103,30 @@ def test_bad_factory_is_one_line_and_exit_2(in_project, monkeypatch, capsys):
 def readme_blocks(section: str, language: str) -> list[str]:
     text = (Path(__file__).parents[1] / "README.md").read_text()
     body = text.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
-    return re.findall(rf"```{language}\n(.*?)```", body, flags=re.S)
+    fenced = re.findall(r"^```(\w*)\n(.*?)^```$", body, flags=re.S | re.M)  # (language, text), in order
+    return [text for lang, text in fenced if lang == language]
 
 
-def test_the_readme_python_sections_run(tmp_path, monkeypatch):
+def test_the_readme_python_sections_run(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     (from_python,) = readme_blocks("From Python / a notebook", "python")
+    (printed,) = readme_blocks("From Python / a notebook", "")
     module, own_sweep = readme_blocks("Your own model", "python")
     (tmp_path / "my_models.py").write_text(module)
     try:
         space = {}
         exec(from_python, space)
-        assert space["run"].ok and (tmp_path / "report" / "index.html").is_file()
-        assert space["choice"].label in set(space["study"].trials()["label"])
+        out = capsys.readouterr().out
+        # the effect it shows: proximal L1 gives exact zeros, the subgradient none, at the same λ
+        dense, proximal, subgradient = (space[k].summary for k in ("dense", "proximal", "subgradient"))
+        assert proximal["zeros_total"] > 50 and dense["zeros_total"] == subgradient["zeros_total"] == 0
+        assert proximal["test_acc"] > subgradient["test_acc"] + 0.1
+        # the lines it prints are those pasted in the README, whatever the numbers on this machine
+        for pasted in printed.splitlines()[:3]:
+            assert re.sub(r"[\d.]+", "#", pasted) in re.sub(r"[\d.]+", "#", out), (pasted, out)
+        assert space["chosen"].n == 5 and space["chosen"].ci is not None
+        assert (tmp_path / "report" / "index.html").is_file()
         exec(own_sweep, space)
         assert set(space["study"].trials()["status"]) == {"ok"}
         assert "model.factory=my_models:small_mlp" in " ".join(space["study"].records()[0]["overrides"])
