@@ -50,9 +50,10 @@ def examples(*lines: str) -> str:
 
 
 app = typer.Typer(cls=Group, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  epilog=examples("reglab run mlp-l2 reg.l2=1e-3 seed=3",
-                                  "reglab sweep mlp-l2 --grid 'reg=none,l2' --grid 'reg.lam=1e-5:1e-1:log:5' --seeds 0-4",
-                                  "reglab report studies/<study name> --out report/"))
+                  epilog=examples(
+                      "reglab run mlp-l2 reg.l2=1e-3 seed=3",
+                      "reglab sweep mlp-l2 --grid 'reg=none,l2' --grid 'reg.lam=1e-5:1e-1:log:5' --seeds 0-4",
+                      "reglab report studies/<study name> --out report/"))
 # Wide, uncoloured tables when the output goes to a file or a pipe.
 console = Console(width=None if sys.stdout.isatty() else 200)
 
@@ -97,7 +98,8 @@ def options(version: bool = typer.Option(False, "--version", callback=show_versi
     """reglab: regularization for PyTorch, from one run to an honest choice of λ over seeds."""
 
 
-@app.command(cls=Command, epilog=examples("reglab run mlp-l2 reg.l2=1e-3 seed=3", "reglab run my-config.yaml train.epochs=5 --out runs/"))
+@app.command(cls=Command, epilog=examples("reglab run mlp-l2 reg.l2=1e-3 seed=3",
+                                          "reglab run my-config.yaml train.epochs=5 --out runs/"))
 def run(
     recipe: str = typer.Argument(..., help="a built-in recipe name or a YAML file"),
     overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. reg.l2=1e-3 seed=3"),
@@ -166,9 +168,10 @@ def show(run_dir: Path = typer.Argument(..., help="a run folder")):
     console.print(summary_table(data["summary"], None))
 
 
-@app.command(cls=Command, epilog=examples("reglab sweep mlp-l2 --grid 'reg=none,l2,l1' --grid 'reg.lam=1e-5:1e-1:log:9' --seeds 0-9",
-                                    "reglab sweep mlp-l2 reg.l2=1e-3 --grid 'optim.lr=1e-3,1e-2' --cv 5 --workers 2",
-                                    "reglab sweep mlp-l2 reg=l2 --grid 'reg.lam=1e-6:1e-1:log:20' --search tpe --trials 20 --seeds 0-2"))
+@app.command(cls=Command, epilog=examples(
+    "reglab sweep mlp-l2 --grid 'reg=none,l2,l1' --grid 'reg.lam=1e-5:1e-1:log:9' --seeds 0-9",
+    "reglab sweep mlp-l2 reg.l2=1e-3 --grid 'optim.lr=1e-3,1e-2' --cv 5 --workers 2",
+    "reglab sweep mlp-l2 reg=l2 --grid 'reg.lam=1e-6:1e-1:log:20' --search tpe --trials 20 --seeds 0-2"))
 def sweep(
     recipe: str = typer.Argument(..., help="a built-in recipe name or a YAML file"),
     overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides for every run"),
@@ -238,7 +241,8 @@ def studies(
     console.print(table)
 
 
-@app.command(cls=Command, epilog=examples("reglab report studies/<study name> --out report/", "reglab report runs/mlp-l2/"))
+@app.command(cls=Command, epilog=examples("reglab report studies/<study name> --out report/",
+                                          "reglab report runs/mlp-l2/"))
 def report(
     targets: list[str] = typer.Argument(..., help="a study folder (studies/<name>), or run folders and folders of them"),
     out: Path = typer.Option(Path("report"), help="folder for index.html, plots/*.png and the CSV tables"),

@@ -441,7 +441,8 @@ class Regularizer:
             counts[kind] = counts.get(kind, 0) + 1
         detail = ", ".join(f"{v} {k if v != 1 else ONE_OF_KIND[k]}" for k, v in counts.items())
         values = sum(p.numel() for _, p, _ in rest)
-        lines.append(f"untouched: {len(rest)} param{'s' * (len(rest) != 1)}, {values:,} value{'s' * (values != 1)}" + (f" ({detail})" if detail else ""))
+        lines.append(f"untouched: {len(rest)} param{'s' * (len(rest) != 1)}, {values:,} value{'s' * (values != 1)}"
+                     + (f" ({detail})" if detail else ""))
         return "\n".join(lines)
 
     def _untouched(self, named: list[tuple[str, Tensor]]) -> list[tuple[str, Tensor, str]]:
