@@ -435,3 +435,14 @@ def test_describe_counts_read_singular_and_plural():
     assert text.endswith("untouched: 2 params, 2 values (2 norms)")
     text = Regularizer(nn.Linear(1, 1), L2(0.1)).describe()
     assert "    = 1 tensor, 1 value\n" in text and text.endswith("untouched: 1 param, 1 value (1 bias)")
+
+
+def test_a_term_can_be_named():
+    m = make_model()
+    reg = Regularizer(m, [L2(0.1), Term(L1(0.01, on=rl.named("6.*")), name="head")])
+    assert list(reg.values()) == ["l2", "head"]
+    assert "term head: L1(lam=0.01)" in reg.describe()
+    head = 0.01 * sum(p.abs().sum() for p in m[6].parameters()).item()
+    assert reg.values()["head"] == pytest.approx(head)
+    with pytest.raises(UserError, match="name= must be a non-empty string"):
+        Term(L2(0.1), name=" ")
