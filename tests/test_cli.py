@@ -1,6 +1,7 @@
 """End to end through the command line: every built-in recipe on a tiny setting, and bad input."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -106,3 +107,30 @@ def test_bad_input_gives_one_clear_line(case, tmp_path):
     assert fragment in lines[0]
     assert "Traceback" not in proc.stderr
     assert run_folders(out) == []
+
+
+@pytest.mark.parametrize("args, flags", [([], ["--version", "--help"]),
+                                         (["sweep"], ["--tensorboard", "--force-workers", "--help"])])
+def test_help_shows_flags_bare_and_examples(args, flags, monkeypatch, capsys):
+    from cli_runner import cli
+
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, _ = cli(monkeypatch, capsys, *args, "--help")
+    assert code == 0
+    for flag in flags:  # an on/off flag is typed bare: no "<bool>" value beside it
+        (line,) = [line for line in out.splitlines() if re.search(rf"│ {flag}\b", line)]
+        assert "<" not in line.split(flag, 1)[1], line
+    if args:  # an option that takes a value keeps its type
+        assert re.search(r"│ --seeds\s+<str>", out)
+    examples = out.split("Examples:", 1)[1]
+    assert re.search(r"^ reglab sweep mlp-l2 --grid 'reg=none,l2", examples, flags=re.M)
+
+
+def test_show_on_a_study_folder_points_to_report(tmp_path):
+    folder = tmp_path / "studies" / "x"
+    folder.mkdir(parents=True)
+    (folder / "study.db").touch()
+    proc = reglab("show", "studies/x", cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ")
+    assert "'reglab report studies/x'" in proc.stderr

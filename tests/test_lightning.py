@@ -3,6 +3,7 @@ regularizer attached in configure_optimizers or through RegularizationCallback, 
 manual optimization."""
 
 import copy
+import csv
 import subprocess
 import sys
 import warnings
@@ -231,3 +232,63 @@ def test_callback_resumes_its_warmup_from_a_checkpoint(tmp_path):
         warnings.filterwarnings("ignore", ".*callbacks used to create the checkpoint.*")  # ModelCheckpoint
         trainer.fit(Module(resumed, make_opt), ckpt_path=tmp_path / "last.ckpt")
     assert_same(resumed, whole, atol=1e-12)
+
+
+def test_double_decay_warning_from_the_callback_points_at_the_users_line():
+    net = make_model()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit(Module(net, lambda ps: torch.optim.AdamW(ps, lr=0.01)), [RegularizationCallback(L2(0.1))])
+    (found,) = [w for w in caught if "decayed twice" in str(w.message)]
+    assert found.filename == __file__  # the line that calls trainer.fit, not reglab's callback
+
+
+def sgd(params):
+    return torch.optim.SGD(params, lr=0.05)  # a function, not a lambda: DDP's spawned processes unpickle it
+
+
+def l2_value(net, lam):
+    return lam / 2 * sum(p.detach().pow(2).sum() for _, p in rl.weights().resolve(net)).item()
+
+
+def test_callback_logs_under_each_terms_name_and_in_the_progress_bar():
+    net = make_model()
+    head = rl.Term(L1(0.05, on=rl.named("net.6.*")), mode="proximal", name="head")
+    trainer = fit(Module(net, sgd), [RegularizationCallback([L2(0.3), head], prog_bar=True)])
+    assert {"reg/l2", "reg/head", "reg/head/norm", "reg/head/zeros"} <= set(trainer.callback_metrics)
+    assert not any(key.startswith("reg/l1") for key in trainer.callback_metrics)
+    assert trainer.callback_metrics["reg/head"].item() == pytest.approx(
+        0.05 * sum(p.abs().sum() for p in net[6].parameters()).item(), rel=1e-6)
+    assert {"reg/l2", "reg/head"} <= set(trainer.progress_bar_metrics)
+    plain = fit(Module(make_model(), sgd), [RegularizationCallback(L2(0.3))])
+    assert "reg/l2" in plain.callback_metrics and not any(k.startswith("reg/") for k in plain.progress_bar_metrics)
+
+
+@pytest.mark.parametrize("on_step", [False, True])
+def test_callback_logs_every_epoch_or_every_step(on_step, tmp_path):
+    net = make_model()
+    logger = L.pytorch.loggers.CSVLogger(tmp_path)
+    trainer = L.Trainer(max_epochs=EPOCHS, accelerator="cpu", devices=1, precision="64-true", logger=logger,
+                        log_every_n_steps=1, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[RegularizationCallback(L2(0.3), on_step=on_step)])
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        trainer.fit(Module(net, sgd))
+    rows = [row for row in csv.DictReader(open(Path(logger.log_dir) / "metrics.csv")) if row.get("reg/l2")]
+    steps_per_epoch = -(-len(dataset()) // BATCH)
+    assert len(rows) == (EPOCHS * steps_per_epoch if on_step else EPOCHS)
+    assert [int(r["step"]) for r in rows] == (list(range(EPOCHS * steps_per_epoch)) if on_step
+                                              else [steps_per_epoch * (e + 1) - 1 for e in range(EPOCHS)])
+    assert float(rows[-1]["reg/l2"]) == pytest.approx(l2_value(net, 0.3), rel=1e-6)  # after the last step
+
+
+def test_callback_syncs_its_logs_under_ddp(capfd):
+    """Two CPU processes under DDP (gloo): with sync_dist=True Lightning averages each logged value
+    over them, and does not warn that an epoch-level value is logged unsynchronized."""
+    net = make_model()
+    trainer = L.Trainer(max_epochs=EPOCHS, accelerator="cpu", devices=2, strategy="ddp_spawn", precision="64-true",
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[RegularizationCallback(L2(0.3), sync_dist=True)])
+    trainer.fit(Module(net, sgd))
+    assert "sync_dist=True" not in capfd.readouterr().err  # Lightning's warning for an unsynchronized value
+    assert trainer.callback_metrics["reg/l2"].item() == pytest.approx(l2_value(net, 0.3), rel=1e-6)

@@ -112,14 +112,14 @@ term l2: L2(lam=0.1)  mode=coupled  schedule=constant()  on=weights()
     rnn.weight_hh_l1_reverse  (20, 5)
     head.weight               (11, 10)
     = 9 tensors, 1,150 values
-untouched: 10 params, 237 values (1 embeddings, 9 biases)""",
+untouched: 10 params, 237 values (1 embedding, 9 biases)""",
     "gru": """\
 term l2: L2(lam=0.1)  mode=coupled  schedule=constant()  on=weights()
     rnn.weight_ih_l0  (15, 6)
     rnn.weight_hh_l0  (15, 5)
     head.weight       (11, 5)
     = 3 tensors, 220 values
-untouched: 4 params, 107 values (1 embeddings, 3 biases)""",
+untouched: 4 params, 107 values (1 embedding, 3 biases)""",
     "weight_norm": """\
 term l2: L2(lam=0.1)  mode=coupled  schedule=constant()  on=weights()
     0.parametrizations.weight.original0  (6, 1)

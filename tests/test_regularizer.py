@@ -316,7 +316,7 @@ def test_describe_lists_terms_shapes_and_untouched():
     assert "L2(lam=0.0001)" in text and "GroupLasso(lam=0.001)" in text and "mode=coupled" in text
     assert "0.weight  (4, 1, 3, 3)" in text and "3.weight  (8, 144)" in text
     assert "4.weight" not in text.split("untouched")[0].split("term group")[0]
-    assert "untouched: 5 params" in text and "2 norms" in text and "1 weights" in text
+    assert "untouched: 5 params" in text and "2 norms" in text and "1 weight)" in text
 
 
 def test_user_errors():
@@ -409,3 +409,40 @@ def test_a_weight_normed_layers_direction_is_not_nobodys():
         warnings.simplefilter("always")
         Regularizer(model, L2(0.1)).describe()
     assert not nobodys_warnings(caught)
+
+
+def test_warnings_point_at_the_users_line():
+    """A warning about the user's code names the user's line, also when reglab notices the problem
+    inside torch's optimizer step hook."""
+    m = make_model()
+    x, y = data()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Regularizer(m, L2(0.1)).attach(torch.optim.AdamW(m.parameters()))  # weight decay twice
+        Regularizer(m, L2(0.1, on=rl.weights() - rl.named("head.*")))  # a pattern that matches nothing
+        reg = Regularizer(m, L2(0.1))
+        opt = reg.attach(torch.optim.SGD(m.parameters(), lr=0.1))
+        (nn.functional.mse_loss(m(x), y) + reg.penalty()).backward()
+        opt.step()  # the penalty in the loss and attached: noticed in the step's hook
+    for words in ("decayed twice", "named('head.*') matches no parameter", "applied twice"):
+        (found,) = [w for w in caught if words in str(w.message)]
+        assert found.category is UserWarning and found.filename == __file__, (words, found.filename)
+
+
+def test_describe_counts_read_singular_and_plural():
+    text = Regularizer(nn.Sequential(nn.Linear(3, 1, bias=False), nn.LayerNorm(1)), L2(0.1)).describe()
+    assert "    = 1 tensor, 3 values\n" in text
+    assert text.endswith("untouched: 2 params, 2 values (2 norms)")
+    text = Regularizer(nn.Linear(1, 1), L2(0.1)).describe()
+    assert "    = 1 tensor, 1 value\n" in text and text.endswith("untouched: 1 param, 1 value (1 bias)")
+
+
+def test_a_term_can_be_named():
+    m = make_model()
+    reg = Regularizer(m, [L2(0.1), Term(L1(0.01, on=rl.named("6.*")), name="head")])
+    assert list(reg.values()) == ["l2", "head"]
+    assert "term head: L1(lam=0.01)" in reg.describe()
+    head = 0.01 * sum(p.abs().sum() for p in m[6].parameters()).item()
+    assert reg.values()["head"] == pytest.approx(head)
+    with pytest.raises(UserError, match="name= must be a non-empty string"):
+        Term(L2(0.1), name=" ")

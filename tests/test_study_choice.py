@@ -62,7 +62,7 @@ def test_an_exact_tie_gets_one_answer_everywhere_and_is_said(tmp_path):
     assert values["l2 λ=1e-12"] == values["l1 λ=1e-12"], "the two points must tie exactly for this test"
     line = chosen_line(lines)
     assert ": l2 λ=1e-12 (" in line and line.endswith("(tie with l1 λ=1e-12, broken by the simpler family)")
-    choice = study.chosen()
+    choice = study.chosen().choice  # the chooser's whole answer
     assert (choice.label, choice.tied, choice.broken_by) == ("l2 λ=1e-12", ("l1 λ=1e-12",), "the simpler family")
     assert choice.score == pytest.approx(statistics.mean(values["l2 λ=1e-12"].values())) and choice.seeds == 2
     analysis = build_report([study.folder], tmp_path / "report").analysis
@@ -108,7 +108,7 @@ def test_a_point_that_diverged_on_one_seed_is_passed_over_and_named_everywhere(t
     assert f": {runner_up} (" in line
     named = f"{best} ({survivors:.4g} on 2 seeds) failed on seed 1: {reason}"
     assert f"  not chosen, as a run failed: {named}" in lines
-    choice = study.chosen()
+    choice = study.chosen().choice  # the chooser's whole answer
     assert choice.label == runner_up and choice.score == pytest.approx(means[runner_up]) and choice.seeds == 3
     (passed,) = choice.passed_over
     assert (passed.label, passed.failed_seeds, passed.seeds) == (best, (1,), 2)
@@ -141,7 +141,7 @@ def test_a_trial_stored_twice_counts_once(tmp_path):
     assert len(records) == 4 and len({(r.label, r.seed) for r in records}) == 4
     values = seed_values(records, "val_loss")
     means = {label: statistics.mean(v.values()) for label, v in values.items()}
-    choice = study.chosen()
+    choice = study.chosen().choice  # the chooser's whole answer
     assert choice.label == min(means, key=means.get) and choice.seeds == 2
     assert choice.score == pytest.approx(min(means.values()))
     assert chosen_line(lines).startswith("chosen on validation (mean val_loss over 2 seeds): ")

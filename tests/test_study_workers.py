@@ -136,7 +136,7 @@ def test_ctrl_c_puts_the_trial_back_and_the_same_command_resumes(tmp_path, monke
     sweep = ["sweep", "ridge-gd", *LONG, "--grid", "reg.l2=1e-2", "--name", "stop"]
     code, out, err = cli(monkeypatch, capsys, *sweep, "--workers", "0")
     assert code == 0, err
-    assert "study 'stop' created: 1 trials" in out and "reglab worker --dir studies --study stop" in out
+    assert "study 'stop' created: 1 trial: 1 point × 1 seed" in out and "reglab worker --dir studies --study stop" in out
     worker = subprocess.Popen(command("worker", "--study", "stop", *FAST_HEARTBEAT), cwd=tmp_path,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     storage = open_storage(default_url(tmp_path / "studies" / "stop"))

@@ -49,6 +49,11 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'reglab' has no attribute '{name}'")
 
 
+def __dir__() -> list[str]:
+    """The module's names with the lab's, which :func:`__getattr__` supplies on first use."""
+    return sorted({*globals(), *LAB})
+
+
 __all__ = [
     "UserError",
     "Penalty", "L1", "L2", "ElasticNet", "GroupLasso", "penalty_from_name", "register",

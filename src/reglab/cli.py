@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 from typer.exceptions import Abort, Exit, TyperException
 from rich.console import Console
 from rich.markup import escape
@@ -21,7 +22,38 @@ from reglab.envvars import STORAGE_VARIABLE
 from reglab.errors import UserError, environment_problem
 from reglab.redact import redact
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
+
+
+class BareFlags:
+    """Help that shows an on/off flag (``--tensorboard``, ``--version``, ``--help``) bare, as it is
+    typed, instead of with the ``<bool>`` of an option that takes a value."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for param in params:
+            if getattr(param, "is_bool_flag", False):
+                param.metavar = ""
+        return params
+
+
+class Group(BareFlags, TyperGroup):
+    pass
+
+
+class Command(BareFlags, TyperCommand):
+    pass
+
+
+def examples(*lines: str) -> str:
+    """A command's ``--help`` epilog: example command lines, one per paragraph (rich keeps them)."""
+    return "Examples:\n\n" + "\n\n".join(lines)
+
+
+app = typer.Typer(cls=Group, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  epilog=examples(
+                      "reglab run mlp-l2 reg.l2=1e-3 seed=3",
+                      "reglab sweep mlp-l2 --grid 'reg=none,l2' --grid 'reg.lam=1e-5:1e-1:log:5' --seeds 0-4",
+                      "reglab report studies/<study name> --out report/"))
 # Wide, uncoloured tables when the output goes to a file or a pipe.
 console = Console(width=None if sys.stdout.isatty() else 200)
 
@@ -66,7 +98,8 @@ def options(version: bool = typer.Option(False, "--version", callback=show_versi
     """reglab: regularization for PyTorch, from one run to an honest choice of λ over seeds."""
 
 
-@app.command()
+@app.command(cls=Command, epilog=examples("reglab run mlp-l2 reg.l2=1e-3 seed=3",
+                                          "reglab run my-config.yaml train.epochs=5 --out runs/"))
 def run(
     recipe: str = typer.Argument(..., help="a built-in recipe name or a YAML file"),
     overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. reg.l2=1e-3 seed=3"),
@@ -85,7 +118,7 @@ def run(
     print(f"results in {result.path}")
 
 
-@app.command()
+@app.command(cls=Command, epilog=examples("reglab config mlp-l2 reg.l2=1e-3"))
 def config(
     recipe: str = typer.Argument(..., help="a built-in recipe name or a YAML file"),
     overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. reg.l2=1e-3"),
@@ -97,7 +130,7 @@ def config(
     sys.stdout.write(annotated_yaml(load_config(recipe, overrides)))
 
 
-@app.command()
+@app.command(cls=Command)
 def recipes():
     """List the built-in recipes."""
     from reglab.config import RECIPE_DIR, read_yaml
@@ -109,7 +142,7 @@ def recipes():
     console.print(table)
 
 
-@app.command()
+@app.command(cls=Command)
 def datasets():
     """List the datasets with their size and source."""
     from reglab.data import list_datasets
@@ -122,17 +155,23 @@ def datasets():
     console.print(table)
 
 
-@app.command()
+@app.command(cls=Command, epilog=examples("reglab show runs/mlp-l2/<run folder>"))
 def show(run_dir: Path = typer.Argument(..., help="a run folder")):
     """Show a run folder's summary."""
     from reglab.runs import read_run
 
+    if (run_dir / "study.db").is_file() or (run_dir / "storage.json").is_file():
+        raise UserError(f"'{run_dir}' is a study folder, not a run folder: see its results with "
+                        f"'reglab report {run_dir}', or show one of its runs in {run_dir / 'runs'}")
     data = read_run(run_dir)
     print(run_dir)  # on a line of its own: a table title would wrap a long path mid-word
     console.print(summary_table(data["summary"], None))
 
 
-@app.command()
+@app.command(cls=Command, epilog=examples(
+    "reglab sweep mlp-l2 --grid 'reg=none,l2,l1' --grid 'reg.lam=1e-5:1e-1:log:9' --seeds 0-9",
+    "reglab sweep mlp-l2 reg.l2=1e-3 --grid 'optim.lr=1e-3,1e-2' --cv 5 --workers 2",
+    "reglab sweep mlp-l2 reg=l2 --grid 'reg.lam=1e-6:1e-1:log:20' --search tpe --trials 20 --seeds 0-2"))
 def sweep(
     recipe: str = typer.Argument(..., help="a built-in recipe name or a YAML file"),
     overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides for every run"),
@@ -163,11 +202,14 @@ def sweep(
                        studies_dir, batch, heartbeat, grace, echo=lambda line: print(line, flush=True),
                        max_runs=max_runs, force_workers=force_workers, prune=prune, prune_eta=prune_eta,
                        prune_min_epochs=prune_min_epochs)
-    if not result.finished and workers != 0:
+    if workers == 0:
+        return
+    print(f"next: reglab report {result.folder} --out report/")
+    if not result.finished:
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(cls=Command, epilog=examples("reglab worker --storage postgresql://user@host/db --study NAME"))
 def worker(
     study: str = typer.Option(..., help="the study's name"),
     storage: Optional[str] = typer.Option(None, envvar=STORAGE_VARIABLE, show_envvar=True,
@@ -183,7 +225,7 @@ def worker(
     work(study, storage, studies_dir, batch, heartbeat, grace, echo=lambda line: print(line, flush=True))
 
 
-@app.command()
+@app.command(cls=Command)
 def studies(
     storage: Optional[str] = typer.Option(None, help="database URL (default: every studies/*/study.db)"),
     studies_dir: Path = typer.Option(Path("studies"), "--dir", help="folder of study folders"),
@@ -203,7 +245,8 @@ def studies(
     console.print(table)
 
 
-@app.command()
+@app.command(cls=Command, epilog=examples("reglab report studies/<study name> --out report/",
+                                          "reglab report runs/mlp-l2/"))
 def report(
     targets: list[str] = typer.Argument(..., help="a study folder (studies/<name>), or run folders and folders of them"),
     out: Path = typer.Option(Path("report"), help="folder for index.html, plots/*.png and the CSV tables"),

@@ -1,4 +1,5 @@
-"""The one exception type for mistakes a user can fix, and the failures of the machine a user can fix.
+"""The one exception type for mistakes a user can fix, the failures of the machine a user can fix,
+and the warnings about a user's own code.
 
 The command line turns a :class:`UserError` into a single ``error: …`` line and exit code 2, and
 so it does an exception :func:`environment_problem` recognizes: a full disk, a read-only or
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
+import warnings
 
 FREE_SPACE = "free some space, then rerun the same command (a study resumes)"
 ELSEWHERE = "write somewhere else (--out, --dir)"
@@ -36,6 +39,28 @@ SQLITE_PROBLEMS = {
 
 class UserError(Exception):
     """Bad input: an unknown key, a wrong value, a missing file, data that does not fit."""
+
+
+# Packages whose frames stand between a user's line and a warning: reglab's, and those that call
+# reglab's hooks (torch's optimizer step, a Lightning Trainer).
+LIBRARIES = ("reglab", "torch", "lightning", "pytorch_lightning", "lightning_fabric")
+
+
+def library_folders() -> tuple[str, ...]:
+    """The folders of the :data:`LIBRARIES` that are imported, each ending in a path separator."""
+    return tuple(os.path.join(os.path.dirname(module.__file__), "")
+                 for name in LIBRARIES if (module := sys.modules.get(name)) is not None and module.__file__)
+
+
+def warn_user(message: str) -> None:
+    """A ``UserWarning`` attributed to the user's line: the first caller outside reglab, torch and
+    Lightning (``warnings.warn``'s ``stacklevel`` counted up to it), wherever reglab noticed it
+    (in ``attach``, in an optimizer's step hook, in a Lightning callback)."""
+    folders = library_folders()
+    frame, level = sys._getframe(1), 2  # level 2: the caller of warn_user
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(folders):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, UserWarning, stacklevel=level)
 
 
 def environment_problem(exc: BaseException) -> str | None:

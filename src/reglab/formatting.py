@@ -1,5 +1,5 @@
-"""How numbers read in the report: λ as ``1e-3``, p as ``0.002``, signed differences with a true
-minus sign (and never ``−0.0``)."""
+"""How numbers read in the report and the command line: λ as ``1e-3``, p as ``0.002``, signed
+differences with a true minus sign (and never ``−0.0``), counts with their noun's plural."""
 
 from __future__ import annotations
 
@@ -7,6 +7,11 @@ import math
 import re
 
 MINUS = "\u2212"
+
+
+def counted(n: int, noun: str) -> str:
+    """``1 run``, ``2 runs``, ``0 runs``: a count with its noun, plural unless it is one."""
+    return f"{n} {noun}{'s' * (n != 1)}"
 
 
 def fmt_lam(lam: float | None) -> str:

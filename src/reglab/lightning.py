@@ -8,12 +8,17 @@ each over the selected parameters that optimizer holds, so a GAN's generator and
 optimizers each regularize their own network. It works with automatic optimization (Lightning
 passes a closure to ``optimizer.step``, which the regularizer wraps) and with manual optimization
 (``self.optimizers().step()``). Its state in a checkpoint is each regularizer's step count, so
-that λ schedules go on where they were on resume. At the end of every training epoch it logs, through
-``pl_module.log``, for each term (named as in :meth:`Regularizer.values`):
+that λ schedules go on where they were on resume. At the end of every training epoch (or of every
+training step, ``on_step=True``) it logs, through ``pl_module.log``, for each term (named as in
+:meth:`Regularizer.values`: ``Term(…, name="head")`` names it):
 
 * ``reg/<term>``        the term's value λ_t·R,
 * ``reg/<term>/norm``   the L2 norm of all the tensors the term touches,
 * ``reg/<term>/zeros``  the percentage of their values that are exactly zero.
+
+``prog_bar=True`` shows them in the progress bar; ``sync_dist=True`` averages them over the
+processes under DDP (Lightning's ``sync_dist``: every process holds the same weights after a step,
+so the average is the value; it spares Lightning's warning and keeps the logs of all ranks equal).
 
 This module needs the ``lightning`` package (``pip install 'reglab[lightning]'``); ``import reglab``
 does not import it.
@@ -55,10 +60,13 @@ class _HeldBy(Selection):
 class RegularizationCallback(Callback):
     """Attach ``terms`` (a penalty, a :class:`~reglab.Term` or a list, as for
     :class:`~reglab.Regularizer`) to the module's optimizer(s) at fit start; ``mode`` is the default
-    mode of terms that set none."""
+    mode of terms that set none. ``on_step``, ``prog_bar`` and ``sync_dist`` say how the values are
+    logged (the module docstring)."""
 
-    def __init__(self, terms: Penalty | Term | Iterable[Penalty | Term], mode: str = "coupled"):
+    def __init__(self, terms: Penalty | Term | Iterable[Penalty | Term], mode: str = "coupled", *,
+                 on_step: bool = False, prog_bar: bool = False, sync_dist: bool = False):
         self.terms, self.mode = terms, mode
+        self.on_step, self.prog_bar, self.sync_dist = on_step, prog_bar, sync_dist
         self.regularizers: list[Regularizer] = []  # one per optimizer that holds selected parameters
         self._term_index: list[list[int]] = []  # for each of them: the index of each of its terms
         self._names: list[str] = []
@@ -78,7 +86,8 @@ class RegularizationCallback(Callback):
             terms, index = [], []
             for i, (term, selection) in enumerate(zip(whole.terms, selections)):
                 if (selection & mine).ids(pl_module):
-                    terms.append(Term(term.penalty, on=selection & mine, mode=term.mode, schedule=term.schedule))
+                    terms.append(Term(term.penalty, on=selection & mine, mode=term.mode, schedule=term.schedule,
+                                      name=term.name))
                     index.append(i)
             if terms:
                 reg = Regularizer(pl_module, terms, mode=self.mode)
@@ -93,7 +102,19 @@ class RegularizationCallback(Callback):
                 )
         self._restore_steps()
 
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if self.on_step:
+            self._log(pl_module)
+
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not self.on_step:
+            self._log(pl_module)
+
+    def _log(self, pl_module: LightningModule) -> None:
+        """Each term's value, norm and share of zeros, through ``pl_module.log``."""
+        options = {"on_step": self.on_step, "on_epoch": not self.on_step, "prog_bar": self.prog_bar,
+                   "sync_dist": self.sync_dist}
         values = [0.0] * len(self._names)
         for reg, index in zip(self.regularizers, self._term_index):
             for i, value in zip(index, reg.values().values()):
@@ -102,9 +123,9 @@ class RegularizationCallback(Callback):
             for name, value, tensors in zip(self._names, values, self._tensors):
                 norm = torch.sqrt(sum(p.detach().pow(2).sum() for p in tensors)).item()
                 zeros = sum(int((p == 0).sum()) for p in tensors) / sum(p.numel() for p in tensors)
-                pl_module.log(f"reg/{name}", value)
-                pl_module.log(f"reg/{name}/norm", norm)
-                pl_module.log(f"reg/{name}/zeros", 100.0 * zeros)
+                pl_module.log(f"reg/{name}", value, **options)
+                pl_module.log(f"reg/{name}/norm", norm, **options)
+                pl_module.log(f"reg/{name}/zeros", 100.0 * zeros, **options)
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._detach()

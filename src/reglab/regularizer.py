@@ -37,13 +37,12 @@ optimizer steps taken, counted by the attached optimizer (``reg.steps``; restore
 
 from __future__ import annotations
 
-import warnings
 from typing import Any, Callable, Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from reglab.errors import UserError
+from reglab.errors import UserError, warn_user
 from reglab.penalties import Penalty, penalty_from_name
 from reglab.schedules import Schedule, constant, warmup
 from reglab.selection import (
@@ -61,6 +60,7 @@ from reglab.selection import (
 __all__ = ["Regularizer", "Term", "Schedule", "constant", "warmup", "MODES"]
 
 MODES = ("coupled", "decoupled", "proximal")
+ONE_OF_KIND = {"norms": "norm", "embeddings": "embedding", "biases": "bias", "weights": "weight", "other": "other"}
 
 
 def _check_mode(mode: Any) -> str:
@@ -76,7 +76,9 @@ class Term:
     """One penalty on one selection, applied in one mode, with one λ schedule.
 
     ``on``, ``mode`` and ``schedule`` default to the penalty's own hints (``L2(1e-4, on=…)``),
-    then to ``weights()``, the regularizer's mode and ``constant()``.
+    then to ``weights()``, the regularizer's mode and ``constant()``. ``name`` is what
+    :meth:`Regularizer.values`, :meth:`Regularizer.describe` and the logged keys call the term
+    (default: the penalty's name, followed by ``:<selection>`` when that is not ``weights()``).
     """
 
     def __init__(
@@ -85,6 +87,7 @@ class Term:
         on: Selection | str | None = None,
         mode: str | None = None,
         schedule: Schedule | Callable[[int], float] | None = None,
+        name: str | None = None,
     ):
         if not isinstance(penalty, Penalty):
             raise UserError(f"a term needs a penalty such as L2(1e-4), got {penalty!r}")
@@ -97,7 +100,10 @@ class Term:
         schedule = penalty.schedule if schedule is None else schedule
         if schedule is not None and not callable(schedule):
             raise UserError(f"schedule= must be constant(), warmup(n) or a callable, got {schedule!r}")
+        if name is not None and not (isinstance(name, str) and name.strip()):
+            raise UserError(f"name= must be a non-empty string, got {name!r}")
         self.penalty = penalty
+        self.name = name
         self.on = on
         self.mode = None if mode is None else _check_mode(mode)
         self.schedule = schedule
@@ -110,6 +116,8 @@ class Term:
             parts.append(f"mode={self.mode!r}")
         if self.schedule is not None:
             parts.append(f"schedule={self.schedule!r}")
+        if self.name is not None:
+            parts.append(f"name={self.name!r}")
         return f"Term({', '.join(parts)})"
 
 
@@ -125,7 +133,7 @@ class _Bound:
         self.tensors = [p for _, p in self.named]
         self.chunks: list[tuple[dict, list[Tensor]]] = []  # (param group, its params)
         label = self.selection.label
-        self.name = self.penalty.name if label == "weights" else f"{self.penalty.name}:{label}"
+        self.name = term.name or (self.penalty.name if label == "weights" else f"{self.penalty.name}:{label}")
 
     def lam(self, step: int) -> float:
         return self.penalty.lam * float(self.schedule(step))
@@ -273,11 +281,9 @@ class Regularizer:
         wd_ids = {id(p) for g in optimizer.param_groups if g.get("weight_decay") for p in g["params"]}
         decayed = [n for b in self._bound for n, p in b.named if id(p) in wd_ids]
         if decayed:
-            warnings.warn(
+            warn_user(
                 f"the optimizer's own weight_decay also applies to {len(decayed)} parameter(s) "
-                f"the regularizer penalizes (e.g. {decayed[0]}): they are decayed twice",
-                UserWarning,
-                stacklevel=3,
+                f"the regularizer penalizes (e.g. {decayed[0]}): they are decayed twice"
             )
         self._optimizer = optimizer
         self._groups_seen = _group_sizes(optimizer)
@@ -356,12 +362,10 @@ class Regularizer:
             return
         self._apply(self._proximal)
         if self._penalty_with_grad and not self._warned_double:
-            warnings.warn(
+            warn_user(
                 "reg.penalty() was computed with gradients enabled during a step of the optimizer the "
                 "regularizer is attached to: if it is in the loss, every term is applied twice. "
-                "Attach or add reg.penalty() to the loss, not both; log reg.values() instead.",
-                UserWarning,
-                stacklevel=2,
+                "Attach or add reg.penalty() to the loss, not both; log reg.values() instead."
             )
             self._warned_double = True
         self._penalty_with_grad = False
@@ -428,15 +432,17 @@ class Regularizer:
                     line += f"  shared by {owners}"
                 lines.append(line)
             count = sum(p.numel() for p in b.tensors)
-            lines.append(f"    = {len(b.tensors)} tensors, {count:,} values")
+            n = len(b.tensors)
+            lines.append(f"    = {n} tensor{'s' * (n != 1)}, {count:,} value{'s' * (count != 1)}")
         self._warn_nobodys(everything().resolve(self.model))
         rest = self._untouched(everything().resolve(self.model))
         counts: dict[str, int] = {}
         for _, p, kind in rest:
             counts[kind] = counts.get(kind, 0) + 1
-        detail = ", ".join(f"{v} {k}" for k, v in counts.items())
+        detail = ", ".join(f"{v} {k if v != 1 else ONE_OF_KIND[k]}" for k, v in counts.items())
         values = sum(p.numel() for _, p, _ in rest)
-        lines.append(f"untouched: {len(rest)} params, {values:,} values" + (f" ({detail})" if detail else ""))
+        lines.append(f"untouched: {len(rest)} param{'s' * (len(rest) != 1)}, {values:,} value{'s' * (values != 1)}"
+                     + (f" ({detail})" if detail else ""))
         return "\n".join(lines)
 
     def _untouched(self, named: list[tuple[str, Tensor]]) -> list[tuple[str, Tensor, str]]:
@@ -465,11 +471,9 @@ class Regularizer:
             return
         shown = ", ".join(f"{n} {tuple(p.shape)}" for n, p in nobodys)
         fix = " | ".join(f'rl.named("{n}")' for n, _ in nobodys)
-        warnings.warn(
+        warn_user(
             f"no term touches {len(nobodys)} weight(s) that belong to no layer weights() knows: {shown}. "
-            f"To penalize them, add them to the selection: on=rl.weights() | {fix}",
-            UserWarning,
-            stacklevel=3,
+            f"To penalize them, add them to the selection: on=rl.weights() | {fix}"
         )
         self._warned_nobodys = True
 

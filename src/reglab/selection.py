@@ -46,7 +46,6 @@ from abc import ABC, abstractmethod
 
 import fnmatch
 import re
-import warnings
 from typing import Iterator
 
 from torch import nn
@@ -55,7 +54,7 @@ from torch.nn.utils.parametrizations import _WeightNorm
 from torch.nn.utils.spectral_norm import SpectralNorm
 from torch.nn.utils.weight_norm import WeightNorm
 
-from reglab.errors import UserError
+from reglab.errors import UserError, warn_user
 
 __all__ = [
     "Selection",
@@ -245,10 +244,8 @@ class _Named(Selection):
             hits = {id(p) for n, p in names if fnmatch.fnmatchcase(n, pattern)}
             if not hits:
                 example = ", ".join(n for n, _ in names[:3])
-                warnings.warn(
-                    f"named({pattern!r}) matches no parameter of the model (its names look like: {example})",
-                    UserWarning,
-                    stacklevel=2,
+                warn_user(
+                    f"named({pattern!r}) matches no parameter of the model (its names look like: {example})"
                 )
             out |= hits
         return out
@@ -324,7 +321,9 @@ def embeddings() -> Selection:
 
 def named(*patterns: str) -> Selection:
     """Parameters whose qualified name (as in ``named_parameters()``, wrapper prefixes removed)
-    matches a glob, e.g. ``head.*``. A pattern that matches nothing is warned about."""
+    matches a glob, e.g. ``head.*``. A pattern that matches nothing is warned about (at the user's
+    line); a term whose whole selection is empty, as a lone ``named()`` that matches nothing, is a
+    :class:`UserError` of the :class:`~reglab.Regularizer`."""
     if not patterns or not all(isinstance(p, str) and p for p in patterns):
         raise UserError("named() needs one or more non-empty glob patterns, e.g. named('head.*')")
     return _Named(tuple(patterns))

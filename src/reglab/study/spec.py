@@ -29,6 +29,7 @@ from reglab.bounded import load_yaml
 from reglab.config import Config, apply_overrides, parse_override, read_yaml, recipe_path, validate
 from reglab.errors import UserError
 from reglab.study.auto_grid import auto_grid, resolve
+from reglab.formatting import counted
 from reglab.study.grid import RESERVED_KEYS, parse_grid, parse_seeds
 from reglab.tasks.objective import objective
 
@@ -66,8 +67,8 @@ def make_spec(recipe: str, overrides: list[str], grids: list[str], seeds: str, f
     points = trials if search == "tpe" else math.prod(g.size() for g in parsed)
     spec_size = points * len(seed_list) * (folds or 1)
     if spec_size > max_runs:
-        seeds_part = f"{len(seed_list)} seed{'s' * (len(seed_list) != 1)}"
-        raise UserError(f"this study would hold {spec_size} runs ({points} points × {seeds_part}"
+        raise UserError(f"this study would hold {counted(spec_size, 'run')} ({counted(points, 'point')} × "
+                        f"{counted(len(seed_list), 'seed')}"
                         f"{f' × {folds} folds' if folds else ''}), more than the limit of {max_runs}; "
                         "make it smaller, or raise the limit with --max-runs")
     path = recipe_path(recipe)

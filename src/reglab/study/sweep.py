@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from reglab.config import check_name
 from reglab.errors import UserError
+from reglab.formatting import counted
 from reglab.runs import inside
 from reglab.study.auto_grid import plan_lines
 from reglab.study.launch import run_workers, worker_command
@@ -52,10 +53,10 @@ class SweepResult:
 
 def describe_plan(spec: dict[str, Any], total: int) -> str:
     seeds, folds = len(spec["seeds"]), spec["folds"]
-    per = f"{seeds} seed{'s' * (seeds > 1)}" + (f" × {folds} folds" if folds else "")
+    per = counted(seeds, "seed") + (f" × {folds} folds" if folds else "")
     if spec["search"] == "tpe":
-        return f"{total} TPE trials, each on {per}"
-    return f"{total} trials: {total // (seeds * (folds or 1))} points × {per}"
+        return f"{counted(total, 'TPE trial')}, each on {per}"
+    return f"{counted(total, 'trial')}: {counted(total // (seeds * (folds or 1)), 'point')} × {per}"
 
 
 def training_path(spec: dict[str, Any], batch: int) -> str:
@@ -211,12 +212,13 @@ def write_location(folder: Path, storage_url: str, name: str) -> None:
 
 def report_end(storage, study, spec: dict[str, Any], folder: Path, echo: Echo, started: float) -> bool:
     """Print the counts with the wall-clock time since ``started`` (``time.monotonic()``), the
-    failures, the point chosen on validation and the next command."""
+    failures, the point chosen on validation and the study folder (the command line adds the next
+    command, ``reglab report``)."""
     name = study.study_name
     counts = progress(storage, storage.get_study_id_from_name(name), spec, study.user_attrs["total"])
     records = study_records(study.get_trials(deepcopy=False), spec)
     pruned = f" ({counts['pruned']} of them pruned)" if counts["pruned"] else ""
-    echo(f"{counts['done']} trials done{pruned}, {counts['failed']} failed, of {counts['total']} "
+    echo(f"{counted(counts['done'], 'trial')} done{pruned}, {counts['failed']} failed, of {counts['total']} "
          f"({time.monotonic() - started:.1f} s)")
     for record in records:
         if record.status == "failed":
@@ -230,14 +232,13 @@ def report_end(storage, study, spec: dict[str, Any], folder: Path, echo: Echo, s
     if not finished:
         echo(f"study '{name}' is not finished; rerun the same command to resume it")
     echo(f"study folder: {folder}")
-    echo(f"next: reglab report {folder} --out report/")
     return finished
 
 
 def chosen_line(spec: dict[str, Any], choice: Choice) -> str:
     """``chosen on validation (mean val_acc over 10 seeds): dropout p=0.1 (0.5955) (tie with l1
     λ=0.0001, broken by the stronger regularization)``."""
-    seeds = f"{choice.seeds} seed{'s' * (choice.seeds != 1)}" + (", folds averaged within each" if spec["folds"] else "")
+    seeds = counted(choice.seeds, "seed") + (", folds averaged within each" if spec["folds"] else "")
     tie = f" ({choice.tie_text()})" if choice.tie else ""
     return f"chosen on validation (mean {choice.metric} over {seeds}): {choice.label} ({choice.score:.4g}){tie}"
 
@@ -251,7 +252,7 @@ def work(name: str, storage_url: str | None, studies_dir: Path, batch: int, hear
     storage = open_storage(url, heartbeat, grace, must_exist=storage_url is None)
     signal.signal(signal.SIGTERM, interrupt)
     done = Worker(storage, name, folder / "runs", batch, echo).run()
-    echo(f"worker finished: {done} trials trained here; nothing left to do in '{name}'")
+    echo(f"worker finished: {counted(done, 'trial')} trained here; nothing left to do in '{name}'")
     return done
 
 
