@@ -117,8 +117,8 @@ def test_pruned_trials_are_optunas_pruned_with_their_curve_and_count_as_done(stu
     assert cut and len(cut) % 3 == 0  # whole points: all three seeds
     for t in cut:
         assert t.user_attrs["status"] == "pruned" and "successive halving" in t.user_attrs["reason"]
-        epoch = t.user_attrs["summary"]["epoch"]
-        assert epoch in (1, 3) and t.user_attrs["summary"]["epochs_run"] == epoch
+        epoch = t.system_attrs["summary"]["epoch"]
+        assert epoch in (1, 3) and t.system_attrs["summary"]["epochs_run"] == epoch
         assert sorted(t.intermediate_values) == list(range(1, epoch + 1))
         summary = json.loads((Path(t.user_attrs["run_dir"]) / "summary.json").read_text())
         assert summary["status"] == "pruned" and summary["epoch"] == epoch

@@ -120,6 +120,12 @@ def strength_name(strength: str | None) -> str:
     return "dropout rate p" if is_rate(strength) else "λ"
 
 
+def config_legend(ax, configs: list[ConfigStats]) -> None:
+    """A line per config, outside the axes, titled by what its values are (λ or a dropout rate)."""
+    legend_outside(ax, fontsize=7, title=None if configs[0].lam is None else strength_name(configs[0].strength),
+                   title_fontsize=7)
+
+
 def swept(analysis: Analysis) -> list[FamilyChoice]:
     """The families run at two λ or more: the ones a λ plot has a panel for."""
     return [sel for sel in analysis.selections if len({c.lam for c in sel.configs}) >= 2]
@@ -189,8 +195,7 @@ def learning_curves(analysis: Analysis, folder: Path) -> Plot:
         title(ax, name)
         ax.set(xlabel="epoch", ylabel=kind_name(metric, kind))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        legend_outside(ax, fontsize=7, title=None if configs[0].lam is None else strength_name(configs[0].strength),
-                       title_fontsize=7)
+        config_legend(ax, configs)
     path = folder / "curves.png"
     save(fig, path, "train (solid) and validation (dashed) curves, mean over seeds")
     return Plot(path, "Train and validation curves per λ",
@@ -315,8 +320,7 @@ def robust_vs_eps(analysis: Analysis, folder: Path) -> Plot | None:
                  color=color)
         title(ax, name)
         ax.set(xlabel="ε (attack budget)", ylabel="test accuracy under PGD (%)", ylim=(0, 100))
-        legend_outside(ax, fontsize=7, title=None if configs[0].lam is None else strength_name(configs[0].strength),
-                       title_fontsize=7)
+        config_legend(ax, configs)
     path = folder / "robust_vs_eps.png"
     save(fig, path, "test accuracy vs attack budget ε (final robust evaluation, mean over seeds)")
     return Plot(path, "Accuracy vs ε",

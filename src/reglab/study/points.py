@@ -156,7 +156,8 @@ def study_keys(spec: dict[str, Any]) -> tuple[str, ...]:
     ``reg.l2`` → ``reg.penalty``, ``reg.lam``), the seed when it has several, the fold under CV."""
     keys: list[str] = []
     for grid in (parse_grid(g) for g in spec["grids"]):
-        keys += [k for k, _ in plain_overrides([(grid.key, grid.values()[0])])]
+        first = None if grid.auto is not None else grid.values()[0]  # an auto grid is on reg.lam, a plain key
+        keys += [k for k, _ in plain_overrides([(grid.key, first)])]
     keys += ["seed"] * (len(spec["seeds"]) > 1) + ["data.fold"] * bool(spec["folds"])
     return tuple(dict.fromkeys(keys))
 
