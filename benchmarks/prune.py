@@ -15,6 +15,7 @@ default so that a study fits a loaded 2-core machine (``--epochs 30 --seeds 10``
 
     OMP_NUM_THREADS=1 python benchmarks/prune.py                       # 10 repeats, 3 seeds, 15 epochs
     OMP_NUM_THREADS=1 python benchmarks/prune.py --first 4 --repeats 2 # repeats 4 and 5 only
+    python benchmarks/prune.py --seeds 10 --epochs 30 --min-epochs 10  # the demo, first rung at epoch 10
 """
 
 from __future__ import annotations
@@ -36,12 +37,12 @@ DEMO_SET = ["model.dropout=0", "model.hidden=[256,128]"]
 QUIET = ["train.plots=false", "train.save_weights=false"]
 
 
-def study(folder: Path, name: str, seeds: list[int], epochs: int, prune: str | None, eta: int):
+def study(folder: Path, name: str, seeds: list[int], epochs: int, prune: str | None, eta: int, min_epochs: int = 1):
     """One study; (chosen label, model-epochs, seconds, label → its runs' validation values)."""
     started = time.perf_counter()
     result = rl.sweep("mlp-l2", *DEMO_SET, f"train.epochs={epochs}", *QUIET, grid=GRID,
                       seeds=",".join(map(str, seeds)), name=name, studies_dir=folder, echo=None,
-                      prune=prune, prune_eta=eta)
+                      prune=prune, prune_eta=eta, prune_min_epochs=min_epochs)
     seconds = time.perf_counter() - started
     spec, records = result.records()
     values: dict[str, list[float]] = {}
@@ -69,9 +70,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="seeds per study (S)")
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--eta", type=int, default=3)
+    parser.add_argument("--min-epochs", type=int, default=1, help="no rung before this epoch (--prune-min-epochs)")
     args = parser.parse_args()
     print(f"{platform.machine()}, torch {torch.__version__}, Python {platform.python_version()}; "
-          f"demo grid, {args.seeds} seeds, {args.epochs} epochs, η={args.eta}")
+          f"demo grid, {args.seeds} seeds, {args.epochs} epochs, η={args.eta}, first rung from epoch {args.min_epochs}")
     print(f"{'repeat':>6} {'seeds':>9}  {'chosen (full grid)':<22} {'chosen (pruned)':<22} same "
           f"{'model-epochs full':>17} {'pruned':>7} {'ratio':>6} {'s full':>7} {'s pruned':>8} "
           f"{'miss':>7} {'SE':>6}")
@@ -80,7 +82,7 @@ def main() -> None:
         for i in range(args.first, args.first + args.repeats):
             seeds = list(range(i * args.seeds, (i + 1) * args.seeds))
             full = study(Path(scratch), f"full-{i}", seeds, args.epochs, None, args.eta)
-            pruned = study(Path(scratch), f"pruned-{i}", seeds, args.epochs, "halving", args.eta)
+            pruned = study(Path(scratch), f"pruned-{i}", seeds, args.epochs, "halving", args.eta, args.min_epochs)
             agree = full[0] == pruned[0]
             same += agree
             ratios.append(pruned[1] / full[1])
