@@ -31,12 +31,12 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
 import torch
+from processes import timed
 from torch import nn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -140,28 +140,6 @@ def floor_child(args) -> None:
     results = [bare_loop(args.kind, data, float(lam), args.epochs)
                for lam in lams(args.model_count)[args.share :: args.shares]]
     print(json.dumps(results))
-
-
-def spawn(argv: list[str], env: dict[str, str | None]) -> subprocess.Popen:
-    """Start ``argv`` with this environment changed by ``env`` (None: the variable is removed)."""
-    changed = {**os.environ, **env}
-    return subprocess.Popen(argv, env={k: v for k, v in changed.items() if v is not None},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-
-
-def timed(commands: list[tuple[list[str], dict[str, str | None]]], expect: str) -> float:
-    """Seconds until every command (started together) has finished; each must succeed, and the
-    output of the last one contain ``expect``."""
-    started = time.perf_counter()
-    procs = [spawn(argv, env) for argv, env in commands]
-    outputs = [p.communicate()[0].decode() for p in procs]
-    seconds = time.perf_counter() - started
-    for p, out in zip(procs, outputs):
-        if p.returncode != 0:
-            raise SystemExit(f"a child failed (exit {p.returncode}):\n{out}")
-    if expect not in outputs[-1]:
-        raise SystemExit(f"'{expect}' is not in the output of {commands[-1][0][:3]}:\n{outputs[-1]}")
-    return seconds
 
 
 def ways(kind: str, k: int, epochs: int, root: str, data: str, cores: int, baseline: str | None) -> dict:

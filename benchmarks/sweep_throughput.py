@@ -36,6 +36,7 @@ import time
 
 import numpy as np
 import torch
+from processes import timed
 
 BUSY_LOOP = "while True: pass"
 
@@ -61,25 +62,6 @@ def child(args) -> None:
         result = reglab.train.run(config, args.root, progress=False)
         if not result.ok:
             raise SystemExit(f"run failed: {result.summary.get('reason')}")
-
-
-def spawn(argv: list[str], env: dict[str, str | None]) -> subprocess.Popen:
-    """Start ``argv`` with this environment changed by ``env`` (None: the variable is removed)."""
-    changed = {**os.environ, **env}
-    return subprocess.Popen(argv, env={k: v for k, v in changed.items() if v is not None},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-
-
-def timed(commands: list[tuple[list[str], dict[str, str | None]]]) -> float:
-    """Seconds until every command (started together) has finished; each must succeed."""
-    started = time.perf_counter()
-    procs = [spawn(argv, env) for argv, env in commands]
-    outputs = [p.communicate()[0].decode() for p in procs]
-    seconds = time.perf_counter() - started
-    for p, out in zip(procs, outputs):
-        if p.returncode != 0:
-            raise SystemExit(f"a child failed (exit {p.returncode}):\n{out}")
-    return seconds
 
 
 def ways(args, root: str, cores: int) -> dict[str, list[tuple[list[str], dict[str, str | None]]]]:

@@ -37,7 +37,8 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Sequence
 
-TIE_TOLERANCE = 1e-9  # relative: scores this close to the best are tied
+from reglab.ties import reaches
+
 FAMILY_ORDER = ("none", "l2", "l1", "elastic", "group", "dropout", "weight_decay", "gp", "r1", "sn")
 STATUS_ORDER = ("ok", "failed", "pruned", "running", "waiting")
 TIE_RULES = ("the stronger regularization", "the simpler family", "the labels' alphabetical order")
@@ -174,17 +175,14 @@ def choose(pool: Iterable[Candidate], metric: str, direction: str) -> Choice | N
         return None
     best = max(sign * score(means) for _, means in eligible)
 
-    def reaches(means: dict[int, float]) -> bool:
-        return sign * score(means) >= best or math.isclose(sign * score(means), best, rel_tol=TIE_TOLERANCE)
-
-    tied = sorted((c for c, means in eligible if reaches(means)), key=Candidate.tie_order)
+    tied = sorted((c for c, means in eligible if reaches(sign * score(means), best)), key=Candidate.tie_order)
     winner = tied[0]
     means = next(m for c, m in eligible if c is winner)
     broken_by = None
     if len(tied) > 1:
         first, second = winner.tie_order(), tied[1].tie_order()
         broken_by = TIE_RULES[next(i for i in range(3) if first[i] != second[i])]
-    passed = tuple(passed_over(c, m) for c, m in failed if reaches(m))
+    passed = tuple(passed_over(c, m) for c, m in failed if reaches(sign * score(m), best))
     return Choice(winner.label, dict(winner.point), winner.family, winner.lam, metric, score(means), len(means),
                   tuple(c.label for c in tied[1:]), broken_by, passed)
 

@@ -32,13 +32,12 @@ from typing import Hashable, Iterator
 
 from reglab.config import Config
 from reglab.runs import Run, RunLabel
+from reglab.ties import reaches
 from reglab.train.batched import vectorizable
 from reglab.train.engine import Stack, course, run_folders, stack_of
 from reglab.train.experiment import prepare
 from reglab.train.threads import use_free_cores
 from reglab.train.tracker import Member
-
-TIE_TOLERANCE = 1e-9  # relative, as reglab.study.choose: scores this close are tied
 
 
 def halvings(points: int, eta: int) -> int:
@@ -102,7 +101,7 @@ def survivors(points: dict[Hashable, float | None], rule: Halving) -> list[Hasha
     if not ranked:
         return []
     bar = sign * points[ranked[:kept(len(points), rule.eta)][-1]]
-    return [p for p in ranked if sign * points[p] >= bar or math.isclose(sign * points[p], bar, rel_tol=TIE_TOLERANCE)]
+    return [p for p in ranked if reaches(sign * points[p], bar)]
 
 
 class Course:
