@@ -250,3 +250,14 @@ def test_a_bad_prune_flag_is_one_error_line_and_leaves_no_study(tmp_path, monkey
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1
     assert not (tmp_path / "studies").exists() or not any((tmp_path / "studies").iterdir())
+
+
+def test_the_python_api_reads_a_pruned_study_as_finished_and_its_pruned_configs_as_pruned(studies):
+    _, pruned, _, _ = studies
+    opened = rl.Study.open(pruned.folder)
+    assert opened.finished  # every trial has ended: pruned ones never run again
+    table = opened.summary()
+    cut = {r.label for r in pruned.records()[1] if r.status == "pruned"}
+    assert cut and set(table.loc[table["status"] == "pruned", "label"]) == cut
+    assert not table.loc[table["label"].isin(cut), "chosen"].any()
+    assert f"{len(pruned.records()[1])} of" in opened._repr_html_()  # all trials counted as finished

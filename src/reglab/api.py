@@ -34,7 +34,7 @@ from reglab.formatting import counted
 from reglab.runs import Run
 from reglab.stats import MIN_SEEDS, summary_over_seeds
 from reglab.study.choose import Choice, candidates, choose_point, score, seed_means
-from reglab.study.records import TrialRecord, load_study, locate
+from reglab.study.records import ENDED, TrialRecord, load_study, locate
 from reglab.study.sweep import sweep as run_sweep
 from reglab.train import run as run_config
 
@@ -78,9 +78,10 @@ def interval(records: list[TrialRecord], metric: str) -> tuple[float, float] | N
 
 
 def config_status(records: list[TrialRecord]) -> str:
-    """``ok`` (every run finished), ``failed`` (a run failed: never chosen) or ``unfinished``."""
+    """``ok`` (every run finished), ``failed`` (a run failed), ``pruned`` (a run was pruned by
+    successive halving; either is never chosen) or ``unfinished``."""
     statuses = {r.status for r in records}
-    return "failed" if "failed" in statuses else "ok" if statuses == {"ok"} else "unfinished"
+    return next((s for s in ("failed", "pruned") if s in statuses), "ok" if statuses == {"ok"} else "unfinished")
 
 
 @dataclass
@@ -97,7 +98,7 @@ class Study:
         or the ``storage.json`` that names its database); :class:`UserError` if it is none."""
         _, name = locate(Path(folder))
         _, records = load_study(Path(folder))
-        return cls(name, Path(folder), all(r.status in ("ok", "failed") for r in records))
+        return cls(name, Path(folder), all(r.status in ENDED for r in records))
 
     def records(self) -> tuple[dict[str, Any], list[TrialRecord]]:
         return load_study(self.folder)
@@ -146,7 +147,7 @@ class Study:
         from reglab.report.analysis import analyse
 
         spec, records = self.records()
-        done = sum(r.status in ("ok", "failed") for r in records)
+        done = sum(r.status in ENDED for r in records)
         parts = [f"<h4>study {escape(self.name)}: {done} of {counted(len(records), 'trial')} finished</h4>"]
         chosen = self.chosen()
         if chosen is not None:

@@ -67,6 +67,7 @@ def superseded(trials: list[FrozenTrial]) -> set[int]:
         return {n for t in trials for n in RetryHeartbeatStaleTrialCallback.retry_history(t)}
 
 
+ENDED = ("ok", "failed", "pruned")  # a trial's statuses once it has ended: it never runs again
 PREFERRED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING, TrialState.FAIL)
 
 

@@ -59,7 +59,7 @@ from reglab.study.execute import train_all
 from reglab.study.launch import Display
 from reglab.study.points import describe, run_label
 from reglab.study.queue import complete_queue, open_study
-from reglab.study.records import progress, store_choice, study_records
+from reglab.study.records import ENDED, progress, store_choice, study_records
 from reglab.study.spec import config_for, fold_list
 from reglab.study.storage import reconnecting
 from reglab.train.batched import batched_message, vectorizable
@@ -204,7 +204,7 @@ class Worker:
     def publish_finished(self) -> None:
         """Publish the run folders of stored outcomes whose worker died before renaming them."""
         for record in study_records(self.trials(), self.spec):
-            if record.run_dir is not None and record.status in ("ok", "failed", "pruned"):
+            if record.run_dir is not None and record.status in ENDED:
                 publish(Path(record.run_dir))
 
     def trials(self, *states: TrialState) -> list[FrozenTrial]:
